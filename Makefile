@@ -1,0 +1,37 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH := torch==2.13.0
+BIN := $(abspath $(VENV))/bin
+STAMP := $(VENV)/.installed
+# Parsl finds interchange.py and its workers through PATH.
+RUN := PATH="$(BIN):$$PATH"
+
+.PHONY: demo test bench lint venv clean
+
+venv: $(STAMP)
+
+# torch first, pinned: the local CPU wheel. An unpinned torch, or gpytorch installed
+# before torch, pulls a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(RUN) $(BIN)/campaign demo --out runs/demo
+
+test: $(STAMP)
+	$(RUN) $(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	mkdir -p runs/bench
+	$(RUN) $(BIN)/python -m benchmarks.sample_efficiency --json runs/bench/sample_efficiency.json
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf runs .pytest_cache
