@@ -1,0 +1,485 @@
+"""Exact Gaussian-process regression: GPyTorch fits the hyperparameters, float64 numpy predicts.
+
+Inputs are z-scored per column and y is standardized before fitting, so the priors and
+bounds below are in units of the data's spread. Small data sometimes drives the marginal
+likelihood to tiny length scales (the model then predicts the mean everywhere); a Gamma
+prior and an interval constraint on the length scales, several restarts, and a warm start
+from the previous fit guard against that.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import gpytorch
+import numpy as np
+import torch
+from scipy.linalg import cho_solve
+
+from learners.base import NotFittedError, check_inputs, check_targets
+from learners.kernels import KERNELS, Kernel
+from learners.posterior import GaussianProcessPosterior
+
+__all__ = ["ExactGP"]
+
+logger = logging.getLogger(__name__)
+
+_STATE_VERSION = 1
+# Hyperparameter priors and bounds, all in standardized units (z-scored X, standardized y).
+# Length-scale prior mode 1.0 ~ a third of a uniform column's range; Gamma(2, 0.15) on the
+# output scale and Gamma(1.1, 10) on the noise are weak, the latter favouring signal over
+# noise when data are few.
+_LENGTHSCALE_PRIOR = (3.0, 2.0)
+_LENGTHSCALE_BOUNDS = (0.02, 50.0)
+_OUTPUTSCALE_PRIOR = (2.0, 0.15)
+_NOISE_PRIOR = (1.1, 10.0)
+# Ranges of random restarts (log-uniform).
+_RESTART_LENGTHSCALE = (0.2, 5.0)
+_RESTART_OUTPUTSCALE = (0.5, 2.0)
+_RESTART_NOISE = (1e-4, 1e-1)
+_STATE_KEYS = (
+    "format_version", "kernel", "x_train", "y_train", "x_offset", "x_scale", "y_offset",
+    "y_scale", "lengthscale", "outputscale", "noise", "constant",
+)
+
+
+class _TorchGP(gpytorch.models.ExactGP):
+    """Constant mean + ScaleKernel(ARD Matern 5/2 or RBF) with priors, used only for fitting."""
+
+    def __init__(
+        self, x: torch.Tensor, y: torch.Tensor, kernel: str, noise_floor: float
+    ) -> None:
+        likelihood = gpytorch.likelihoods.GaussianLikelihood(
+            noise_prior=gpytorch.priors.GammaPrior(*_NOISE_PRIOR),
+            noise_constraint=gpytorch.constraints.GreaterThan(noise_floor),
+        )
+        super().__init__(x, y, likelihood)
+        d = x.shape[-1]
+        options: dict[str, Any] = {
+            "ard_num_dims": d,
+            "lengthscale_prior": gpytorch.priors.GammaPrior(*_LENGTHSCALE_PRIOR),
+            "lengthscale_constraint": gpytorch.constraints.Interval(*_LENGTHSCALE_BOUNDS),
+        }
+        if kernel == "rbf":
+            base = gpytorch.kernels.RBFKernel(**options)
+        else:
+            base = gpytorch.kernels.MaternKernel(nu=2.5, **options)
+        self.mean_module = gpytorch.means.ConstantMean()
+        self.covar_module = gpytorch.kernels.ScaleKernel(
+            base, outputscale_prior=gpytorch.priors.GammaPrior(*_OUTPUTSCALE_PRIOR)
+        )
+
+    def forward(self, x: torch.Tensor) -> gpytorch.distributions.MultivariateNormal:
+        return gpytorch.distributions.MultivariateNormal(self.mean_module(x), self.covar_module(x))
+
+    def set_hyperparameters(self, h: dict[str, np.ndarray | float]) -> None:
+        self.initialize(
+            **{
+                "covar_module.base_kernel.lengthscale": torch.as_tensor(
+                    h["lengthscale"], dtype=torch.float64
+                ).reshape(1, -1),
+                "covar_module.outputscale": float(h["outputscale"]),
+                "likelihood.noise": float(h["noise"]),
+                "mean_module.constant": float(h["constant"]),
+            }
+        )
+
+    def hyperparameters(self) -> dict[str, np.ndarray | float]:
+        lengthscale = self.covar_module.base_kernel.lengthscale.detach().numpy()
+        return {
+            "lengthscale": lengthscale.reshape(-1).copy(),
+            "outputscale": float(self.covar_module.outputscale.detach()),
+            "noise": float(self.likelihood.noise.detach().reshape(-1)[0]),
+            "constant": float(self.mean_module.constant.detach().reshape(-1)[0]),
+        }
+
+
+class ExactGP:
+    """Exact GP regression with ARD Matern 5/2 (or RBF) kernel and Gaussian noise.
+
+    Follows the scikit-learn estimator contract: ``__init__`` stores parameters, ``fit``
+    learns; learned state ends in ``_``.
+
+    Args:
+        kernel: ``"matern52"`` or ``"rbf"``.
+        restarts: random hyperparameter starts in addition to the first one; the first is
+            the previous fit's hyperparameters when refitting with the same kernel and
+            number of columns (warm start), else a default (length scales 1, output scale
+            1, noise 0.01). The start with the best penalized marginal likelihood is kept.
+        iterations: maximum L-BFGS iterations per start.
+        learning_rate: L-BFGS step length (strong-Wolfe line search), in the optimizer's
+            unconstrained hyperparameter space.
+        seed: seeds the restarts and torch, so fits are deterministic.
+        threads: torch threads during ``fit`` (the previous setting is restored after).
+        noise_floor: lower bound of the noise variance in standardized y units; keeps the
+            Cholesky well conditioned for noise-free or duplicated data.
+
+    Fitted (read-only) attributes: ``n_train_``, ``n_features_in_``, ``lengthscale_``
+    ((d,) standardized X units), ``outputscale_``, ``noise_`` and ``constant_``
+    (standardized y units).
+
+    Prediction is exact in float64: a Cholesky of ``K_train + noise I`` and candidate rows
+    in chunks of 10,000, so 10^5 candidates x 1,000 training points fit in bounded memory.
+    """
+
+    def __init__(
+        self,
+        kernel: str = "matern52",
+        restarts: int = 2,
+        iterations: int = 150,
+        learning_rate: float = 1.0,
+        seed: int = 0,
+        threads: int = 1,
+        noise_floor: float = 1e-6,
+    ) -> None:
+        self.kernel = kernel
+        self.restarts = restarts
+        self.iterations = iterations
+        self.learning_rate = learning_rate
+        self.seed = seed
+        self.threads = threads
+        self.noise_floor = noise_floor
+
+    # -- scikit-learn style parameters -------------------------------------------------
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Constructor parameters as a dict (scikit-learn contract)."""
+        return {
+            "kernel": self.kernel,
+            "restarts": self.restarts,
+            "iterations": self.iterations,
+            "learning_rate": self.learning_rate,
+            "seed": self.seed,
+            "threads": self.threads,
+            "noise_floor": self.noise_floor,
+        }
+
+    def __repr__(self) -> str:
+        defaults = ExactGP().get_params()
+        changed = [f"{k}={v!r}" for k, v in self.get_params().items() if v != defaults[k]]
+        return f"ExactGP({', '.join(changed)})"
+
+    def _check_params(self) -> None:
+        if self.kernel not in KERNELS:
+            raise ValueError(f"kernel must be one of {', '.join(KERNELS)}, got {self.kernel!r}")
+        if int(self.restarts) != self.restarts or self.restarts < 0:
+            raise ValueError(f"restarts must be an integer >= 0, got {self.restarts!r}")
+        if int(self.iterations) != self.iterations or self.iterations < 1:
+            raise ValueError(f"iterations must be an integer >= 1, got {self.iterations!r}")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+        if int(self.threads) != self.threads or self.threads < 1:
+            raise ValueError(f"threads must be an integer >= 1, got {self.threads!r}")
+        if not (math.isfinite(self.noise_floor) and self.noise_floor > 0):
+            raise ValueError(f"noise_floor must be > 0, got {self.noise_floor!r}")
+
+    # -- fitted attributes ---------------------------------------------------------------
+
+    def _fitted(self) -> dict[str, np.ndarray]:
+        state = getattr(self, "_state", None)
+        if state is None:
+            raise NotFittedError(
+                "this ExactGP is not fitted yet; call fit(X, y) or load_state_dict(state) first"
+            )
+        return state
+
+    @property
+    def n_train_(self) -> int:
+        """Number of training points of the fit."""
+        return int(self._fitted()["x_train"].shape[0])
+
+    @property
+    def n_features_in_(self) -> int:
+        """Number of input columns d of the fit."""
+        return int(self._fitted()["x_train"].shape[1])
+
+    @property
+    def lengthscale_(self) -> np.ndarray:
+        """(d,) fitted length scales in standardized (z-scored) X units."""
+        return self._fitted()["lengthscale"].copy()
+
+    @property
+    def outputscale_(self) -> float:
+        """Fitted prior variance of the latent function, standardized y units squared."""
+        return float(self._fitted()["outputscale"][0])
+
+    @property
+    def noise_(self) -> float:
+        """Fitted observation noise variance, standardized y units squared."""
+        return float(self._fitted()["noise"][0])
+
+    @property
+    def constant_(self) -> float:
+        """Fitted constant prior mean, standardized y units."""
+        return float(self._fitted()["constant"][0])
+
+    # -- fit -------------------------------------------------------------------------------
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> ExactGP:
+        """Fit hyperparameters by maximizing the penalized exact marginal likelihood.
+
+        Args:
+            X: (n, d) float64 inputs, n >= 1, finite.
+            y: (n,) float64 targets, finite.
+
+        Returns:
+            self.
+
+        Raises:
+            ValueError: bad parameters, X not 2-D, y not matching X, non-finite values.
+        """
+        self._check_params()
+        X = check_inputs(X, name="X")
+        y = check_targets(y, X.shape[0], name="y")
+        x_offset, x_scale = _standardizer(X)
+        y_offset, y_scale = _standardizer(y[:, None])
+        Xs = (X - x_offset) / x_scale
+        ys = (y - y_offset[0]) / y_scale[0]
+
+        rng = np.random.default_rng(self.seed)
+        starts = [self._first_start(X.shape[1])]
+        starts += [_random_start(X.shape[1], rng) for _ in range(int(self.restarts))]
+
+        previous_threads = torch.get_num_threads()
+        torch.set_num_threads(int(self.threads))
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.seed)
+                best = self._optimize(Xs, ys, starts)
+        finally:
+            torch.set_num_threads(previous_threads)
+
+        self._set_state(
+            {
+                "format_version": np.array([_STATE_VERSION], dtype=np.int64),
+                "kernel": np.array([KERNELS.index(self.kernel)], dtype=np.int64),
+                "x_train": X.copy(),
+                "y_train": y.copy(),
+                "x_offset": x_offset,
+                "x_scale": x_scale,
+                "y_offset": y_offset,
+                "y_scale": y_scale,
+                "lengthscale": np.asarray(best["lengthscale"], dtype=np.float64),
+                "outputscale": np.array([best["outputscale"]], dtype=np.float64),
+                "noise": np.array([best["noise"]], dtype=np.float64),
+                "constant": np.array([best["constant"]], dtype=np.float64),
+            }
+        )
+        return self
+
+    def _first_start(self, d: int) -> dict[str, np.ndarray | float]:
+        state = getattr(self, "_state", None)
+        if (
+            state is not None
+            and state["x_train"].shape[1] == d
+            and KERNELS[int(state["kernel"][0])] == self.kernel
+        ):
+            return {
+                "lengthscale": state["lengthscale"].copy(),
+                "outputscale": float(state["outputscale"][0]),
+                "noise": float(state["noise"][0]),
+                "constant": float(state["constant"][0]),
+            }
+        return {"lengthscale": np.ones(d), "outputscale": 1.0, "noise": 1e-2, "constant": 0.0}
+
+    def _optimize(
+        self, Xs: np.ndarray, ys: np.ndarray, starts: list[dict[str, np.ndarray | float]]
+    ) -> dict[str, np.ndarray | float]:
+        x = torch.as_tensor(Xs, dtype=torch.float64)
+        y = torch.as_tensor(ys, dtype=torch.float64)
+        model = _TorchGP(x, y, self.kernel, float(self.noise_floor)).to(torch.float64)
+        mll = gpytorch.mlls.ExactMarginalLogLikelihood(model.likelihood, model)
+        model.train()
+        best: dict[str, np.ndarray | float] | None = None
+        best_loss = math.inf
+        # Exact Cholesky algebra for the sizes we fit (GPyTorch otherwise switches to CG).
+        with gpytorch.settings.max_cholesky_size(10**6):
+            for index, start in enumerate(starts):
+                model.set_hyperparameters(_clip_start(start, float(self.noise_floor)))
+                try:
+                    loss = self._run_lbfgs(model, mll, x, y)
+                except (RuntimeError, ValueError) as error:  # NotPSDError is a RuntimeError
+                    logger.warning("GP start %d failed: %s", index, error)
+                    continue
+                logger.debug("GP start %d: loss %.6g", index, loss)
+                if math.isfinite(loss) and loss < best_loss:
+                    best_loss, best = loss, model.hyperparameters()
+        if best is None:
+            logger.warning("all %d GP starts failed; keeping the first start", len(starts))
+            best = _clip_start(starts[0], float(self.noise_floor))
+        return best
+
+    def _run_lbfgs(
+        self,
+        model: _TorchGP,
+        mll: gpytorch.mlls.ExactMarginalLogLikelihood,
+        x: torch.Tensor,
+        y: torch.Tensor,
+    ) -> float:
+        optimizer = torch.optim.LBFGS(
+            model.parameters(),
+            lr=float(self.learning_rate),
+            max_iter=int(self.iterations),
+            line_search_fn="strong_wolfe",
+        )
+
+        def closure() -> torch.Tensor:
+            optimizer.zero_grad()
+            loss = -mll(model(x), y)
+            loss.backward()
+            return loss
+
+        optimizer.step(closure)
+        with torch.no_grad():
+            return float(-mll(model(x), y))
+
+    # -- state -----------------------------------------------------------------------------
+
+    def _set_state(self, state: dict[str, np.ndarray]) -> None:
+        kernel = Kernel(
+            KERNELS[int(state["kernel"][0])], state["lengthscale"], float(state["outputscale"][0])
+        )
+        Xs = (state["x_train"] - state["x_offset"]) / state["x_scale"]
+        ys = (state["y_train"] - state["y_offset"][0]) / state["y_scale"][0]
+        noise = float(state["noise"][0])
+        cholesky = _jittered_cholesky(kernel(Xs, Xs), noise)
+        weights = cho_solve((cholesky, True), ys - state["constant"][0], check_finite=False)
+        self._state = state
+        self._kernel = kernel
+        self._train = Xs
+        self._cholesky = cholesky
+        self._weights = weights
+
+    def posterior(self, X: np.ndarray) -> GaussianProcessPosterior:
+        """Exact GP posterior of the latent function at X, in the units of y.
+
+        Args:
+            X: (q, d) float64 with the fitted number of columns.
+
+        Returns:
+            A :class:`~learners.posterior.GaussianProcessPosterior` with mean, variance
+            (y units squared), ``noise_variance`` (y units squared) and lazy covariance.
+
+        Raises:
+            NotFittedError: before ``fit`` or ``load_state_dict``.
+            ValueError: X not 2-D, wrong number of columns, or non-finite.
+        """
+        state = self._fitted()
+        X = check_inputs(X, n_features=state["x_train"].shape[1], name="X")
+        return GaussianProcessPosterior(
+            points=(X - state["x_offset"]) / state["x_scale"],
+            train=self._train,
+            kernel=self._kernel,
+            cholesky=self._cholesky,
+            weights=self._weights,
+            prior_mean=float(state["constant"][0]),
+            noise=float(state["noise"][0]),
+            y_offset=float(state["y_offset"][0]),
+            y_scale=float(state["y_scale"][0]),
+        )
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Fitted state as float64/int64 numpy arrays (copies), enough to predict again.
+
+        Keys: ``format_version``, ``kernel`` (int64 code, index into
+        :data:`learners.kernels.KERNELS`), ``x_train`` (n, d), ``y_train`` (n,), ``x_offset``,
+        ``x_scale`` (d,), ``y_offset``, ``y_scale``, ``outputscale``, ``noise``, ``constant``
+        (1,), ``lengthscale`` (d,).
+
+        Raises:
+            NotFittedError: before ``fit`` or ``load_state_dict``.
+        """
+        return {key: value.copy() for key, value in self._fitted().items()}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> ExactGP:
+        """Restore a :meth:`state_dict`; ``posterior`` works afterwards without ``fit``.
+
+        A later ``fit`` warm-starts from the loaded hyperparameters.
+
+        Raises:
+            ValueError: missing keys, wrong shapes or dtypes, an unknown format version,
+                or a kernel other than this learner's ``kernel`` parameter.
+        """
+        missing = [key for key in _STATE_KEYS if key not in state]
+        if missing:
+            raise ValueError(f"state is missing keys: {', '.join(missing)}")
+        loaded = {key: np.array(state[key]) for key in _STATE_KEYS}
+        for key, value in loaded.items():
+            expected = np.int64 if key in ("format_version", "kernel") else np.float64
+            if value.dtype != expected:
+                raise ValueError(f"state[{key!r}] must be {np.dtype(expected)}, got {value.dtype}")
+        if int(loaded["format_version"].reshape(-1)[0]) != _STATE_VERSION:
+            raise ValueError(
+                f"state format_version {loaded['format_version']} unsupported "
+                f"(expected {_STATE_VERSION})"
+            )
+        code = int(loaded["kernel"].reshape(-1)[0])
+        if not 0 <= code < len(KERNELS) or KERNELS[code] != self.kernel:
+            name = KERNELS[code] if 0 <= code < len(KERNELS) else f"code {code}"
+            raise ValueError(f"state kernel {name!r} does not match kernel={self.kernel!r}")
+        X = loaded["x_train"]
+        if X.ndim != 2 or X.shape[0] < 1:
+            raise ValueError(f"state['x_train'] must be (n, d) with n >= 1, got {X.shape}")
+        n, d = X.shape
+        shapes = {
+            "y_train": (n,), "x_offset": (d,), "x_scale": (d,), "lengthscale": (d,),
+            "y_offset": (1,), "y_scale": (1,), "outputscale": (1,), "noise": (1,),
+            "constant": (1,), "format_version": (1,), "kernel": (1,),
+        }
+        for key, shape in shapes.items():
+            loaded[key] = loaded[key].reshape(-1) if shape == (1,) else loaded[key]
+            if loaded[key].shape != shape:
+                raise ValueError(f"state[{key!r}] must have shape {shape}, got {loaded[key].shape}")
+        self._set_state(loaded)
+        return self
+
+
+def _standardizer(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column means and standard deviations, with std 1 where a column is constant."""
+    offset = A.mean(axis=0)
+    scale = A.std(axis=0)
+    constant = scale <= 1e-12 * np.maximum(1.0, np.abs(offset))
+    scale[constant] = 1.0
+    return offset, scale
+
+
+def _random_start(d: int, rng: np.random.Generator) -> dict[str, np.ndarray | float]:
+    def log_uniform(bounds: tuple[float, float], size: int | None = None) -> Any:
+        return np.exp(rng.uniform(np.log(bounds[0]), np.log(bounds[1]), size=size))
+
+    return {
+        "lengthscale": log_uniform(_RESTART_LENGTHSCALE, d),
+        "outputscale": float(log_uniform(_RESTART_OUTPUTSCALE)),
+        "noise": float(log_uniform(_RESTART_NOISE)),
+        "constant": 0.0,
+    }
+
+
+def _clip_start(
+    start: dict[str, np.ndarray | float], noise_floor: float
+) -> dict[str, np.ndarray | float]:
+    """Move a start strictly inside the constraints (GPyTorch rejects values on a bound)."""
+    low, high = _LENGTHSCALE_BOUNDS
+    return {
+        "lengthscale": np.clip(np.asarray(start["lengthscale"]), low * 1.01, high * 0.99),
+        "outputscale": max(float(start["outputscale"]), 1e-6),
+        "noise": max(float(start["noise"]), 2.0 * noise_floor),
+        "constant": float(start["constant"]),
+    }
+
+
+def _jittered_cholesky(K: np.ndarray, noise: float) -> np.ndarray:
+    """Lower Cholesky of ``K + noise I``, adding jitter if round-off makes it indefinite."""
+    eye = np.eye(len(K))
+    scale = float(np.mean(np.diag(K)))
+    for jitter in (0.0, 1e-10, 1e-8, 1e-6, 1e-4):
+        try:
+            L = np.linalg.cholesky(K + (noise + jitter * scale) * eye)
+        except np.linalg.LinAlgError:
+            continue
+        if jitter:
+            logger.warning("Cholesky of the training covariance needed jitter %.1e", jitter)
+        return L
+    raise np.linalg.LinAlgError("training covariance is not positive definite even with jitter")

@@ -1,0 +1,387 @@
+"""Learner conformance suite (every learner in LEARNER_FACTORIES) plus GP-specific checks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import gpytorch
+import numpy as np
+import pytest
+import torch
+
+import learners.posterior as posterior_module
+from learners import (
+    LEARNERS,
+    ExactGP,
+    Learner,
+    NotFittedError,
+    Posterior,
+    SampledPosterior,
+    learner_by_name,
+)
+from learners.kernels import Kernel
+
+torch.set_num_threads(1)
+
+# New learners join the shared protocol suite by adding a factory here.
+def exact_gp() -> ExactGP:
+    return ExactGP()
+
+
+LEARNER_FACTORIES: list = [pytest.param(exact_gp, id="exact_gp")]
+
+
+def truth(X: np.ndarray) -> np.ndarray:
+    """A smooth 2-D landscape with amplitude 1 on the unit square."""
+    return np.sin(3.0 * X[:, 0]) * np.cos(2.0 * X[:, 1])
+
+
+def design(n: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(0.0, 1.0, size=(n, 2))
+
+
+GRID = np.stack(np.meshgrid(np.linspace(0, 1, 15), np.linspace(0, 1, 15)), -1).reshape(-1, 2)
+X_TRAIN = design(60, seed=1)
+Y_TRAIN = truth(X_TRAIN)
+
+_fitted: dict[int, Learner] = {}
+
+
+def fitted(factory: Callable[[], Learner]) -> Learner:
+    """One learner fitted on (X_TRAIN, Y_TRAIN) per factory, shared read-only across tests."""
+    if id(factory) not in _fitted:
+        _fitted[id(factory)] = factory().fit(X_TRAIN, Y_TRAIN)
+    return _fitted[id(factory)]
+
+
+# -- protocol suite -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("factory", LEARNER_FACTORIES)
+class TestLearnerProtocol:
+    def test_is_a_learner_and_fit_returns_self(self, factory):
+        learner = factory()
+        assert isinstance(learner, Learner)
+        assert learner.fit(X_TRAIN[:10], Y_TRAIN[:10]) is learner
+
+    def test_fits_a_smooth_function(self, factory):
+        posterior = fitted(factory).posterior(GRID)
+        assert isinstance(posterior, Posterior)
+        assert posterior.mean.shape == posterior.variance.shape == (len(GRID),)
+        assert posterior.mean.dtype == posterior.variance.dtype == np.float64
+        assert np.all(posterior.variance >= 0)
+        rmse = np.sqrt(np.mean((posterior.mean - truth(GRID)) ** 2))
+        assert rmse < 0.03  # amplitude 1, 60 points
+
+    def test_variance_small_at_data_and_large_far_away(self, factory):
+        learner = fitted(factory)
+        at_data = learner.posterior(X_TRAIN[:10]).variance
+        far = learner.posterior(np.array([[3.0, 3.0], [-2.0, 0.5]])).variance
+        assert at_data.max() < 0.01 * far.min()
+
+    def test_variance_grows_outside_the_data(self, factory):
+        ray = np.array([[0.5, 0.5]]) + np.linspace(0.8, 4.0, 9)[:, None] * np.array([[1.0, 0.6]])
+        variance = fitted(factory).posterior(ray).variance
+        assert np.all(np.diff(variance) >= -1e-12)
+        assert variance[-1] > 10 * variance[0]
+
+    def test_no_collapse_on_small_data(self, factory):
+        X = design(9, seed=3)
+        posterior = factory().fit(X, truth(X)).posterior(GRID)
+        assert np.std(posterior.mean) > 0.2  # not flat at the mean
+        assert np.corrcoef(posterior.mean, truth(GRID))[0, 1] > 0.9
+
+    def test_deterministic_under_seed(self, factory):
+        X = design(30, seed=4)
+        a = factory().fit(X, truth(X)).posterior(GRID)
+        b = factory().fit(X, truth(X)).posterior(GRID)
+        np.testing.assert_array_equal(a.mean, b.mean)
+        np.testing.assert_array_equal(a.variance, b.variance)
+
+    def test_state_dict_round_trip(self, factory):
+        learner = fitted(factory)
+        state = learner.state_dict()
+        assert state and all(isinstance(key, str) for key in state)
+        for value in state.values():
+            assert type(value) is np.ndarray
+            assert value.dtype in (np.float64, np.int64)
+        restored = factory().load_state_dict(state)
+        assert isinstance(restored, Learner)
+        a, b = learner.posterior(GRID), restored.posterior(GRID)
+        np.testing.assert_array_equal(a.mean, b.mean)
+        np.testing.assert_array_equal(a.variance, b.variance)
+        assert a.noise_variance == b.noise_variance
+
+    def test_state_dict_is_a_copy(self, factory):
+        learner = fitted(factory)
+        before = learner.posterior(GRID[:5]).mean
+        for value in learner.state_dict().values():
+            value[...] = 0
+        np.testing.assert_array_equal(learner.posterior(GRID[:5]).mean, before)
+
+    def test_covariance_columns_are_consistent(self, factory):
+        posterior = fitted(factory).posterior(GRID[:40])
+        full = posterior.covariance(np.arange(40))
+        assert full.shape == (40, 40)
+        np.testing.assert_allclose(full, full.T, atol=1e-10)
+        np.testing.assert_allclose(np.diag(full), posterior.variance, atol=1e-10)
+        assert np.linalg.eigvalsh(full).min() > -1e-8
+        columns = np.array([7, 3, 7])
+        np.testing.assert_allclose(posterior.covariance(columns), full[:, columns], atol=1e-12)
+
+    def test_sample_matches_mean_and_variance(self, factory):
+        posterior = fitted(factory).posterior(np.vstack([GRID[:20], [[1.5, 1.5], [2.0, -1.0]]]))
+        draws = posterior.sample(4000, np.random.default_rng(0))
+        assert draws.shape == (4000, 22) and draws.dtype == np.float64
+        sd = np.sqrt(posterior.variance)
+        assert np.all(np.abs(draws.mean(0) - posterior.mean) <= 5 * sd / np.sqrt(4000) + 1e-9)
+        np.testing.assert_allclose(draws.var(0), posterior.variance, rtol=0.15, atol=1e-9)
+
+    def test_before_fit_raises(self, factory):
+        learner = factory()
+        with pytest.raises(NotFittedError, match="fit"):
+            learner.posterior(GRID)
+        with pytest.raises(NotFittedError):
+            learner.state_dict()
+        assert issubclass(NotFittedError, RuntimeError)
+
+    @pytest.mark.parametrize(
+        ("X", "y", "argument"),
+        [
+            (np.zeros(5), np.zeros(5), "X"),
+            (np.zeros((5, 2, 1)), np.zeros(5), "X"),
+            (np.zeros((5, 2)), np.zeros(4), "y"),
+            (np.zeros((5, 2)), np.zeros((5, 1)), "y"),
+            (np.array([[0.0, np.nan], [1.0, 1.0]]), np.zeros(2), "X"),
+            (np.array([[0.0, 1.0], [1.0, 1.0]]), np.array([0.0, np.inf]), "y"),
+            (np.array([["a", "b"]]), np.zeros(1), "X"),
+        ],
+    )
+    def test_bad_fit_input_names_the_argument(self, factory, X, y, argument):
+        with pytest.raises(ValueError, match=rf"^{argument} "):
+            factory().fit(X, y)
+
+    @pytest.mark.parametrize(
+        "X", [np.zeros(2), np.zeros((3, 3)), np.array([[0.0, np.inf]])], ids=["1d", "cols", "inf"]
+    )
+    def test_bad_posterior_input_names_the_argument(self, factory, X):
+        with pytest.raises(ValueError, match=r"^X "):
+            fitted(factory).posterior(X)
+
+
+# -- exact GP specifics ----------------------------------------------------------------------
+
+
+def _brute_force_posterior(gp: ExactGP, Xq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Full mean and covariance in y units, straight from the state and the textbook formula."""
+    s = gp.state_dict()
+    kernel = Kernel("matern52", s["lengthscale"], s["outputscale"][0])
+    A = (s["x_train"] - s["x_offset"]) / s["x_scale"]
+    B = (Xq - s["x_offset"]) / s["x_scale"]
+    ys = (s["y_train"] - s["y_offset"][0]) / s["y_scale"][0]
+    K = kernel(A, A) + s["noise"][0] * np.eye(len(A))
+    cross = kernel(B, A)
+    mean = s["constant"][0] + cross @ np.linalg.solve(K, ys - s["constant"][0])
+    cov = kernel(B, B) - cross @ np.linalg.solve(K, cross.T)
+    return s["y_offset"][0] + s["y_scale"][0] * mean, s["y_scale"][0] ** 2 * cov
+
+
+def test_gp_matches_brute_force_full_covariance():
+    gp = fitted(exact_gp)
+    Xq = np.vstack([GRID[::9], [[1.3, -0.2]]])
+    mean, cov = _brute_force_posterior(gp, Xq)
+    posterior = gp.posterior(Xq)
+    np.testing.assert_allclose(posterior.mean, mean, atol=1e-8)
+    np.testing.assert_allclose(posterior.variance, np.diag(cov), atol=1e-9)
+    columns = np.array([0, 5, len(Xq) - 1])
+    np.testing.assert_allclose(posterior.covariance(columns), cov[:, columns], atol=1e-9)
+    assert posterior.noise_variance == pytest.approx(gp.noise_ * gp.state_dict()["y_scale"][0] ** 2)
+
+
+def test_gp_chunking_and_uncached_covariance_agree(monkeypatch):
+    gp = fitted(exact_gp)
+    reference = gp.posterior(GRID)
+    monkeypatch.setattr(posterior_module, "DEFAULT_CHUNK_SIZE", 7)
+    monkeypatch.setattr(posterior_module, "DEFAULT_CACHE_BYTES", 0)
+    chunked = gp.posterior(GRID)
+    assert chunked._whitened is None
+    np.testing.assert_allclose(chunked.mean, reference.mean, atol=1e-12)
+    np.testing.assert_allclose(chunked.variance, reference.variance, atol=1e-12)
+    columns = np.array([3, 100, 224])
+    np.testing.assert_allclose(
+        chunked.covariance(columns), reference.covariance(columns), atol=1e-10
+    )
+
+
+def test_gp_sample_falls_back_to_marginals_for_large_n(monkeypatch):
+    monkeypatch.setattr(posterior_module, "DEFAULT_JOINT_SAMPLE_LIMIT", 10)
+    posterior = fitted(exact_gp).posterior(GRID)
+    draws = posterior.sample(3, np.random.default_rng(1))
+    assert draws.shape == (3, len(GRID))
+
+
+def test_gp_joint_samples_are_correlated():
+    # Two nearby points far from the data: strongly correlated under the joint draw.
+    posterior = fitted(exact_gp).posterior(np.array([[2.0, 2.0], [2.05, 2.0]]))
+    draws = posterior.sample(2000, np.random.default_rng(2))
+    expected = posterior.covariance(np.array([1]))[0, 0] / np.sqrt(np.prod(posterior.variance))
+    assert np.corrcoef(draws.T)[0, 1] == pytest.approx(expected, abs=0.05)
+    assert expected > 0.9
+
+
+def test_gp_kernel_matches_gpytorch():
+    gp = fitted(exact_gp)
+    A, B = design(6, seed=7), design(4, seed=8)
+    for name, base in [
+        ("matern52", gpytorch.kernels.MaternKernel(nu=2.5, ard_num_dims=2)),
+        ("rbf", gpytorch.kernels.RBFKernel(ard_num_dims=2)),
+    ]:
+        reference = gpytorch.kernels.ScaleKernel(base).to(torch.float64)
+        reference.base_kernel.lengthscale = torch.tensor(gp.lengthscale_ / 5.0)
+        reference.outputscale = gp.outputscale_
+        with torch.no_grad():
+            expected = reference(torch.tensor(A), torch.tensor(B)).to_dense().numpy()
+        ours = Kernel(name, gp.lengthscale_ / 5.0, gp.outputscale_)(A, B)
+        np.testing.assert_allclose(ours, expected, rtol=1e-6, atol=1e-9)
+
+
+def test_gp_fitted_attributes():
+    gp = fitted(exact_gp)
+    assert gp.n_train_ == len(X_TRAIN) and gp.n_features_in_ == 2
+    assert gp.lengthscale_.shape == (2,) and np.all(gp.lengthscale_ > 0.1)
+    assert gp.outputscale_ > 0 and gp.noise_ >= 1e-6
+    with pytest.raises(AttributeError):
+        gp.noise_ = 1.0
+    assert not hasattr(ExactGP(), "lengthscale_")
+
+
+def test_gp_warm_start_refit_is_stable():
+    gp = ExactGP().fit(X_TRAIN[:40], Y_TRAIN[:40])
+    before = (gp.lengthscale_, gp.outputscale_)
+    gp.fit(X_TRAIN[:44], Y_TRAIN[:44])
+    np.testing.assert_allclose(gp.lengthscale_, before[0], rtol=0.3)
+    assert gp.outputscale_ == pytest.approx(before[1], rel=0.5)
+    # Refitting the same data from the previous optimum alone stays at that optimum.
+    again = ExactGP(restarts=0).load_state_dict(gp.state_dict()).fit(X_TRAIN[:44], Y_TRAIN[:44])
+    np.testing.assert_allclose(again.lengthscale_, gp.lengthscale_, rtol=1e-3)
+
+
+def test_gp_rbf_kernel_and_constant_column():
+    X = np.column_stack([design(20, seed=9)[:, 0], np.full(20, 3.0)])
+    gp = ExactGP(kernel="rbf").fit(X, np.sin(3 * X[:, 0]))
+    posterior = gp.posterior(X)
+    np.testing.assert_allclose(posterior.mean, np.sin(3 * X[:, 0]), atol=0.02)
+    with pytest.raises(ValueError, match="kernel"):
+        ExactGP().load_state_dict(gp.state_dict())
+
+
+def test_gp_single_point_and_duplicates():
+    gp = ExactGP().fit(np.array([[0.5, 0.5]]), np.array([2.0]))
+    assert gp.posterior(np.array([[0.5, 0.5]])).mean[0] == pytest.approx(2.0)
+    X = np.vstack([X_TRAIN[:10], X_TRAIN[:10]])
+    posterior = ExactGP().fit(X, truth(X)).posterior(GRID)
+    assert np.all(np.isfinite(posterior.mean)) and np.all(posterior.variance >= 0)
+
+
+@pytest.mark.parametrize(
+    ("params", "argument"),
+    [
+        ({"kernel": "cosine"}, "kernel"),
+        ({"restarts": -1}, "restarts"),
+        ({"iterations": 0}, "iterations"),
+        ({"learning_rate": 0.0}, "learning_rate"),
+        ({"threads": 0}, "threads"),
+        ({"noise_floor": 0.0}, "noise_floor"),
+    ],
+)
+def test_gp_bad_parameters_raise_at_fit(params, argument):
+    gp = ExactGP(**params)  # __init__ only stores
+    with pytest.raises(ValueError, match=argument):
+        gp.fit(X_TRAIN[:5], Y_TRAIN[:5])
+
+
+def test_gp_load_state_dict_validates():
+    state = fitted(exact_gp).state_dict()
+    with pytest.raises(ValueError, match="noise"):
+        ExactGP().load_state_dict({k: v for k, v in state.items() if k != "noise"})
+    with pytest.raises(ValueError, match="lengthscale"):
+        ExactGP().load_state_dict({**state, "lengthscale": np.ones(3)})
+    with pytest.raises(ValueError, match="float64"):
+        ExactGP().load_state_dict({**state, "x_train": state["x_train"].astype(np.float32)})
+
+
+def test_gp_fit_restores_torch_threads():
+    before = torch.get_num_threads()
+    ExactGP(threads=2, restarts=0, iterations=5).fit(X_TRAIN[:8], Y_TRAIN[:8])
+    assert torch.get_num_threads() == before
+
+
+def test_gp_repr_shows_changed_parameters():
+    assert repr(ExactGP()) == "ExactGP()"
+    assert repr(ExactGP(kernel="rbf", seed=3)) == "ExactGP(kernel='rbf', seed=3)"
+
+
+# -- registry and posteriors -----------------------------------------------------------------
+
+
+def test_learner_registry():
+    assert isinstance(learner_by_name("exact_gp", seed=2), ExactGP)
+    assert set(LEARNERS) == {"exact_gp"}
+    with pytest.raises(ValueError, match="exact_gp"):
+        learner_by_name("forest")
+
+
+def test_sampled_posterior_moments():
+    draws = np.random.default_rng(0).normal(size=(50, 6)) @ np.triu(np.ones((6, 6)))
+    posterior = SampledPosterior(draws, noise_variance=0.1)
+    np.testing.assert_allclose(posterior.mean, draws.mean(0))
+    np.testing.assert_allclose(posterior.variance, draws.var(0, ddof=1))
+    np.testing.assert_allclose(posterior.covariance(np.array([1, 4])), np.cov(draws.T)[:, [1, 4]])
+    picks = posterior.sample(7, np.random.default_rng(1))
+    assert picks.shape == (7, 6)
+    assert all(any(np.array_equal(p, d) for d in draws) for p in picks)
+    with pytest.raises(ValueError, match="members"):
+        SampledPosterior(draws[:1])
+    with pytest.raises(ValueError, match="columns"):
+        posterior.covariance(np.array([6]))
+    with pytest.raises(ValueError, match="n_samples"):
+        posterior.sample(0, np.random.default_rng(0))
+
+
+class _Marginals(Posterior):
+    """The smallest concrete Posterior, to test the base-class checks."""
+
+    def sample(self, n_samples, rng):
+        return self.mean + rng.standard_normal((n_samples, self.n)) * np.sqrt(self.variance)
+
+    def covariance(self, columns):
+        columns = self._check_columns(columns)
+        return np.eye(self.n)[:, columns] * self.variance
+
+
+def test_posterior_validates_marginals():
+    assert _Marginals(np.zeros(3), np.ones(3)).n == 3
+    with pytest.raises(ValueError, match="variance"):
+        _Marginals(np.zeros(3), -np.ones(3))
+    with pytest.raises(ValueError, match="variance"):
+        _Marginals(np.zeros(3), np.ones(2))
+    with pytest.raises(ValueError, match="mean"):
+        _Marginals(np.zeros((3, 1)), np.ones(3))
+    with pytest.raises(ValueError, match="noise_variance"):
+        _Marginals(np.zeros(3), np.ones(3), noise_variance=-1.0)
+
+
+@pytest.mark.parametrize("restarts", [0, 2])
+def test_gp_recovers_from_a_collapsed_start(restarts):
+    # A start at tiny length scales is a flat likelihood region: unguarded, L-BFGS stays
+    # there and the model predicts the mean everywhere. The length-scale prior (restarts=0)
+    # and the random restarts each get it out.
+    X = design(9, seed=3)
+    state = ExactGP().fit(X, truth(X)).state_dict()
+    state["lengthscale"] = np.full(2, 0.03)
+    state["noise"] = np.array([1e-5])
+    gp = ExactGP(restarts=restarts).load_state_dict(state).fit(X, truth(X))
+    assert np.all(gp.lengthscale_ > 0.3)
+    posterior = gp.posterior(GRID)
+    assert np.std(posterior.mean) > 0.2
+    assert np.corrcoef(posterior.mean, truth(GRID))[0, 1] > 0.9
