@@ -1,0 +1,172 @@
+"""The ledger: task lifecycle, committed row counts and campaign facts, in SQLite.
+
+The zarr store holds the large append-only arrays; the ledger holds the small mutable
+facts, changed in transactions. The commit rule (DESIGN): rows are written to zarr
+first, then :meth:`Ledger.commit` records the new committed row count together with
+the status of the tasks those rows came from, in one transaction. A row beyond the
+committed count was never committed and is cut back when the store is opened.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS facts (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tasks (
+    task_id INTEGER PRIMARY KEY,
+    scale TEXT NOT NULL,
+    round INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    parent_row INTEGER NOT NULL,
+    input TEXT NOT NULL,
+    submitted REAL NOT NULL,
+    started REAL,
+    ended REAL,
+    rows INTEGER,
+    reason TEXT
+);
+CREATE INDEX IF NOT EXISTS tasks_by_scale ON tasks (scale, status);
+CREATE TABLE IF NOT EXISTS committed (scale TEXT PRIMARY KEY, rows INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS rounds (
+    round INTEGER NOT NULL,
+    promotion TEXT NOT NULL,
+    record TEXT NOT NULL,
+    PRIMARY KEY (round, promotion)
+);
+"""
+
+TASK_STATUSES = ("submitted", "done", "failed", "quarantined")
+
+
+class LedgerError(RuntimeError):
+    """The ledger file is unreadable or not a campaign ledger."""
+
+
+@dataclass(frozen=True)
+class TaskOutcome:
+    """What happened to one task, recorded when its rows are committed."""
+
+    task_id: int
+    status: str
+    started: float | None = None
+    ended: float | None = None
+    rows: int = 0
+    reason: str | None = None
+
+
+class Ledger:
+    """SQLite ledger of one campaign run directory (WAL mode, one writer)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as error:
+            raise LedgerError(f"{self.path} is not a readable campaign ledger: {error}") from None
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic transaction: everything inside commits together or not at all."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # -- campaign facts ------------------------------------------------------------
+    def set_fact(self, key: str, value: Any) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO facts VALUES (?, ?)", (key, json.dumps(value)))
+
+    def fact(self, key: str, default: Any = None) -> Any:
+        row = self._db.execute("SELECT value FROM facts WHERE key = ?", (key,)).fetchone()
+        return default if row is None else json.loads(row[0])
+
+    # -- tasks ---------------------------------------------------------------------
+    def submit(self, scale: str, round_index: int, seed: int, parent_row: int,
+               task_input: list[float]) -> int:
+        """Record a task as submitted and return its id."""
+        with self.transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO tasks (scale, round, status, seed, parent_row, input, submitted) "
+                "VALUES (?, ?, 'submitted', ?, ?, ?, ?)",
+                (scale, round_index, seed, parent_row, json.dumps(task_input), time.time()),
+            )
+            return int(cursor.lastrowid)
+
+    def commit(self, scale: str, committed_rows: int, outcomes: Iterable[TaskOutcome]) -> None:
+        """Record the committed row count of ``scale`` and the outcomes of the tasks
+        whose rows were just written, in one transaction."""
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO committed VALUES (?, ?)", (scale, committed_rows))
+            for outcome in outcomes:
+                if outcome.status not in TASK_STATUSES:
+                    raise ValueError(f"unknown task status {outcome.status!r}")
+                db.execute(
+                    "UPDATE tasks SET status = ?, started = ?, ended = ?, rows = ?, reason = ? "
+                    "WHERE task_id = ?",
+                    (outcome.status, outcome.started, outcome.ended, outcome.rows,
+                     outcome.reason, outcome.task_id),
+                )
+
+    def committed_rows(self, scale: str) -> int:
+        row = self._db.execute("SELECT rows FROM committed WHERE scale = ?", (scale,)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def tasks(self, scale: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
+        """Tasks as dicts, oldest first, optionally filtered by scale and status."""
+        query = "SELECT * FROM tasks WHERE 1=1"
+        arguments: list[Any] = []
+        if scale is not None:
+            query += " AND scale = ?"
+            arguments.append(scale)
+        if status is not None:
+            query += " AND status = ?"
+            arguments.append(status)
+        cursor = self._db.execute(query + " ORDER BY task_id", arguments)
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def task_counts(self) -> dict[str, dict[str, int]]:
+        """``{scale: {status: count}}`` over all tasks."""
+        counts: dict[str, dict[str, int]] = {}
+        for scale, status, count in self._db.execute(
+            "SELECT scale, status, COUNT(*) FROM tasks GROUP BY scale, status"
+        ):
+            counts.setdefault(scale, {})[status] = count
+        return counts
+
+    # -- rounds --------------------------------------------------------------------
+    def record_round(self, round_index: int, promotion: str, record: dict[str, Any]) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO rounds VALUES (?, ?, ?)",
+                       (round_index, promotion, json.dumps(record)))
+
+    def rounds(self, promotion: str | None = None) -> list[dict[str, Any]]:
+        """Round records (dicts with ``round`` and ``promotion`` added), in order."""
+        query = "SELECT round, promotion, record FROM rounds"
+        arguments: tuple[Any, ...] = ()
+        if promotion is not None:
+            query += " WHERE promotion = ?"
+            arguments = (promotion,)
+        records = []
+        for round_index, name, record in self._db.execute(query + " ORDER BY round", arguments):
+            records.append({"round": round_index, "promotion": name, **json.loads(record)})
+        return records

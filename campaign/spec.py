@@ -1,0 +1,263 @@
+"""The validated description of a campaign: scales, promotions between them, budgets.
+
+A spec holds the science by name (apps, featurizers, learners, acquisitions are plain
+objects the user imports); it knows nothing of Parsl, zarr or molecules. Every
+validation error is one line naming the field that is wrong::
+
+    >>> from campaign.spec import Scale, SpecError
+    >>> try:
+    ...     Scale("coarse", app=print, params={"seed": 1})
+    ... except SpecError as error:
+    ...     print(error)
+    invalid Scale: params: 'seed' is set by the engine per task (got {'seed': 1})
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from learners.acquisition import Acquisition
+from learners.base import Learner
+
+NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+class SpecError(ValueError):
+    """A campaign spec is invalid. The message is one line naming the bad field."""
+
+    @classmethod
+    def from_validation(cls, model: str, error: ValidationError) -> SpecError:
+        first = error.errors()[0]
+        location = ".".join(str(part) for part in first["loc"]) or "spec"
+        message = first["msg"].removeprefix("Value error, ")
+        shown = first.get("input")
+        got = "" if isinstance(shown, dict) and location == "spec" else f" (got {shown!r})"
+        if len(got) > 120:
+            got = got[:117] + "...)"
+        more = len(error.errors()) - 1
+        tail = f" [and {more} more]" if more else ""
+        return cls(f"invalid {model}: {location}: {message}{got}{tail}")
+
+
+class SpecModel(BaseModel):
+    """Base of spec models: frozen, no unknown fields, one-line errors."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True, extra="forbid")
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as error:
+            raise SpecError.from_validation(type(self).__name__, error) from None
+
+
+def _check_name(name: str) -> str:
+    if not NAME_PATTERN.match(name):
+        raise ValueError("must start with a letter and hold only letters, digits and '_'")
+    return name
+
+
+class Scale(SpecModel):
+    """One simulation scale.
+
+    ``app(x, *, seed, **params) -> dict`` is a plain function returning ``{"x": (n, d),
+    <output>: (n, ...)}``: the configurations the task produced or evaluated and one
+    array per named output. A scale with ``walkers`` (shape (n_walkers, d) start inputs)
+    is sampled broadly: every round each walker runs one task from the last
+    configuration it produced. A scale without walkers runs only what a promotion
+    chooses for it.
+    """
+
+    name: str
+    app: Callable[..., dict[str, Any]]
+    params: dict[str, Any] = Field(default_factory=dict)
+    walkers: np.ndarray | None = None
+    executor: str | None = None
+    resources: dict[str, Any] = Field(default_factory=dict)
+
+    def __init__(self, name: str, /, **data: Any) -> None:
+        super().__init__(name=name, **data)
+
+    _name = field_validator("name")(_check_name)
+
+    @field_validator("params")
+    @classmethod
+    def _params_leave_seed_to_engine(cls, params: dict[str, Any]) -> dict[str, Any]:
+        if "seed" in params:
+            raise ValueError("'seed' is set by the engine per task")
+        return params
+
+    @field_validator("walkers", mode="before")
+    @classmethod
+    def _walkers_are_rows(cls, walkers: Any) -> np.ndarray | None:
+        if walkers is None:
+            return None
+        array = np.asarray(walkers, dtype=np.float64)
+        if array.ndim != 2 or array.shape[0] < 1:
+            raise ValueError("must be an array of start inputs with shape (n_walkers, d)")
+        if not np.all(np.isfinite(array)):
+            raise ValueError("must be finite")
+        return array
+
+    @property
+    def executor_label(self) -> str:
+        """Parsl executor label this scale's tasks run on (default ``sim-<name>``)."""
+        return self.executor or f"sim-{self.name}"
+
+
+class Promotion(SpecModel):
+    """Choose configurations of scale ``source`` to run at the finer scale ``target``.
+
+    ``features(x_source) -> (n, f)`` turns source rows into learner inputs;
+    the learner is fitted on ``features(x_target)`` against the target output
+    ``quantity`` (default: the target app's only output); the acquisition picks
+    ``batch_size`` candidates per round; ``mapping(x_source_row) -> target input``
+    (default: the row itself) builds the finer scale's input. ``reference() ->
+    (features, values)`` is optional ground truth used to measure surrogate error.
+    """
+
+    source: str
+    target: str
+    features: Callable[[np.ndarray], np.ndarray]
+    learner: Any
+    acquisition: Any
+    batch_size: int = Field(ge=1)
+    quantity: str | None = None
+    mapping: Callable[[np.ndarray], np.ndarray] | None = None
+    reference: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None
+    initial_design: int | None = Field(default=None, ge=1)
+
+    @field_validator("learner")
+    @classmethod
+    def _is_learner(cls, learner: Any) -> Any:
+        if not isinstance(learner, Learner):
+            raise ValueError("must implement fit(X, y), posterior(X), state_dict(), "
+                             "load_state_dict(state)")
+        return learner
+
+    @field_validator("acquisition")
+    @classmethod
+    def _is_acquisition(cls, acquisition: Any) -> Any:
+        if not isinstance(acquisition, Acquisition):
+            raise ValueError("must implement select(posterior, k, pending, rng)")
+        return acquisition
+
+    @property
+    def name(self) -> str:
+        """Stable name used in the store and ledger, e.g. ``coarse-to-fine``."""
+        return f"{self.source}-to-{self.target}"
+
+    @property
+    def seed_design_size(self) -> int:
+        """Random picks made before the learner has any data (default: one batch)."""
+        return self.initial_design or self.batch_size
+
+
+class Budget(SpecModel):
+    """When the campaign ends: at most ``tasks[scale]`` tasks per scale, ``rounds``
+    rounds, ``wall_time`` seconds. ``Budget(fine=120)`` limits the fine scale to 120
+    tasks; a campaign ends when every promotion target has spent its budget."""
+
+    tasks: dict[str, int] = Field(default_factory=dict)
+    rounds: int | None = Field(default=None, ge=1)
+    wall_time: float | None = Field(default=None, gt=0)
+
+    def __init__(self, rounds: int | None = None, wall_time: float | None = None,
+                 **tasks: int) -> None:
+        super().__init__(tasks=tasks, rounds=rounds, wall_time=wall_time)
+
+    @field_validator("tasks")
+    @classmethod
+    def _positive(cls, tasks: dict[str, int]) -> dict[str, int]:
+        for scale, count in tasks.items():
+            if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+                raise ValueError(f"tasks for scale '{scale}' must be a positive integer")
+        return tasks
+
+
+class CampaignSpec(SpecModel):
+    """Scales (cheapest first), promotions between them, budget and seed."""
+
+    name: str
+    scales: list[Scale] = Field(min_length=1)
+    promotions: list[Promotion] = Field(default_factory=list)
+    budget: Budget = Field(default_factory=Budget)
+    seed: int = 0
+
+    _name = field_validator("name")(_check_name)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CampaignSpec:
+        names = [scale.name for scale in self.scales]
+        if len(set(names)) != len(names):
+            raise ValueError(f"scale names must be unique (got {names})")
+        position = {name: index for index, name in enumerate(names)}
+        targets: set[str] = set()
+        for index, promotion in enumerate(self.promotions):
+            for end in ("source", "target"):
+                if getattr(promotion, end) not in position:
+                    raise ValueError(f"promotions.{index}.{end}: unknown scale "
+                                     f"'{getattr(promotion, end)}'; scales: {', '.join(names)}")
+            if position[promotion.source] >= position[promotion.target]:
+                raise ValueError(f"promotions.{index}: source '{promotion.source}' must be a "
+                                 f"cheaper (earlier) scale than target '{promotion.target}'")
+            if promotion.target in targets:
+                raise ValueError(f"promotions.{index}: scale '{promotion.target}' is already "
+                                 "the target of another promotion")
+            targets.add(promotion.target)
+        for scale in self.scales:
+            if scale.walkers is None and scale.name not in targets:
+                raise ValueError(f"scale '{scale.name}' has no walkers and no promotion feeds it")
+            if scale.walkers is not None and scale.name in targets:
+                raise ValueError(f"scale '{scale.name}' has walkers and is a promotion target; "
+                                 "choose one")
+        for scale in self.budget.tasks:
+            if scale not in position:
+                raise ValueError(f"budget names unknown scale '{scale}'; "
+                                 f"scales: {', '.join(names)}")
+        if self.budget.rounds is None and self.budget.wall_time is None:
+            for promotion in self.promotions:
+                if promotion.target not in self.budget.tasks:
+                    raise ValueError(f"no budget ends the campaign: give Budget({promotion.target}"
+                                     "=N), rounds=N or wall_time=seconds")
+            if not self.promotions:
+                raise ValueError("no budget ends the campaign: give rounds=N or wall_time=seconds")
+        return self
+
+    def scale(self, name: str) -> Scale:
+        """The scale called ``name`` (KeyError if there is none)."""
+        for scale in self.scales:
+            if scale.name == name:
+                return scale
+        raise KeyError(name)
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-able description recorded in the ledger (names, not code)."""
+
+        def qualified(obj: Any) -> str:
+            target = obj if callable(obj) and hasattr(obj, "__qualname__") else type(obj)
+            return f"{target.__module__}.{target.__qualname__}"
+
+        return {
+            "name": self.name,
+            "seed": self.seed,
+            "scales": [
+                {"name": s.name, "app": qualified(s.app), "params": repr(s.params),
+                 "walkers": None if s.walkers is None else int(s.walkers.shape[0]),
+                 "executor": s.executor_label}
+                for s in self.scales
+            ],
+            "promotions": [
+                {"source": p.source, "target": p.target, "features": qualified(p.features),
+                 "learner": repr(p.learner), "acquisition": repr(p.acquisition),
+                 "batch_size": p.batch_size, "quantity": p.quantity}
+                for p in self.promotions
+            ],
+            "budget": {"tasks": self.budget.tasks, "rounds": self.budget.rounds,
+                       "wall_time": self.budget.wall_time},
+        }

@@ -1,0 +1,229 @@
+"""The campaign store: one zarr v3 group per scale, readable with plain zarr or xarray.
+
+Layout (DESIGN)::
+
+    store.zarr/<scale>/x            float64 (n, d) inputs, as given
+    store.zarr/<scale>/y/<name>     one array per named output, leading dimension n
+    store.zarr/<scale>/meta/<name>  task_id, parent_row, round, submitted, started, ended
+    store.zarr/models/<promotion>/<round>/<parameter>   learner state per round
+
+Only the engine writes. :meth:`Store.commit` writes the rows to zarr first, then records
+the new row count in the ledger in one transaction; on open, arrays longer than their
+committed count (a torn write) are cut back. Every array carries ``dimension_names`` so
+``xarray.open_zarr(path, group="<scale>/y")`` reads it.
+
+    >>> import tempfile, numpy as np
+    >>> from campaign.ledger import Ledger
+    >>> run = tempfile.mkdtemp()
+    >>> store = Store(run, Ledger(f"{run}/ledger.sqlite"))
+    >>> store.commit("fine", Rows(x=np.zeros((2, 3)), y={"energy": np.ones(2)},
+    ...                          meta=Rows.meta_for(task_id=7, rows=2)), outcomes=[])
+    >>> store.read("fine").y["energy"]
+    array([1., 1.])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+from campaign.ledger import Ledger, TaskOutcome
+
+STORE_FORMAT = 1
+ROW_CHUNK = 4096
+META_FIELDS: dict[str, str] = {
+    "task_id": "int64",
+    "parent_row": "int64",
+    "round": "int32",
+    "submitted": "float64",
+    "started": "float64",
+    "ended": "float64",
+}
+
+
+class StoreError(RuntimeError):
+    """The store does not match what it should hold (wrong shape, dtype or version)."""
+
+
+@dataclass
+class Rows:
+    """A batch of rows of one scale: inputs ``x`` (n, d), outputs ``y`` and ``meta``."""
+
+    x: np.ndarray
+    y: dict[str, np.ndarray]
+    meta: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.x = np.asarray(self.x)
+        if self.x.ndim != 2:
+            raise ValueError(f"x must have shape (n, d), got {self.x.shape}")
+        n = self.x.shape[0]
+        for group, arrays in (("y", self.y), ("meta", self.meta)):
+            for name, values in arrays.items():
+                arrays[name] = np.asarray(values)
+                if arrays[name].ndim == 0 or arrays[name].shape[0] != n:
+                    raise ValueError(f"{group}/{name} has {arrays[name].shape} rows, x has {n}")
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    @staticmethod
+    def meta_for(task_id: int, rows: int, parent_row: int = -1, round_index: int = 0,
+                 submitted: float = np.nan, started: float = np.nan,
+                 ended: float = np.nan) -> dict[str, np.ndarray]:
+        """Meta columns for ``rows`` rows that all came from one task."""
+        values = {"task_id": task_id, "parent_row": parent_row, "round": round_index,
+                  "submitted": submitted, "started": started, "ended": ended}
+        return {name: np.full(rows, values[name], dtype=dtype)
+                for name, dtype in META_FIELDS.items()}
+
+    @staticmethod
+    def concatenate(batches: list[Rows]) -> Rows:
+        first = batches[0]
+        return Rows(
+            x=np.concatenate([b.x for b in batches]),
+            y={k: np.concatenate([b.y[k] for b in batches]) for k in first.y},
+            meta={k: np.concatenate([b.meta[k] for b in batches]) for k in first.meta},
+        )
+
+
+@dataclass
+class ScaleData:
+    """The committed rows of one scale, read into memory."""
+
+    x: np.ndarray
+    y: dict[str, np.ndarray]
+    meta: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+
+class Store:
+    """zarr v3 store of one run directory; arrays are cut back to committed counts on open."""
+
+    def __init__(self, run_dir: str | Path, ledger: Ledger, *, read_only: bool = False) -> None:
+        self.path = Path(run_dir) / "store.zarr"
+        self.ledger = ledger
+        self.read_only = read_only
+        self.group = zarr.open_group(self.path, mode="r" if read_only else "a")
+        found = self.group.attrs.get("store_format", None)
+        if found is None and not read_only:
+            self.group.attrs["store_format"] = STORE_FORMAT
+        elif found is not None and found != STORE_FORMAT:
+            raise StoreError(f"{self.path} has store format {found}; this version reads "
+                             f"format {STORE_FORMAT}")
+        if not read_only:
+            self.cut_back_uncommitted()
+
+    # -- reading -------------------------------------------------------------------
+    def scales(self) -> list[str]:
+        return sorted(name for name in self.group.group_keys() if name != "models")
+
+    def rows(self, scale: str) -> int:
+        """Committed rows of ``scale``."""
+        return self.ledger.committed_rows(scale)
+
+    def read(self, scale: str, start: int = 0) -> ScaleData:
+        """Committed rows ``start:`` of ``scale`` (empty arrays if it has none)."""
+        n = self.rows(scale)
+        if scale not in self.group or n == 0:
+            return ScaleData(x=np.zeros((0, 0)), y={}, meta={})
+        node = self.group[scale]
+        return ScaleData(
+            x=node["x"][start:n],
+            y={name: array[start:n] for name, array in node["y"].arrays()},
+            meta={name: array[start:n] for name, array in node["meta"].arrays()},
+        )
+
+    # -- writing -------------------------------------------------------------------
+    def commit(self, scale: str, rows: Rows | None, outcomes: Iterable[TaskOutcome]) -> int:
+        """Append ``rows`` to ``scale`` then record the new committed count and the task
+        ``outcomes`` in the ledger in one transaction. Returns the committed row count."""
+        if self.read_only:
+            raise StoreError("store opened read-only")
+        committed = self.rows(scale)
+        if rows is not None and len(rows):
+            self._append(scale, committed, rows)
+            committed += len(rows)
+        self.ledger.commit(scale, committed, outcomes)
+        return committed
+
+    def _append(self, scale: str, committed: int, rows: Rows) -> None:
+        node = self.group.require_group(scale)
+        columns = {"x": rows.x}
+        columns.update({f"y/{name}": values for name, values in rows.y.items()})
+        columns.update({f"meta/{name}": values for name, values in rows.meta.items()})
+        if "x" in node:
+            known = {"x"} | {f"y/{n}" for n in node["y"].array_keys()}
+            known |= {f"meta/{n}" for n in node["meta"].array_keys()}
+            if known != set(columns):
+                raise StoreError(f"scale '{scale}' holds arrays {sorted(known)}; new rows "
+                                 f"have {sorted(columns)}")
+        for path, values in columns.items():
+            array = self._require_array(node, path, values)
+            if array.shape[0] != committed:  # cut back on open keeps this true
+                raise StoreError(f"{scale}/{path} has {array.shape[0]} rows, ledger {committed}")
+            array.append(values, axis=0)
+
+    def _require_array(self, node: zarr.Group, path: str, values: np.ndarray) -> zarr.Array:
+        if path in node:
+            array = node[path]
+            if array.shape[1:] != values.shape[1:] or array.dtype != values.dtype:
+                raise StoreError(f"{node.path}/{path} holds {array.dtype}{array.shape[1:]} "
+                                 f"rows; got {values.dtype}{values.shape[1:]}")
+            return array
+        name = path.rsplit("/", 1)[-1]
+        dims = ("row",) + tuple(f"{name}_{axis}" for axis in range(1, values.ndim))
+        return node.create_array(
+            path, shape=(0, *values.shape[1:]), dtype=values.dtype,
+            chunks=(ROW_CHUNK, *values.shape[1:]), dimension_names=dims,
+        )
+
+    def cut_back_uncommitted(self) -> dict[str, int]:
+        """Shrink every array of every scale to the ledger's committed count.
+
+        Returns ``{array path: rows removed}`` for arrays that were longer (torn writes).
+        """
+        removed: dict[str, int] = {}
+        for scale in self.scales():
+            committed = self.rows(scale)
+            for path, array in self.group[scale].arrays():
+                self._cut(f"{scale}/{path}", array, committed, removed)
+            for sub in ("y", "meta"):
+                if sub in self.group[scale]:
+                    for path, array in self.group[scale][sub].arrays():
+                        self._cut(f"{scale}/{sub}/{path}", array, committed, removed)
+        return removed
+
+    @staticmethod
+    def _cut(path: str, array: zarr.Array, committed: int, removed: dict[str, int]) -> None:
+        if array.shape[0] > committed:
+            removed[path] = array.shape[0] - committed
+            array.resize((committed, *array.shape[1:]))
+        elif array.shape[0] < committed:
+            raise StoreError(f"{path} has {array.shape[0]} rows but the ledger committed "
+                             f"{committed}: the store lost data")
+
+    # -- models --------------------------------------------------------------------
+    def save_model(self, promotion: str, round_index: int, state: dict[str, np.ndarray],
+                   n_train: int, learner: str) -> str:
+        """Save learner ``state`` (plain arrays, no pickle) under models/<promotion>/<round>."""
+        path = f"models/{promotion}/{round_index}"
+        node = self.group.require_group(path)
+        for name, values in state.items():
+            values = np.asarray(values)
+            node.create_array(name, shape=values.shape, dtype=values.dtype, overwrite=True)[...] = (
+                values
+            )
+        node.attrs.update({"n_train": int(n_train), "round": int(round_index),
+                           "learner": learner})
+        return path
+
+    def load_model(self, promotion: str, round_index: int) -> dict[str, np.ndarray]:
+        node = self.group[f"models/{promotion}/{round_index}"]
+        return {name: array[...] for name, array in node.arrays()}

@@ -1,0 +1,165 @@
+"""The `campaign` command: a real run on a local HighThroughputExecutor, status, report,
+and one clear error line for each bad input."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from campaign.cli import app
+
+CAMPAIGN_BIN = str(Path(sys.executable).parent / "campaign")
+
+# A user's own script: its fine app is defined here, not in the package, so HTEX
+# workers must import it from the script's folder.
+USER_SCRIPT = '''
+"""A user's campaign with a fine-scale function of their own."""
+import numpy as np
+from apps import toy
+from campaign import Budget, Campaign, Promotion, Scale
+from learners import ExactGP
+from learners.acquisition import MaxVariance
+
+
+def my_fine_scale(x, *, seed):
+    return toy.smeared_energy(x, seed=seed, n_samples=4096)
+
+
+campaign = Campaign(
+    name="user_campaign",
+    scales=[Scale("coarse", app=toy.langevin, params={{"n_steps": 2000, "stride": 100}},
+                  walkers=toy.initial_walkers(2)),
+            Scale("fine", app=my_fine_scale)],
+    promotions=[Promotion(source="coarse", target="fine", features=toy.positions,
+                          learner=ExactGP(restarts=1, iterations=60),
+                          acquisition=MaxVariance(), batch_size=4, quantity="energy",
+                          reference=lambda: toy.reference(resolution=25))],
+    budget=Budget(fine={budget}),
+)
+'''
+
+
+def write_script(folder: Path, budget: int = 8, name: str = "user_campaign.py") -> Path:
+    path = folder / name
+    path.write_text(USER_SCRIPT.format(budget=budget))
+    return path
+
+
+def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+               COLUMNS="200")
+    return subprocess.run([CAMPAIGN_BIN, *args], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+@pytest.mark.htex
+@pytest.mark.slow
+def test_run_on_local_htex_then_status_and_report(tmp_path):
+    (tmp_path / "scripts").mkdir()
+    script = write_script(tmp_path / "scripts")
+    out = tmp_path / "run"
+    done = run_cli("run", str(script), "--site", "local", "--out", str(out), "--no-report")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "task budget spent (fine=8)" in done.stdout
+    assert (out / "store.zarr").is_dir() and (out / "ledger.sqlite").is_file()
+
+    status = run_cli("status", str(out))
+    assert status.returncode == 0, status.stderr
+    assert "user_campaign" in status.stdout
+    assert "fine" in status.stdout and "reference RMSE" in status.stdout
+    fine_line = next(line for line in status.stdout.splitlines() if "│ fine" in line)
+    assert fine_line.split("│")[2].strip() == "8"  # rows
+
+    report = run_cli("report", str(out))
+    assert report.returncode == 0, report.stdout + report.stderr
+    assert (out / "report.png").stat().st_size > 10_000
+    summary = json.loads((out / "summary.json").read_text())
+    entry = summary["promotions"]["coarse-to-fine"]
+    assert entry["curve"]["n_simulations"] == [4, 8]
+    assert entry["random_curve"]["n_simulations"] == [4, 8]
+    assert summary["tasks"]["fine"] == {"done": 8}
+    assert summary["site"] == "local"
+
+
+@pytest.mark.slow
+def test_run_on_threads_writes_report_by_default(tmp_path):
+    script = write_script(tmp_path, budget=8)
+    out = tmp_path / "run"
+    done = run_cli("run", str(script), "--site", "threads", "--out", str(out))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (out / "report.png").is_file() and (out / "summary.json").is_file()
+    assert (out / "baseline-random" / "ledger.sqlite").is_file()
+    again = run_cli("run", str(script), "--site", "threads", "--out", str(out))
+    assert again.returncode == 2
+    assert "already holds a run of 'user_campaign'" in again.stdout
+
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args), env={"COLUMNS": "300"})
+
+
+def test_unknown_site_is_one_error_line(tmp_path):
+    script = write_script(tmp_path)
+    result = invoke("run", str(script), "--site", "nowhere", "--out", str(tmp_path / "r"))
+    assert result.exit_code == 2
+    assert "unknown site 'nowhere'; known sites:" in result.stdout
+    assert not (tmp_path / "r").exists()
+
+
+def test_invalid_spec_in_script_is_one_error_line(tmp_path):
+    script = tmp_path / "bad.py"
+    script.write_text(USER_SCRIPT.format(budget=0))
+    result = invoke("run", str(script), "--site", "threads", "--out", str(tmp_path / "r"))
+    assert result.exit_code == 2
+    assert "invalid Budget: tasks: tasks for scale 'fine' must be a positive integer" in \
+        result.stdout.replace("\n", " ")
+
+
+def test_script_without_campaign_and_missing_script(tmp_path):
+    empty = tmp_path / "empty.py"
+    empty.write_text("x = 1\n")
+    result = invoke("run", str(empty), "--out", str(tmp_path / "r"))
+    assert result.exit_code == 2 and "must define one Campaign" in result.stdout
+    result = invoke("run", str(tmp_path / "missing.py"), "--out", str(tmp_path / "r"))
+    assert result.exit_code == 2 and "does not exist" in result.stdout
+    broken = tmp_path / "broken.py"
+    broken.write_text("import not_a_module_anywhere\n")
+    result = invoke("run", str(broken), "--out", str(tmp_path / "r"))
+    assert result.exit_code == 2 and "ModuleNotFoundError" in result.stdout
+
+
+def test_status_and_report_of_a_non_run_directory(tmp_path):
+    for command in ("status", "report"):
+        result = invoke(command, str(tmp_path))
+        assert result.exit_code == 2
+        assert "is not a campaign run directory" in result.stdout
+
+
+def test_bad_site_param(tmp_path):
+    script = write_script(tmp_path)
+    result = invoke("run", str(script), "--site", "threads", "--out", str(tmp_path / "r"),
+                    "--site-param", "cores")
+    assert result.exit_code == 2 and "KEY=VALUE" in result.stdout
+    result = invoke("run", str(script), "--site", "threads", "--out", str(tmp_path / "r"),
+                    "--site-param", "colour=red")
+    assert result.exit_code == 2 and "colour" in result.stdout
+
+
+def test_help_lists_the_commands():
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for command in ("run", "demo", "status", "report"):
+        assert command in result.stdout
+
+
+def test_python_m_entry_point():
+    done = subprocess.run([sys.executable, "-m", "campaign.cli", "--help"], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0 and "status" in done.stdout

@@ -1,0 +1,144 @@
+"""End-to-end campaigns on the threads site: what lands in the store and the ledger."""
+
+import numpy as np
+import pytest
+import zarr
+from conftest import tiny_campaign
+
+from apps import toy
+from campaign.engine import RunDirError
+from campaign.ledger import Ledger
+from campaign.store import Store
+from learners.acquisition import Random
+
+
+def open_run(run_dir):
+    ledger = Ledger(run_dir / "ledger.sqlite")
+    return ledger, Store(run_dir, ledger, read_only=True)
+
+
+def test_campaign_runs_to_budget_and_stores_everything(tmp_path, tiny):
+    summary = tiny.run(site="threads", out=tmp_path / "run")
+    assert summary.stop_reason == "task budget spent (fine=12)"
+    ledger, store = open_run(tmp_path / "run")
+    coarse, fine = store.read("coarse"), store.read("fine")
+    assert len(fine) == 12 and fine.x.dtype == np.float64
+    assert ledger.task_counts()["fine"] == {"done": 12}
+    assert len(coarse) == 20 * ledger.task_counts()["coarse"]["done"]
+    # every fine row is a promoted coarse row, each promoted once, evaluated correctly
+    parents = fine.meta["parent_row"]
+    assert len(set(parents.tolist())) == 12
+    np.testing.assert_array_equal(fine.x, coarse.x[parents])
+    exact = toy.smeared_energy_exact(fine.x)
+    assert np.max(np.abs(fine.y["energy"] - exact)) < 2.0  # 4,096-sample Monte Carlo
+    # the walkers continue: round r's first frame follows round r-1's last frame
+    assert np.all(np.diff(coarse.meta["round"]) >= 0)
+    # rounds: seed design first, then fitted rounds with a model on disk
+    rounds = ledger.rounds("coarse-to-fine")
+    assert rounds[0]["policy"] == "seed design (random)" and rounds[0]["n_train"] == 0
+    fitted = [r for r in rounds if r.get("n_train")]
+    assert [r["n_train"] for r in fitted] == [4, 8, 12]
+    assert fitted[-1]["policy"] == "final fit"
+    for record in fitted:
+        assert zarr.open_group(tmp_path / "run" / "store.zarr", mode="r")[record["model"]]
+        assert record["reference_rmse"] > 0
+    assert fitted[-1]["reference_rmse"] < fitted[0]["reference_rmse"]
+    assert all("prospective_rmse" in r for r in fitted[:-1])
+    assert ledger.fact("spec")["promotions"][0]["batch_size"] == 4
+    ledger.close()
+
+
+def test_same_seed_gives_the_same_store(tmp_path):
+    first = tiny_campaign(budget=__import__("campaign").Budget(fine=8))
+    second = tiny_campaign(budget=__import__("campaign").Budget(fine=8))
+    first.run(site="threads", out=tmp_path / "a")
+    second.run(site="threads", out=tmp_path / "b")
+    stores = [open_run(tmp_path / name)[1] for name in ("a", "b")]
+    for scale in ("coarse", "fine"):
+        np.testing.assert_array_equal(stores[0].read(scale).x, stores[1].read(scale).x)
+
+
+def test_learner_in_the_spec_is_not_fitted_in_place(tmp_path, tiny):
+    tiny.run(site="threads", out=tmp_path / "run")
+    assert not hasattr(tiny.promotions[0].learner, "n_train_") or \
+        getattr(tiny.promotions[0].learner, "n_train_", None) is None
+
+
+def failing_fine_app(x, *, seed, n_samples):
+    """Raises on some inputs, returns NaN or a bad shape on others, else the real thing."""
+    kind = seed % 4
+    if kind == 0:
+        raise RuntimeError("simulation blew up")
+    if kind == 1:
+        return {"x": np.atleast_2d(x), "energy": np.array([np.nan])}
+    if kind == 2:
+        return {"x": np.atleast_2d(x), "energy": np.zeros(3)}
+    return toy.smeared_energy(x, seed=seed, n_samples=n_samples)
+
+
+def test_failed_and_bad_results_are_quarantined_not_trained_on(tmp_path):
+    spec = tiny_campaign(fine_app=failing_fine_app,
+                         budget=__import__("campaign").Budget(fine=16))
+    summary = spec.run(site="threads", out=tmp_path / "run")
+    ledger, store = open_run(tmp_path / "run")
+    counts = ledger.task_counts()["fine"]
+    assert counts.get("failed", 0) >= 1 and counts.get("quarantined", 0) >= 1
+    assert sum(counts.values()) == 16
+    fine = store.read("fine")
+    assert len(fine) == counts.get("done", 0)
+    assert np.all(np.isfinite(fine.y["energy"]))
+    reasons = {t["reason"] for t in ledger.tasks("fine") if t["status"] != "done"}
+    assert any("simulation blew up" in r for r in reasons)
+    assert any("non-finite" in r for r in reasons)
+    assert any("'x' has 1 rows" in r for r in reasons)
+    # only committed rows are trained on: the final fit saw exactly the done rows
+    final = ledger.rounds("coarse-to-fine")[-1]
+    assert final["n_train"] == counts.get("done", 0)
+    assert summary.rows["fine"] == counts.get("done", 0)
+    ledger.close()
+
+
+def test_random_policy_also_runs(tmp_path):
+    spec = tiny_campaign(promotion={"acquisition": Random()})
+    spec.run(site="threads", out=tmp_path / "run")
+    ledger, store = open_run(tmp_path / "run")
+    assert store.rows("fine") == 12
+    assert ledger.rounds("coarse-to-fine")[1]["policy"] == "Random"
+    ledger.close()
+
+
+def test_run_dir_holding_another_campaign_is_refused(tmp_path, tiny):
+    tiny.run(site="threads", out=tmp_path / "run")
+    other = tiny_campaign(name="other")
+    with pytest.raises(RunDirError, match="holds campaign 'tiny', not 'other'"):
+        other.run(site="threads", out=tmp_path / "run")
+    with pytest.raises(RunDirError, match="already holds a run of 'tiny'"):
+        tiny.run(site="threads", out=tmp_path / "run")
+    before = sorted(p.name for p in (tmp_path / "run").iterdir())
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "thesis.tex").write_text("precious")
+    with pytest.raises(RunDirError, match="not a campaign run directory"):
+        tiny.run(site="threads", out=tmp_path / "notes")
+    assert (tmp_path / "notes" / "thesis.tex").read_text() == "precious"
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == before
+    summary = tiny.run(site="threads", out=tmp_path / "run", overwrite=True)
+    assert summary.rows["fine"] == 12
+
+
+def test_unknown_site_is_refused_before_anything_is_written(tmp_path, tiny):
+    from site_configs import UnknownSiteError
+
+    with pytest.raises(UnknownSiteError, match="known sites: .*local.*threads"):
+        tiny.run(site="summit-2", out=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_round_budget_and_walker_only_campaign(tmp_path):
+    from campaign import Budget, Campaign, Scale
+
+    spec = Campaign(name="sampling", scales=[
+        Scale("coarse", app=toy.langevin, params={"n_steps": 1000, "stride": 100},
+              walkers=toy.initial_walkers(3))], budget=Budget(rounds=2))
+    summary = spec.run(site="threads", out=tmp_path / "run")
+    assert summary.stop_reason == "round budget reached (2 rounds)"
+    assert summary.rows == {"coarse": 60}
