@@ -192,6 +192,7 @@ class Engine:
             for scale in self.spec.scales
         }
         self._train_app = python_app(fit_learner, executors=["train"], data_flow_kernel=dfk)
+        self._refreshed_params: dict[str, dict[str, Any]] = {}
         self._walkers = {s.name: s.walkers.copy() for s in self.spec.scales
                          if s.walkers is not None}
         # a copy: the spec's learner stays unfitted (a thread executor fits in place)
@@ -243,6 +244,7 @@ class Engine:
 
     # -- one round -------------------------------------------------------------------
     def _run_round(self, round_index: int) -> int:
+        self._refresh_params()
         in_flight: dict[concurrent.futures.Future[Any], SubmittedTask] = {}
         for scale in self.spec.scales:
             if scale.walkers is not None:
@@ -255,13 +257,27 @@ class Engine:
         self._log_round(round_index)
         return len(in_flight)
 
+    def _refresh_params(self) -> None:
+        """Let scales with a ``refresh_params`` hook update their parameters from data."""
+        hooked = [scale for scale in self.spec.scales if scale.refresh_params is not None]
+        if not hooked:
+            return
+        data = {scale.name: self.store.read(scale.name) for scale in self.spec.scales}
+        for scale in hooked:
+            update = scale.refresh_params(data)
+            if not isinstance(update, dict) or "seed" in update:
+                raise TypeError(f"refresh_params of scale '{scale.name}' must return a dict "
+                                "of app parameters (not 'seed')")
+            self._refreshed_params[scale.name] = update
+
     def _submit(self, scale: Scale, round_index: int, task_input: np.ndarray, parent_row: int,
                 walker: int | None = None) -> tuple[concurrent.futures.Future[Any], SubmittedTask]:
         seed_sequence = np.random.SeedSequence([self.spec.seed, len(self.ledger.tasks()) + 1])
         seed = int(seed_sequence.generate_state(1)[0])
         task_id = self.ledger.submit(scale.name, round_index, seed, parent_row,
                                      np.asarray(task_input, dtype=np.float64).ravel().tolist())
-        future = self._sim_apps[scale.name](scale.app, task_input, seed, scale.params)
+        params = {**scale.params, **self._refreshed_params.get(scale.name, {})}
+        future = self._sim_apps[scale.name](scale.app, task_input, seed, params)
         return future, SubmittedTask(task_id, scale.name, round_index, parent_row,
                                      time.time(), walker)
 

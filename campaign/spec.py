@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from learners.acquisition import Acquisition
+from learners import learner_by_name
+from learners.acquisition import Acquisition, acquisition_by_name
 from learners.base import Learner
 
 NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -71,11 +72,18 @@ class Scale(SpecModel):
     is sampled broadly: every round each walker runs one task from the last
     configuration it produced. A scale without walkers runs only what a promotion
     chooses for it.
+
+    ``refresh_params(data) -> dict``, if given, is called by the engine before every
+    round with ``{scale name: committed rows}`` (``campaign.store.ScaleData``) and its
+    result is merged into ``params`` for that round's tasks: the way a scale's own model
+    (e.g. a coarse-grained force field fitted to finer results) is retrained as data
+    arrives. It runs in the engine process; keep it quick or make it a promotion.
     """
 
     name: str
     app: Callable[..., dict[str, Any]]
     params: dict[str, Any] = Field(default_factory=dict)
+    refresh_params: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     walkers: np.ndarray | None = None
     executor: str | None = None
     resources: dict[str, Any] = Field(default_factory=dict)
@@ -113,6 +121,8 @@ class Scale(SpecModel):
 class Promotion(SpecModel):
     """Choose configurations of scale ``source`` to run at the finer scale ``target``.
 
+    ``learner`` and ``acquisition`` are objects or registered names (``"exact_gp"``,
+    ``"max_variance"``, see ``learners.LEARNERS`` and ``learners.acquisition.ACQUISITIONS``).
     ``features(x_source) -> (n, f)`` turns source rows into learner inputs;
     the learner is fitted on ``features(x_target)`` against the target output
     ``quantity`` (default: the target app's only output); the acquisition picks
@@ -132,17 +142,21 @@ class Promotion(SpecModel):
     reference: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None
     initial_design: int | None = Field(default=None, ge=1)
 
-    @field_validator("learner")
+    @field_validator("learner", mode="before")
     @classmethod
     def _is_learner(cls, learner: Any) -> Any:
+        if isinstance(learner, str):
+            learner = learner_by_name(learner)
         if not isinstance(learner, Learner):
             raise ValueError("must implement fit(X, y), posterior(X), state_dict(), "
                              "load_state_dict(state)")
         return learner
 
-    @field_validator("acquisition")
+    @field_validator("acquisition", mode="before")
     @classmethod
     def _is_acquisition(cls, acquisition: Any) -> Any:
+        if isinstance(acquisition, str):
+            acquisition = acquisition_by_name(acquisition)
         if not isinstance(acquisition, Acquisition):
             raise ValueError("must implement select(posterior, k, pending, rng)")
         return acquisition

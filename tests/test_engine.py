@@ -142,3 +142,32 @@ def test_round_budget_and_walker_only_campaign(tmp_path):
     summary = spec.run(site="threads", out=tmp_path / "run")
     assert summary.stop_reason == "round budget reached (2 rounds)"
     assert summary.rows == {"coarse": 60}
+
+
+def test_refresh_params_hook_updates_a_scale_from_data(tmp_path):
+    from campaign import Budget, Campaign, Scale
+
+    seen = []
+
+    def longer_segments_once_data_exists(data):
+        seen.append(len(data["coarse"]))
+        return {"n_steps": 2000} if len(data["coarse"]) else {}
+
+    spec = Campaign(name="hooked", scales=[
+        Scale("coarse", app=toy.langevin, params={"n_steps": 1000, "stride": 100},
+              walkers=toy.initial_walkers(1), refresh_params=longer_segments_once_data_exists)],
+        budget=Budget(rounds=3))
+    summary = spec.run(site="threads", out=tmp_path / "run")
+    assert seen == [0, 10, 30]
+    assert summary.rows == {"coarse": 10 + 20 + 20}
+
+
+def test_learner_and_acquisition_by_name(tmp_path):
+    spec = tiny_campaign(promotion={"learner": "exact_gp", "acquisition": "random"},
+                         budget=__import__("campaign").Budget(fine=4))
+    assert type(spec.promotions[0].acquisition).__name__ == "Random"
+    spec.run(site="threads", out=tmp_path / "run")
+    from campaign import SpecError
+
+    with pytest.raises(SpecError, match="unknown acquisition 'best'"):
+        tiny_campaign(promotion={"acquisition": "best"})
