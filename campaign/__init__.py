@@ -37,12 +37,13 @@ class Campaign(CampaignSpec):
     """A campaign spec that can run itself (see :class:`campaign.spec.CampaignSpec`)."""
 
     def run(self, site: str = "local", out: str | Path | None = None, *,
-            overwrite: bool = False, script: str | None = None,
-            **site_params: Any) -> RunSummary:
+            overwrite: bool = False, resume: bool = False, grace_period: float = 60.0,
+            script: str | None = None, **site_params: Any) -> RunSummary:
         """Run on Parsl site ``site`` (see ``site_configs.SITES``) into ``out``
         (default ``runs/<name>``). Refuses a directory holding another campaign, or a
-        previous run of this one unless ``overwrite``."""
+        previous run of this one unless ``overwrite`` (start again) or ``resume``
+        (continue: committed results kept, unfinished tasks run again)."""
         run_dir = Path(out) if out is not None else Path("runs") / self.name
         engine = Engine(self, run_dir, site=site, site_params=site_params, script=script,
-                        overwrite=overwrite)
+                        overwrite=overwrite, resume=resume, grace_period=grace_period)
         return engine.run()

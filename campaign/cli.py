@@ -54,29 +54,38 @@ def _parse_site_params(pairs: list[str]) -> dict[str, Any]:
     return params
 
 
-def _run_script(script: Path, site: str, out: Path, overwrite: bool, report: bool,
-                site_params: dict[str, Any], verbose: bool) -> None:
-    from campaign.engine import RunDirError
+def _run_script(script: Path, site: str, out: Path, *, overwrite: bool = False,
+                resume: bool = False, report: bool = True, grace: float = 60.0,
+                site_params: dict[str, Any] | None = None, verbose: bool = False) -> None:
+    from campaign.engine import Engine, RunDirError
+    from campaign.ledger import LedgerError
     from campaign.lock import RunLockedError
     from campaign.script import ScriptError, load_campaign
     from campaign.spec import SpecError
+    from campaign.store import StoreError
     from site_configs import UnknownSiteError
 
     _setup_logging(verbose)
     started = time.time()
     try:
         spec = load_campaign(script)
-        from campaign.engine import Engine
-
-        summary = Engine(spec, out, site=site, site_params=site_params, script=str(
-            script.resolve()), overwrite=overwrite).run()
-    except (ScriptError, SpecError, UnknownSiteError, RunDirError, RunLockedError) as error:
+        engine = Engine(spec, out, site=site, site_params=site_params or {},
+                        script=str(script.resolve()), overwrite=overwrite, resume=resume,
+                        grace_period=grace)
+        summary = engine.run()
+    except (ScriptError, SpecError, UnknownSiteError, RunDirError, RunLockedError, LedgerError,
+            StoreError, ValueError) as error:
         _fail(str(error))
         return
     except TypeError as error:  # a site parameter the factory does not take
         if "config()" in str(error):
             _fail(f"site '{site}': {error}")
         raise
+    if summary.interrupted:
+        console.print(f"{summary.name}: {summary.stop_reason}; everything completed is "
+                      f"committed, {summary.unfinished} tasks unfinished. Resume with: "
+                      f"campaign resume {out}", highlight=False, soft_wrap=True)
+        return
     console.print(f"[bold]{summary.name}[/]: {summary.rounds} rounds, stopped: "
                   f"{summary.stop_reason} ({summary.wall_seconds:.1f} s campaign, "
                   f"{time.time() - started:.1f} s with start-up)")
@@ -105,14 +114,45 @@ def run(
     out: Annotated[Path | None, typer.Option(help="run directory (default runs/<name>)")] = None,
     overwrite: Annotated[bool, typer.Option(
         help="replace a previous run of this campaign")] = False,
+    resume: Annotated[bool, typer.Option(help="continue a previous run in --out")] = False,
     report: Annotated[bool, typer.Option(help="write report.png and summary.json")] = True,
+    grace: Annotated[float, typer.Option(
+        help="seconds to wait for running tasks after SIGTERM/SIGINT")] = 60.0,
     site_param: Annotated[list[str] | None, typer.Option(help="KEY=VALUE for the site")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run the campaign a script defines."""
+    if overwrite and resume:
+        _fail("choose one of --overwrite and --resume")
     run_dir = out or Path("runs") / script.stem
-    _run_script(script, site, run_dir, overwrite, report, _parse_site_params(site_param or []),
-                verbose)
+    _run_script(script, site, run_dir, overwrite=overwrite, resume=resume, report=report,
+                grace=grace, site_params=_parse_site_params(site_param or []), verbose=verbose)
+
+
+@app.command()
+def resume(
+    run_dir: Annotated[Path, typer.Argument(help="run directory of a stopped or killed run")],
+    site: Annotated[str | None, typer.Option(help="site (default: the run's own)")] = None,
+    report: Annotated[bool, typer.Option(help="write report.png and summary.json")] = True,
+    grace: Annotated[float, typer.Option(
+        help="seconds to wait for running tasks after SIGTERM/SIGINT")] = 60.0,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Continue a run: committed results kept, unfinished tasks run again."""
+    from campaign.ledger import Ledger, LedgerError
+
+    try:
+        ledger = Ledger(run_dir / "ledger.sqlite", read_only=True)
+    except LedgerError as error:
+        _fail(f"{run_dir} holds no campaign to resume ({error})")
+        return
+    script, recorded_site = ledger.fact("script"), ledger.fact("site")
+    ledger.close()
+    if not script:
+        _fail(f"{run_dir} was not started from a script; resume it from Python with "
+              "Campaign.run(..., resume=True)")
+    _run_script(Path(script), site or recorded_site, run_dir, resume=True, report=report,
+                grace=grace, verbose=verbose)
 
 
 @app.command()
@@ -125,7 +165,7 @@ def demo(
     """Run the built-in two-scale Müller-Brown campaign and write its report."""
     if not DEMO_SCRIPT.is_file():
         _fail(f"demo script {DEMO_SCRIPT} not found (install the project with pip install -e .)")
-    _run_script(DEMO_SCRIPT, site, out, overwrite, True, {}, verbose)
+    _run_script(DEMO_SCRIPT, site, out, overwrite=overwrite, verbose=verbose)
 
 
 @app.command()
@@ -141,18 +181,21 @@ def status(run_dir: Annotated[Path, typer.Argument(help="run directory")]) -> No
         return
     try:
         table = Table(title=f"campaign '{ledger.fact('name')}' in {run_dir}")
-        for column in ("scale", "rows", "done", "submitted", "failed", "quarantined"):
+        for column in ("scale", "rows", "done", "submitted", "quarantined", "retried"):
             table.add_column(column, justify="right" if column != "scale" else "left")
         counts = ledger.task_counts()
         for scale in sorted(set(counts) | set(store.scales())):
             by_status = counts.get(scale, {})
+            retried = sum(1 for t in ledger.tasks(scale) if t["attempts"] > 1)
             table.add_row(scale, str(store.rows(scale)),
                           *(str(by_status.get(s, 0)) for s in
-                            ("done", "submitted", "failed", "quarantined")))
+                            ("done", "submitted", "quarantined")), str(retried))
         console.print(table)
         rounds = ledger.rounds()
+        stopped = (ledger.fact("stop_reason") or ledger.fact("interrupted")
+                   or "not yet (running, or killed: `campaign resume` continues it)")
         console.print(f"rounds: {1 + max((r['round'] for r in rounds), default=-1)}; "
-                      f"stopped: {ledger.fact('stop_reason') or 'not yet (running or killed)'}")
+                      f"stopped: {stopped}")
         for promotion in sorted({r["promotion"] for r in rounds}):
             scored = [r for r in ledger.rounds(promotion) if r.get("n_train")]
             if not scored:
@@ -165,9 +208,9 @@ def status(run_dir: Annotated[Path, typer.Argument(help="run directory")]) -> No
                 if values:
                     parts.append(f"{label} {values[-1]:.4g}")
             console.print(", ".join(parts))
-        for task in ledger.tasks(status="quarantined") + ledger.tasks(status="failed"):
-            console.print(f"  task {task['task_id']} ({task['scale']}, {task['status']}): "
-                          f"{task['reason']}", highlight=False)
+        for task in ledger.tasks(status="quarantined"):
+            console.print(f"  quarantined task {task['task_id']} ({task['scale']}, parent row "
+                          f"{task['parent_row']}): {task['reason']}", highlight=False)
     finally:
         ledger.close()
 
@@ -200,6 +243,22 @@ def report(
         _report(run_dir, spec, baseline)
     except ReportError as error:
         _fail(str(error))
+
+
+@app.command()
+def sites() -> None:
+    """List the known site configs and their parameters (defaults in brackets)."""
+    from site_configs import describe_sites
+
+    table = Table(title="sites (campaign run --site NAME --site-param KEY=VALUE, "
+                        "or --site FILE.toml)")
+    table.add_column("site", style="bold")
+    table.add_column("description")
+    table.add_column("parameters")
+    for site in describe_sites():
+        table.add_row(site["name"], site["description"], ", ".join(
+            f"{p['name']} [{p['default']!r}]" for p in site["parameters"]))
+    console.print(table)
 
 
 if __name__ == "__main__":

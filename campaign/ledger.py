@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,10 +32,13 @@ CREATE TABLE IF NOT EXISTS tasks (
     started REAL,
     ended REAL,
     rows INTEGER,
-    reason TEXT
+    reason TEXT,
+    walker INTEGER,
+    attempts INTEGER NOT NULL DEFAULT 1
 );
 CREATE INDEX IF NOT EXISTS tasks_by_scale ON tasks (scale, status);
 CREATE TABLE IF NOT EXISTS committed (scale TEXT PRIMARY KEY, rows INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS planned_rounds (round INTEGER PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS rounds (
     round INTEGER NOT NULL,
     promotion TEXT NOT NULL,
@@ -44,7 +47,7 @@ CREATE TABLE IF NOT EXISTS rounds (
 );
 """
 
-TASK_STATUSES = ("submitted", "done", "failed", "quarantined")
+TASK_STATUSES = ("submitted", "done", "quarantined")
 
 
 class LedgerError(RuntimeError):
@@ -63,18 +66,50 @@ class TaskOutcome:
     reason: str | None = None
 
 
-class Ledger:
-    """SQLite ledger of one campaign run directory (WAL mode, one writer)."""
+@dataclass(frozen=True)
+class PlannedTask:
+    """A task to record before it is submitted (see :meth:`Ledger.plan`)."""
 
-    def __init__(self, path: str | Path) -> None:
+    scale: str
+    round_index: int
+    parent_row: int
+    task_input: list[float]
+    walker: int | None = None
+
+
+class Ledger:
+    """SQLite ledger of one campaign run directory (WAL mode, one writer).
+
+    ``read_only`` opens an existing ledger without writing anything (no schema, no WAL
+    switch): for inspecting a directory before taking its lock, and for ``status``.
+    """
+
+    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
         self.path = Path(path)
         try:
-            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(SCHEMA)
+            if read_only:
+                if not self.path.is_file():
+                    raise LedgerError(f"{self.path} does not exist")
+                self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True,
+                                           isolation_level=None, timeout=30)
+                self._db.execute("SELECT COUNT(*) FROM facts").fetchone()
+                self._db.execute("SELECT COUNT(*) FROM tasks").fetchone()
+            else:
+                self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.executescript(SCHEMA)
         except sqlite3.DatabaseError as error:
-            raise LedgerError(f"{self.path} is not a readable campaign ledger: {error}") from None
+            raise LedgerError(f"{self.path} is not a readable campaign ledger ({error})") from None
+
+    def check_integrity(self) -> None:
+        """Raise :class:`LedgerError` if SQLite finds the file damaged."""
+        try:
+            problems = [row[0] for row in self._db.execute("PRAGMA quick_check")]
+        except sqlite3.DatabaseError as error:
+            raise LedgerError(f"{self.path} is corrupted ({error})") from None
+        if problems != ["ok"]:
+            raise LedgerError(f"{self.path} is corrupted ({problems[0]})")
 
     def close(self) -> None:
         self._db.close()
@@ -101,15 +136,59 @@ class Ledger:
 
     # -- tasks ---------------------------------------------------------------------
     def submit(self, scale: str, round_index: int, seed: int, parent_row: int,
-               task_input: list[float]) -> int:
-        """Record a task as submitted and return its id."""
+               task_input: list[float], walker: int | None = None) -> int:
+        """Record one task as submitted with a given seed and return its id."""
         with self.transaction() as db:
             cursor = db.execute(
-                "INSERT INTO tasks (scale, round, status, seed, parent_row, input, submitted) "
-                "VALUES (?, ?, 'submitted', ?, ?, ?, ?)",
-                (scale, round_index, seed, parent_row, json.dumps(task_input), time.time()),
+                "INSERT INTO tasks (scale, round, status, seed, parent_row, input, submitted, "
+                "walker) VALUES (?, ?, 'submitted', ?, ?, ?, ?, ?)",
+                (scale, round_index, seed, parent_row, json.dumps(task_input), time.time(),
+                 walker),
             )
             return int(cursor.lastrowid)
+
+    def plan(self, tasks: list[PlannedTask], seed_for: Callable[[int, int], int]) -> list[int]:
+        """Record ``tasks`` as submitted in one transaction (all or none) and return their
+        ids; ``seed_for(task_id, attempt)`` gives each task's seed."""
+        ids = []
+        with self.transaction() as db:
+            next_id = db.execute("SELECT COALESCE(MAX(task_id), 0) + 1 FROM tasks").fetchone()[0]
+            for offset, task in enumerate(tasks):
+                task_id = next_id + offset
+                db.execute(
+                    "INSERT INTO tasks (task_id, scale, round, status, seed, parent_row, input, "
+                    "submitted, walker) VALUES (?, ?, ?, 'submitted', ?, ?, ?, ?, ?)",
+                    (task_id, task.scale, task.round_index, seed_for(task_id, 1),
+                     task.parent_row, json.dumps(task.task_input), time.time(), task.walker),
+                )
+                ids.append(task_id)
+        return ids
+
+    def retry(self, task_id: int, seed: int, reason: str) -> int:
+        """Count one more attempt of ``task_id`` with a new seed; returns the attempt number."""
+        with self.transaction() as db:
+            db.execute("UPDATE tasks SET attempts = attempts + 1, seed = ?, reason = ? "
+                       "WHERE task_id = ?", (seed, reason, task_id))
+            return int(db.execute("SELECT attempts FROM tasks WHERE task_id = ?",
+                                  (task_id,)).fetchone()[0])
+
+    def mark_planned(self, round_index: int) -> None:
+        """Every task of ``round_index`` has been recorded (a resumed run re-plans a round
+        that lacks this mark, and only the parts of it that have no tasks yet)."""
+        with self.transaction() as db:
+            db.execute("INSERT OR IGNORE INTO planned_rounds VALUES (?)", (round_index,))
+
+    def planned(self, round_index: int) -> bool:
+        return self._db.execute("SELECT 1 FROM planned_rounds WHERE round = ?",
+                                (round_index,)).fetchone() is not None
+
+    def last_round(self) -> int | None:
+        """The highest round with a task, a round record or a plan mark (None if none)."""
+        row = self._db.execute(
+            "SELECT MAX(r) FROM (SELECT MAX(round) AS r FROM tasks UNION ALL "
+            "SELECT MAX(round) FROM rounds UNION ALL SELECT MAX(round) FROM planned_rounds)"
+        ).fetchone()
+        return None if row[0] is None else int(row[0])
 
     def commit(self, scale: str, committed_rows: int, outcomes: Iterable[TaskOutcome]) -> None:
         """Record the committed row count of ``scale`` and the outcomes of the tasks
@@ -130,10 +209,14 @@ class Ledger:
         row = self._db.execute("SELECT rows FROM committed WHERE scale = ?", (scale,)).fetchone()
         return 0 if row is None else int(row[0])
 
-    def tasks(self, scale: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
-        """Tasks as dicts, oldest first, optionally filtered by scale and status."""
+    def tasks(self, scale: str | None = None, status: str | None = None,
+              round_index: int | None = None) -> list[dict[str, Any]]:
+        """Tasks as dicts, oldest first, optionally filtered by scale, status and round."""
         query = "SELECT * FROM tasks WHERE 1=1"
         arguments: list[Any] = []
+        if round_index is not None:
+            query += " AND round = ?"
+            arguments.append(round_index)
         if scale is not None:
             query += " AND scale = ?"
             arguments.append(scale)

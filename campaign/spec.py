@@ -78,6 +78,10 @@ class Scale(SpecModel):
     result is merged into ``params`` for that round's tasks: the way a scale's own model
     (e.g. a coarse-grained force field fitted to finer results) is retrained as data
     arrives. It runs in the engine process; keep it quick or make it a promotion.
+
+    A task that raises, exceeds ``timeout`` seconds, loses its worker or returns NaN, inf
+    or misshapen output is run again with a new seed up to ``retries`` times, then
+    quarantined with its reason in the ledger.
     """
 
     name: str
@@ -85,6 +89,8 @@ class Scale(SpecModel):
     params: dict[str, Any] = Field(default_factory=dict)
     refresh_params: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     walkers: np.ndarray | None = None
+    retries: int = Field(default=2, ge=0)
+    timeout: float | None = Field(default=None, gt=0)
     executor: str | None = None
     resources: dict[str, Any] = Field(default_factory=dict)
 

@@ -110,15 +110,44 @@ class Store:
         self.path = Path(run_dir) / "store.zarr"
         self.ledger = ledger
         self.read_only = read_only
-        self.group = zarr.open_group(self.path, mode="r" if read_only else "a")
-        found = self.group.attrs.get("store_format", None)
+        if read_only and not self.path.exists():
+            raise StoreError(f"{self.path} does not exist")
+        try:
+            self.group = zarr.open_group(self.path, mode="r" if read_only else "a")
+            found = self.group.attrs.get("store_format", None)
+        except Exception as error:  # zarr raises several types for a damaged store
+            raise StoreError(f"{self.path} is not a readable zarr store "
+                             f"({type(error).__name__}: {error})") from None
         if found is None and not read_only:
             self.group.attrs["store_format"] = STORE_FORMAT
         elif found is not None and found != STORE_FORMAT:
             raise StoreError(f"{self.path} has store format {found}; this version reads "
                              f"format {STORE_FORMAT}")
         if not read_only:
+            self.verify()
             self.cut_back_uncommitted()
+
+    def verify(self) -> None:
+        """Read every array's metadata and last committed chunk; raise :class:`StoreError`
+        naming the first damaged array. Writes nothing."""
+        for scale in self.scales():
+            committed = self.rows(scale)
+            for path in self._array_paths(scale):
+                try:
+                    array = self.group[path]
+                    if committed and array.shape[0] >= committed:
+                        array[committed - 1]
+                except Exception as error:  # zarr raises several types for damaged data
+                    raise StoreError(f"{self.path}/{path} is damaged "
+                                     f"({type(error).__name__}: {error})") from None
+
+    def _array_paths(self, scale: str) -> list[str]:
+        node = self.group[scale]
+        paths = [f"{scale}/{name}" for name in node.array_keys()]
+        for sub in ("y", "meta"):
+            if sub in node:
+                paths += [f"{scale}/{sub}/{name}" for name in node[sub].array_keys()]
+        return paths
 
     # -- reading -------------------------------------------------------------------
     def scales(self) -> list[str]:
@@ -133,12 +162,16 @@ class Store:
         n = self.rows(scale)
         if scale not in self.group or n == 0:
             return ScaleData(x=np.zeros((0, 0)), y={}, meta={})
-        node = self.group[scale]
-        return ScaleData(
-            x=node["x"][start:n],
-            y={name: array[start:n] for name, array in node["y"].arrays()},
-            meta={name: array[start:n] for name, array in node["meta"].arrays()},
-        )
+        try:
+            node = self.group[scale]
+            return ScaleData(
+                x=node["x"][start:n],
+                y={name: array[start:n] for name, array in node["y"].arrays()},
+                meta={name: array[start:n] for name, array in node["meta"].arrays()},
+            )
+        except Exception as error:  # zarr raises several types for damaged data
+            raise StoreError(f"{self.path}/{scale} is damaged "
+                             f"({type(error).__name__}: {error})") from None
 
     # -- writing -------------------------------------------------------------------
     def commit(self, scale: str, rows: Rows | None, outcomes: Iterable[TaskOutcome]) -> int:
@@ -192,12 +225,8 @@ class Store:
         removed: dict[str, int] = {}
         for scale in self.scales():
             committed = self.rows(scale)
-            for path, array in self.group[scale].arrays():
-                self._cut(f"{scale}/{path}", array, committed, removed)
-            for sub in ("y", "meta"):
-                if sub in self.group[scale]:
-                    for path, array in self.group[scale][sub].arrays():
-                        self._cut(f"{scale}/{sub}/{path}", array, committed, removed)
+            for path in self._array_paths(scale):
+                self._cut(path, self.group[path], committed, removed)
         return removed
 
     @staticmethod

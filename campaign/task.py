@@ -43,8 +43,10 @@ def check_result(result: Any) -> dict[str, np.ndarray]:
 
 
 def run_app(app: Callable[..., dict[str, Any]], x: np.ndarray, seed: int,
-            params: dict[str, Any]) -> dict[str, Any]:
-    """Run one simulation task; returns outputs plus start/end times and host."""
+            params: dict[str, Any], walltime: float | None = None) -> dict[str, Any]:
+    """Run one simulation task; returns outputs plus start/end times and host.
+
+    ``walltime`` is read by Parsl, which raises ``AppTimeout`` in the task past it."""
     started = time.time()
     outputs = app(np.asarray(x, dtype=np.float64), seed=seed, **params)
     ended = time.time()

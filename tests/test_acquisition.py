@@ -11,8 +11,16 @@ from learners import ExactGP, Posterior, SampledPosterior
 from learners.acquisition import (
     ACQUISITIONS,
     Acquisition,
+    CostAware,
+    ExpectedImprovement,
+    FarthestPoint,
+    GreedyAcquisition,
+    IntegratedVariance,
+    LocalOutlier,
     MaxVariance,
     Random,
+    TrustWindow,
+    UpperConfidenceBound,
     acquisition_by_name,
 )
 from learners.kernels import KERNELS, Kernel
@@ -30,7 +38,8 @@ def gp_posterior(points: np.ndarray = POOL) -> Posterior:
 
 def sampled_posterior() -> Posterior:
     draws = np.random.default_rng(1).normal(size=(30, 40)) * np.linspace(0.5, 2.0, 40)
-    return SampledPosterior(draws, noise_variance=0.05)
+    X = np.random.default_rng(2).uniform(size=(40, 3))
+    return SampledPosterior(draws, noise_variance=0.05, X=X, X_train=X[:5] + 0.01)
 
 
 POSTERIORS = [
@@ -104,11 +113,16 @@ class TestAcquisitionProtocol:
 
 
 def test_registry():
-    assert set(ACQUISITIONS) == {"random", "max_variance"}
+    assert set(ACQUISITIONS) == {
+        "random", "max_variance", "integrated_variance", "ucb", "expected_improvement",
+        "trust_window", "farthest_point", "local_outlier", "cost_aware"}
     assert isinstance(acquisition_by_name("random"), Random)
     assert isinstance(acquisition_by_name("max_variance"), MaxVariance)
+    assert acquisition_by_name("ucb", beta=3.0).beta == 3.0
+    for name in ACQUISITIONS:
+        assert isinstance(acquisition_by_name(name), Acquisition)
     with pytest.raises(ValueError, match="max_variance") as info:
-        acquisition_by_name("ucb")
+        acquisition_by_name("thompson")
     assert "random" in str(info.value)
 
 
@@ -189,3 +203,193 @@ def test_duplicate_noise_free_points_do_not_break_the_update():
     chosen = policy.select(posterior, 3, np.array([0, 1]), np.random.default_rng(0))
     assert set(chosen.tolist()) <= {2, 3, 4} and len(chosen) == 3
     assert np.all(np.isfinite(policy.chosen_variance_)) and np.all(policy.chosen_variance_ >= 0)
+
+
+# -- greedy policies: shared properties -------------------------------------------------------
+
+DETERMINISTIC = [
+    pytest.param(MaxVariance, id="max_variance"),
+    pytest.param(lambda: IntegratedVariance(n_reference=None), id="integrated_variance"),
+    pytest.param(UpperConfidenceBound, id="ucb"),
+    pytest.param(ExpectedImprovement, id="ei"),
+    pytest.param(FarthestPoint, id="farthest_point"),
+    pytest.param(LocalOutlier, id="local_outlier"),
+    pytest.param(lambda: CostAware(MaxVariance(), cost=np.linspace(1, 2, len(POOL))),
+                 id="cost_aware"),
+]
+
+
+@pytest.mark.parametrize("make", DETERMINISTIC)
+def test_pending_acts_like_earlier_picks(make):
+    # Diversity comes from conditioning: the first picks, submitted as pending, give the rest.
+    posterior = gp_posterior()
+    batch = make().select(posterior, 4, np.array([], dtype=np.int64), np.random.default_rng(0))
+    rest = make().select(posterior, 2, batch[:2], np.random.default_rng(0))
+    np.testing.assert_array_equal(rest, batch[2:])
+
+
+# EI exploits (neighbours of the best point keep their value) and LOF is relative density
+# (one new point barely changes the LOF of its neighbour): neither promises spread.
+@pytest.mark.parametrize("make", [p for p in DETERMINISTIC if p.id not in ("ei", "local_outlier")])
+def test_greedy_batch_is_spread_out(make):
+    chosen = make().select(gp_posterior(), 5, np.array([], dtype=np.int64),
+                           np.random.default_rng(0))
+    assert pdist(POOL[chosen]).min() > 0.1  # grid spacing is 0.071
+
+
+# -- integrated variance ----------------------------------------------------------------------
+
+
+def test_integrated_variance_value_matches_brute_force():
+    policy = IntegratedVariance(n_reference=None)
+    pending = np.array([200])
+    chosen = policy.select(gp_posterior(), 2, pending, np.random.default_rng(0))
+    free = np.setdiff1d(np.arange(len(POOL)), pending)
+    for step in range(2):
+        known = np.concatenate([pending, chosen[:step]])
+        before = _conditioned_variance(POOL[free], POOL[known]).sum()
+        values = [before - _conditioned_variance(POOL[free], POOL[np.append(known, j)]).sum()
+                  for j in range(len(POOL))]
+        values = np.array(values)
+        values[known] = -np.inf
+        assert policy.chosen_score_[step] == pytest.approx(values[chosen[step]], rel=1e-5)
+        assert values[chosen[step]] == pytest.approx(values.max(), rel=1e-6)
+
+
+def test_integrated_variance_prefers_the_middle_of_the_pool():
+    # Max variance goes to the far corner; the pool-integrated value favours points whose
+    # neighbourhood is large and uncertain, not the edge.
+    posterior = gp_posterior()
+    none = np.array([], dtype=np.int64)
+    edge = MaxVariance().select(posterior, 1, none, np.random.default_rng(0))[0]
+    middle = IntegratedVariance().select(posterior, 1, none, np.random.default_rng(0))[0]
+    assert np.abs(POOL[middle] - 0.5).max() < np.abs(POOL[edge] - 0.5).max()
+
+
+def test_integrated_variance_subsample_is_bounded():
+    policy = IntegratedVariance(n_reference=10)
+    chosen = policy.select(gp_posterior(), 3, np.array([], dtype=np.int64),
+                           np.random.default_rng(0))
+    assert len(set(chosen.tolist())) == 3
+    with pytest.raises(ValueError, match="n_reference"):
+        IntegratedVariance(n_reference=0)
+
+
+# -- extremes ------------------------------------------------------------------------------
+
+
+def test_ucb_and_ei_find_maxima_and_minima():
+    mean = np.array([0.0, 5.0, -5.0, 1.0])
+    posterior = _Independent(mean, np.full(4, 0.01))
+    none = np.array([], dtype=np.int64)
+    rng = np.random.default_rng(0)
+    assert UpperConfidenceBound().select(posterior, 1, none, rng)[0] == 1
+    assert UpperConfidenceBound(maximize=False).select(posterior, 1, none, rng)[0] == 2
+    assert ExpectedImprovement().select(posterior, 1, none, rng)[0] == 1
+    assert ExpectedImprovement(maximize=False).select(posterior, 1, none, rng)[0] == 2
+    # A very uncertain point beats a slightly better but certain one.
+    posterior = _Independent(np.array([1.0, 0.9]), np.array([1e-6, 4.0]))
+    assert UpperConfidenceBound().select(posterior, 1, none, rng)[0] == 1
+    ei = ExpectedImprovement()
+    assert ei.select(posterior, 1, none, rng)[0] == 1
+    assert np.all(ei.chosen_score_ >= 0)
+    with pytest.raises(ValueError, match="beta"):
+        UpperConfidenceBound(beta=-1.0)
+    with pytest.raises(ValueError, match="maximize"):
+        ExpectedImprovement(maximize="yes")
+
+
+# -- trust window ----------------------------------------------------------------------------
+
+
+def test_trust_window_picks_inside_the_bounds():
+    sd = np.linspace(0.1, 2.0, 20)
+    posterior = _Independent(np.zeros(20), sd**2)
+    policy = TrustWindow(lower=0.5, upper=1.0)
+    chosen = policy.select(posterior, 4, np.array([], dtype=np.int64), np.random.default_rng(0))
+    assert np.all((sd[chosen] >= 0.5) & (sd[chosen] <= 1.0))
+    # Default bounds: quantiles of the pool's sd (no hand-picked threshold needed).
+    lower, upper = TrustWindow().bounds(posterior, np.array([], dtype=np.int64))
+    assert lower == pytest.approx(np.median(sd)) and upper == pytest.approx(np.quantile(sd, 0.95))
+    # Empty window: the largest sd below the upper bound.
+    empty = TrustWindow(lower=5.0, upper=6.0).select(posterior, 1, np.array([], dtype=np.int64),
+                                                     np.random.default_rng(0))
+    assert empty[0] == 19
+    with pytest.raises(ValueError, match="lower"):
+        TrustWindow(lower=2.0, upper=1.0)
+
+
+def test_trust_window_conditions_on_chosen_points():
+    # Two tight clusters in the window: conditioning pushes the second pick to the other one.
+    X = np.vstack([np.zeros((5, 1)), np.ones((5, 1)) * 10])
+    X = X + 1e-3 * np.arange(10)[:, None]
+    posterior = ExactGP().fit(np.array([[5.0]]), np.array([0.0])).posterior(X)
+    policy = TrustWindow(lower=0.0, upper=1e9)
+    chosen = policy.select(posterior, 2, np.array([], dtype=np.int64), np.random.default_rng(3))
+    assert {int(c) // 5 for c in chosen} == {0, 1}
+
+
+# -- feature-space anchors ---------------------------------------------------------------------
+
+
+def test_farthest_point_matches_brute_force():
+    posterior = gp_posterior()
+    chosen = FarthestPoint().select(posterior, 3, np.array([0]), np.random.default_rng(0))
+    both = np.vstack([POOL, X_TRAIN])
+    Z = (POOL - both.mean(0)) / both.std(0)
+    T = (X_TRAIN - both.mean(0)) / both.std(0)
+    known = np.vstack([T, Z[[0]]])
+    for position in chosen:
+        distance = np.min(np.linalg.norm(Z[:, None] - known[None], axis=2), axis=1)
+        assert distance[position] == pytest.approx(distance.max())
+        known = np.vstack([known, Z[[position]]])
+
+
+def test_local_outlier_picks_novel_points():
+    posterior = gp_posterior()  # training data in the [0, 0.5]^2 corner
+    chosen = LocalOutlier().select(posterior, 3, np.array([], dtype=np.int64),
+                                   np.random.default_rng(0))
+    assert np.all(POOL[chosen].max(axis=1) > 0.6)
+    with pytest.raises(ValueError, match="n_neighbors"):
+        LocalOutlier(n_neighbors=0)
+
+
+@pytest.mark.parametrize("policy", [FarthestPoint, LocalOutlier])
+def test_feature_policies_need_features(policy):
+    with pytest.raises(ValueError, match="X"):
+        policy().select(_Independent(np.zeros(3), np.ones(3)), 1, np.array([], dtype=np.int64),
+                        np.random.default_rng(0))
+
+
+# -- cost-aware --------------------------------------------------------------------------------
+
+
+def test_cost_aware_divides_value_by_cost():
+    posterior = _Independent(np.zeros(4), np.array([1.0, 2.0, 3.0, 4.0]))
+    none = np.array([], dtype=np.int64)
+    rng = np.random.default_rng(0)
+    np.testing.assert_array_equal(CostAware(MaxVariance()).select(posterior, 2, none, rng), [3, 2])
+    cheap_first = CostAware(MaxVariance(), cost=np.array([1.0, 1.0, 1.0, 8.0]))
+    assert cheap_first.select(posterior, 1, none, rng)[0] == 2
+    assert cheap_first.chosen_score_[0] == pytest.approx(3.0)
+    by_feature = CostAware("max_variance", cost=lambda X: 1.0 + X[:, 0] ** 2)
+    posterior_x = gp_posterior()
+    chosen = by_feature.select(posterior_x, 3, none, rng)
+    assert np.all(posterior_x.X[chosen, 0] < 1.0) and isinstance(by_feature.base, MaxVariance)
+    assert isinstance(CostAware().base, IntegratedVariance)
+
+
+def test_cost_aware_rejects_bad_costs():
+    posterior = _Independent(np.zeros(4), np.ones(4))
+    none = np.array([], dtype=np.int64)
+    for cost in (np.ones(3), np.array([1.0, 0.0, 1.0, 1.0]), lambda X: np.ones(4)):
+        with pytest.raises(ValueError, match="cost"):
+            CostAware(MaxVariance(), cost=cost).select(posterior, 1, none, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="base"):
+        CostAware(Random())
+
+
+def test_greedy_policies_share_the_loop():
+    for name, cls in ACQUISITIONS.items():
+        if name != "random":
+            assert issubclass(cls, GreedyAcquisition), name

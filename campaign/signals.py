@@ -1,0 +1,72 @@
+"""Graceful stop on SIGTERM / SIGINT (walltime ending, Ctrl-C).
+
+The first signal asks the engine to submit nothing new and to wait up to a grace period
+for running tasks, committing what completes; a second signal stops the wait at once.
+Either way nothing committed is lost and unfinished tasks stay ``submitted`` in the
+ledger, to be run again by ``campaign resume``.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from types import FrameType
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class StopRequest:
+    """Counts stop signals while installed (main thread only; elsewhere it is inert)."""
+
+    def __init__(self, grace_period: float) -> None:
+        self.grace_period = grace_period
+        self.count = 0
+        self.first_at: float | None = None
+        self.signal_name = ""
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            for number in STOP_SIGNALS:
+                self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+        self._previous.clear()
+
+    def _handle(self, number: int, frame: FrameType | None) -> None:
+        self.count += 1
+        self.signal_name = signal.Signals(number).name
+        if self.count == 1:
+            self.first_at = time.monotonic()
+            logger.warning("%s: submitting nothing new; waiting up to %g s for running tasks "
+                           "(send it again to stop now)", self.signal_name, self.grace_period)
+        else:
+            logger.warning("%s again: stopping now", self.signal_name)
+
+    def request(self, name: str = "request") -> None:
+        """Ask for a stop from code (tests, or an embedding application)."""
+        self.count += 1
+        self.signal_name = name
+        if self.first_at is None:
+            self.first_at = time.monotonic()
+
+    @property
+    def stopping(self) -> bool:
+        """A stop was asked for: plan nothing new."""
+        return self.count > 0
+
+    @property
+    def stop_now(self) -> bool:
+        """Stop waiting for running tasks: a second signal, or the grace period is over."""
+        if self.count >= 2:
+            return True
+        return self.first_at is not None and (
+            time.monotonic() - self.first_at >= self.grace_period)
