@@ -1,45 +1,124 @@
 """Parsl site configs by name: each factory returns a fresh ``parsl.config.Config``.
 
 Every config provides one executor per label in :func:`executor_labels`: ``sim-<scale>`` for
-each scale and ``train``. Importing this package loads nothing and changes no environment.
+each scale and ``train``. Importing this package loads nothing, starts nothing and changes
+no environment; a factory resolves addresses and environments only when called.
 """
 
+from __future__ import annotations
+
+import inspect
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from parsl.config import Config
 
-from site_configs import local, threads
+from site_configs import aurora, frontier, local, lsf, pbs, perlmutter, polaris, slurm, threads
+from site_configs.batch import PARAMETER_HELP
 from site_configs.labels import TRAIN_LABEL, executor_labels
+from site_configs.site_file import (
+    SiteFileError,
+    UnknownSiteError,
+    is_site_file,
+    read_site_file,
+)
 
-__all__ = ["SITES", "TRAIN_LABEL", "UnknownSiteError", "executor_labels", "get_config"]
+__all__ = [
+    "SITES",
+    "TRAIN_LABEL",
+    "SiteFileError",
+    "UnknownSiteError",
+    "describe_sites",
+    "executor_labels",
+    "get_config",
+]
 
-SITES: dict[str, Callable[..., Config]] = {"local": local.config, "threads": threads.config}
+SITES: dict[str, Callable[..., Config]] = {
+    "local": local.config,
+    "threads": threads.config,
+    "slurm": slurm.config,
+    "pbs": pbs.config,
+    "lsf": lsf.config,
+    "perlmutter": perlmutter.config,
+    "frontier": frontier.config,
+    "polaris": polaris.config,
+    "aurora": aurora.config,
+}
 """Site name -> factory ``(*, scales, run_dir, **params) -> Config``."""
 
-
-class UnknownSiteError(ValueError):
-    """A site name that is not in :data:`SITES`."""
+ENGINE_GIVEN = ("scales", "run_dir")
 
 
 def get_config(name: str, *, scales: Sequence[str], run_dir: str, **params: Any) -> Config:
-    """A fresh Config of the named site.
+    """A fresh Config of the named site, or of the site a TOML/YAML file describes.
 
     Args:
-        name: a key of :data:`SITES`.
+        name: a key of :data:`SITES`, or a path ending in ``.toml``, ``.yaml`` or ``.yml``
+            (see :mod:`site_configs.site_file`); ``params`` override the file's settings.
         scales: scale names; the config has executors ``sim-<scale>`` and ``train``.
         run_dir: Parsl's run directory.
-        **params: the site factory's own parameters (e.g. ``workers_per_scale``).
+        **params: the site factory's own parameters (e.g. ``account``, ``walltime``).
 
     Raises:
         UnknownSiteError: ``name`` is not a known site; the message lists the known ones.
+        SiteFileError: a site file that cannot be read or has a bad key or value.
         TypeError: a parameter the site's factory does not take.
         ValueError: bad ``scales`` or parameter values.
     """
+    if is_site_file(name):
+        name, from_file = read_site_file(name, SITES)
+        params = {**from_file, **params}
     try:
         factory = SITES[name]
     except KeyError:
         raise UnknownSiteError(
-            f"unknown site {name!r}; known sites: {', '.join(sorted(SITES))}"
+            f"unknown site {name!r}; known sites: {', '.join(sorted(SITES))} "
+            "(or a .toml/.yaml site file)"
         ) from None
     return factory(scales=scales, run_dir=run_dir, **params)
+
+
+def describe_sites() -> list[dict[str, Any]]:
+    """Every site with its description and parameters, for ``campaign sites``.
+
+    Returns:
+        One dict per site, sorted by name: ``name``, ``description`` (the first line of its
+        module's docstring) and ``parameters``, a list of dicts with ``name``, ``default``
+        and ``help`` (``scales`` and ``run_dir``, which the engine gives, are left out).
+    """
+    described = []
+    for name in sorted(SITES):
+        factory = SITES[name]
+        module = inspect.getmodule(factory)
+        doc = inspect.getdoc(module) or ""
+        description = " ".join(doc.split("\n\n")[0].split())
+        own_help = _arguments_help(inspect.getdoc(factory) or "")
+        parameters = [
+            {
+                "name": parameter.name,
+                "default": parameter.default,
+                "help": own_help.get(parameter.name, PARAMETER_HELP.get(parameter.name, "")),
+            }
+            for parameter in inspect.signature(factory).parameters.values()
+            if parameter.name not in ENGINE_GIVEN
+        ]
+        described.append({"name": name, "description": description, "parameters": parameters})
+    return described
+
+
+def _arguments_help(docstring: str) -> dict[str, str]:
+    """``name -> text`` from a Google-style ``Args:`` section."""
+    helps: dict[str, str] = {}
+    section = re.search(r"^Args:\n((?:[ \t]+.*\n?|\n)+)", docstring, re.MULTILINE)
+    if not section:
+        return helps
+    current = None
+    for line in section.group(1).splitlines():
+        entry = re.match(r"^\s{4}(\w+):\s*(.*)$", line)
+        if entry:
+            current = entry.group(1)
+            helps[current] = entry.group(2)
+        elif current and line.strip():
+            helps[current] += " " + line.strip()
+    return {key: " ".join(text.split()) for key, text in helps.items()}

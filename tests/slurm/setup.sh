@@ -13,7 +13,7 @@ set -euo pipefail
 
 dir=$(realpath -m "${1:?usage: setup.sh DIR}")
 cpus=${SLURM_TEST_CPUS:-8}  # slots advertised; config_overrides lets a 2-core box run 4 jobs
-mkdir -p "$dir"/{state,spool,log,munge}
+mkdir -p "$dir"/{state,spool,log}
 started=$(date +%s.%N)
 
 if [[ $(id -u) -ne 0 ]]; then
@@ -39,12 +39,18 @@ fi
 chown munge:munge /etc/munge /etc/munge/munge.key
 chmod 700 /etc/munge
 chmod 400 /etc/munge/munge.key
+# munged's own folder under /run/munge: DIR may sit where the munge user cannot reach
+# (pytest's temporary folders are private to root).
 mkdir -p /run/munge /var/lib/munge /var/log/munge
-chown munge:munge /run/munge /var/lib/munge /var/log/munge "$dir/munge"
-chmod 755 "$dir/munge"
-runuser -u munge -- munged --socket="$dir/munge/munge.socket" \
-    --pid-file="$dir/munge/munged.pid" --log-file="$dir/munge/munged.log" \
-    --seed-file="$dir/munge/munged.seed"
+chown munge:munge /run/munge /var/lib/munge /var/log/munge
+chmod 755 /run/munge
+munge_dir=$(mktemp -d /run/munge/test.XXXXXX)
+echo "$munge_dir" >"$dir/munge_dir"
+chown munge:munge "$munge_dir"
+chmod 755 "$munge_dir"
+runuser -u munge -- munged --socket="$munge_dir/munge.socket" \
+    --pid-file="$munge_dir/munged.pid" --log-file="$munge_dir/munged.log" \
+    --seed-file="$munge_dir/munged.seed"
 
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -62,7 +68,7 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket=${dir}/munge/munge.socket
+AuthInfo=socket=${munge_dir}/munge.socket
 MpiDefault=none
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none

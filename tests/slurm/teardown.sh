@@ -12,7 +12,8 @@ if [[ -f $SLURM_CONF ]]; then
         sleep 0.1
     done
 fi
-for pidfile in "$dir/slurmd.pid" "$dir/slurmctld.pid" "$dir/munge/munged.pid"; do
+munge_dir=$(cat "$dir/munge_dir" 2>/dev/null || true)
+for pidfile in "$dir/slurmd.pid" "$dir/slurmctld.pid" ${munge_dir:+"$munge_dir/munged.pid"}; do
     [[ -s $pidfile ]] || continue
     pid=$(cat "$pidfile")
     kill "$pid" 2>/dev/null || continue
@@ -22,4 +23,8 @@ for pidfile in "$dir/slurmd.pid" "$dir/slurmctld.pid" "$dir/munge/munged.pid"; d
     done
     kill -9 "$pid" 2>/dev/null || true
 done
+# only the folder setup.sh made for this run
+if [[ $munge_dir == /run/munge/test.* ]]; then
+    rm -rf -- "$munge_dir"
+fi
 exit 0
