@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from campaign.faults import fault_point
 from campaign.ledger import Ledger, PlannedTask, TaskOutcome
 from campaign.lock import RunLock
 from campaign.signals import StopRequest
@@ -444,6 +445,7 @@ class Engine:
                                walker)
                    for task_input, parent, walker in zip(inputs, parents, walkers, strict=True)]
         ids = self.ledger.plan(planned, self._seed_for)
+        fault_point("after-plan")
         in_flight = {}
         for task_id, task_input, parent, walker in zip(ids, inputs, parents, walkers,
                                                        strict=True):
@@ -562,7 +564,9 @@ class Engine:
     def _fit(self, state: PromotionState, round_index: int, X: np.ndarray,
              y: np.ndarray) -> dict[str, Any]:
         """Fit on the train executor, save the weights, measure reference error."""
-        fitted = self._train_app(state.learner, X, y).result()
+        fitting = self._train_app(state.learner, X, y)
+        fault_point("during-fit")
+        fitted = fitting.result()
         state.learner = fitted["learner"]
         state.fitted_round = round_index
         path = self.store.save_model(state.promotion.name, round_index,
@@ -673,6 +677,7 @@ class Engine:
         batch.sort(key=lambda rows: int(rows.meta["task_id"][0]))
         if batch or outcomes:
             self.store.commit(scale, Rows.concatenate(batch) if batch else None, list(outcomes))
+            fault_point("after-commit")
         batch.clear()
         outcomes.clear()
 

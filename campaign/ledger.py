@@ -86,6 +86,7 @@ class Ledger:
 
     def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
         self.path = Path(path)
+        self.read_only = read_only
         try:
             if read_only:
                 if not self.path.is_file():
@@ -112,6 +113,13 @@ class Ledger:
             raise LedgerError(f"{self.path} is corrupted ({problems[0]})")
 
     def close(self) -> None:
+        if not self.read_only:
+            # back to a single file: readers (status, resume checks) then create no
+            # -wal/-shm files; the next writer switches WAL on again
+            try:
+                self._db.execute("PRAGMA journal_mode=DELETE")
+            except sqlite3.OperationalError:  # another connection still reading
+                pass
         self._db.close()
 
     @contextmanager

@@ -37,7 +37,8 @@ class SpecError(ValueError):
         location = ".".join(str(part) for part in first["loc"]) or "spec"
         message = first["msg"].removeprefix("Value error, ")
         shown = first.get("input")
-        got = "" if isinstance(shown, dict) and location == "spec" else f" (got {shown!r})"
+        shown_text = " ".join(repr(shown).split())  # one line, even for arrays
+        got = "" if isinstance(shown, dict) and location == "spec" else f" (got {shown_text})"
         if len(got) > 120:
             got = got[:117] + "...)"
         more = len(error.errors()) - 1
@@ -111,7 +112,10 @@ class Scale(SpecModel):
     def _walkers_are_rows(cls, walkers: Any) -> np.ndarray | None:
         if walkers is None:
             return None
-        array = np.asarray(walkers, dtype=np.float64)
+        try:
+            array = np.asarray(walkers, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError("must be an array of start inputs with shape (n_walkers, d)") from None
         if array.ndim != 2 or array.shape[0] < 1:
             raise ValueError("must be an array of start inputs with shape (n_walkers, d)")
         if not np.all(np.isfinite(array)):

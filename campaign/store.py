@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
+from campaign.faults import fault_point
 from campaign.ledger import Ledger, TaskOutcome
 
 STORE_FORMAT = 1
@@ -103,6 +104,17 @@ class ScaleData:
         return int(self.x.shape[0])
 
 
+def _member_names(group: zarr.Group) -> list[str]:
+    """Names of a group's members from the folder listing, so a member whose metadata is
+    damaged is still named (and then reported) instead of failing the listing itself."""
+    folder = getattr(group.store, "root", None)
+    if folder is not None:
+        path = Path(folder) / group.path
+        if path.is_dir():
+            return sorted(p.name for p in path.iterdir() if p.is_dir())
+    return sorted(group.keys())
+
+
 class Store:
     """zarr v3 store of one run directory; arrays are cut back to committed counts on open."""
 
@@ -132,13 +144,18 @@ class Store:
         naming the first damaged array. Writes nothing."""
         for scale in self.scales():
             committed = self.rows(scale)
-            for path in self._array_paths(scale):
+            node = self.group[scale]
+            listed = [("x", node)]
+            for sub in ("y", "meta"):
+                if sub in node:
+                    listed += [(f"{sub}/{name}", node[sub]) for name in _member_names(node[sub])]
+            for path, _ in listed:
                 try:
-                    array = self.group[path]
+                    array = node[path]
                     if committed and array.shape[0] >= committed:
                         array[committed - 1]
                 except Exception as error:  # zarr raises several types for damaged data
-                    raise StoreError(f"{self.path}/{path} is damaged "
+                    raise StoreError(f"{self.path}/{scale}/{path} is damaged "
                                      f"({type(error).__name__}: {error})") from None
 
     def _array_paths(self, scale: str) -> list[str]:
@@ -183,6 +200,7 @@ class Store:
         if rows is not None and len(rows):
             self._append(scale, committed, rows)
             committed += len(rows)
+            fault_point("between-store-and-ledger")
         self.ledger.commit(scale, committed, outcomes)
         return committed
 
