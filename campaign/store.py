@@ -18,6 +18,7 @@ committed count (a torn write) are cut back. Every array carries ``dimension_nam
     >>> store = Store(run, Ledger(f"{run}/ledger.sqlite"))
     >>> store.commit("fine", Rows(x=np.zeros((2, 3)), y={"energy": np.ones(2)},
     ...                          meta=Rows.meta_for(task_id=7, rows=2)), outcomes=[])
+    2
     >>> store.read("fine").y["energy"]
     array([1., 1.])
 """
