@@ -207,8 +207,9 @@ class Ledger:
                 if outcome.status not in TASK_STATUSES:
                     raise ValueError(f"unknown task status {outcome.status!r}")
                 db.execute(
-                    "UPDATE tasks SET status = ?, started = ?, ended = ?, rows = ?, reason = ? "
-                    "WHERE task_id = ?",
+                    # a done task keeps the reason of its last failed attempt, if any
+                    "UPDATE tasks SET status = ?, started = ?, ended = ?, rows = ?, "
+                    "reason = COALESCE(?, reason) WHERE task_id = ?",
                     (outcome.status, outcome.started, outcome.ended, outcome.rows,
                      outcome.reason, outcome.task_id),
                 )
