@@ -104,7 +104,8 @@ def _report(run_dir: Path, spec: Any, baseline: bool) -> None:
             line += (f"; to reach random's final RMSE {entry['target_rmse']:.3g}: "
                      f"{reached['campaign']} sims vs random {reached['random']}")
         console.print(line)
-    console.print(f"wrote {run_dir / 'report.png'} and {run_dir / 'summary.json'}")
+    extra = "".join(f", {path}" for path in summary.get("extra_reports", []))
+    console.print(f"wrote {run_dir / 'report.png'}, {run_dir / 'summary.json'}{extra}")
 
 
 @app.command()
@@ -208,6 +209,13 @@ def status(run_dir: Annotated[Path, typer.Argument(help="run directory")]) -> No
                 if values:
                     parts.append(f"{label} {values[-1]:.4g}")
             console.print(", ".join(parts))
+            calibrated = [r for r in scored if r.get("calibration")]
+            if calibrated:
+                c = calibrated[-1]["calibration"]
+                console.print(f"  calibration on round {calibrated[-1]['round']}'s new results "
+                              f"(n={c['n']:.0f}, before training on them): coverage 50% "
+                              f"{c['coverage_50']:.2f}, 90% {c['coverage_90']:.2f}, z-score sd "
+                              f"{c['z_std']:.2f}, NLL {c['nll']:.3g}", highlight=False)
         for task in ledger.tasks(status="quarantined"):
             console.print(f"  quarantined task {task['task_id']} ({task['scale']}, parent row "
                           f"{task['parent_row']}): {task['reason']}", highlight=False)

@@ -47,6 +47,7 @@ from campaign.signals import StopRequest
 from campaign.spec import CampaignSpec, Promotion, Scale
 from campaign.store import Rows, Store
 from campaign.task import BadResultError, check_result, fit_learner, run_app
+from learners.calibration import calibration_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -396,7 +397,47 @@ class Engine:
         if targets and all(self._tasks_left(t) == 0 for t in targets):
             spent = ", ".join(f"{t}={budget.tasks[t]}" for t in targets)
             return f"task budget spent ({spent})"
-        return ""
+        return self._rule_stop(round_index, elapsed)
+
+    def _rule_stop(self, round_index: int, elapsed: float) -> str:
+        """The reason if, for every promotion, one of the spec's stopping rules fires."""
+        from learners.stopping import StoppingState, first_to_fire
+
+        if not self.spec.stopping or round_index == 0:
+            return ""
+        done = {scale: counts.get("done", 0)
+                for scale, counts in self.ledger.task_counts().items()}
+        budget: dict[str, int | None] = {s.name: self.spec.budget.tasks.get(s.name)
+                                         for s in self.spec.scales}
+        reasons = []
+        for state in self._promotions or [None]:
+            posterior, heldout = None, []
+            if state is not None:
+                heldout = [r["prospective_rmse"] for r in self.ledger.rounds(
+                    state.promotion.name) if r.get("prospective_rmse") is not None]
+                candidates = self._candidates(state, round_index)
+                if state.fitted_round is not None and len(candidates):
+                    posterior = state.learner.posterior(candidates)
+            check = StoppingState(round=round_index - 1, n_simulations=done, budget=budget,
+                                  posterior=posterior, heldout_rmse=heldout,
+                                  elapsed_seconds=elapsed)
+            fired = first_to_fire(self.spec.stopping, check)
+            if fired is None:
+                return ""
+            reasons.append(f"{type(fired[0]).__name__}: {fired[1]}")
+        self.ledger.set_fact("stop_rule", reasons)
+        return "stopping rule " + "; ".join(reasons)
+
+    def _candidates(self, state: PromotionState, round_index: int) -> np.ndarray:
+        """Features of the source rows from rounds before ``round_index`` not promoted."""
+        source = self.store.read(state.promotion.source)
+        if len(source) == 0:
+            return np.zeros((0, 0))
+        features = self._pool_features(state, source.x)
+        promoted = {task["parent_row"] for task in self.ledger.tasks(state.promotion.target)}
+        rows = [row for row in np.flatnonzero(source.meta["round"] < round_index)
+                if row not in promoted]
+        return features[rows]
 
     # -- planning a round ------------------------------------------------------------
     def _plan_round(self, round_index: int) -> dict[concurrent.futures.Future[Any],
@@ -600,8 +641,10 @@ class Engine:
                     len(train_y), _error_text(record))
 
     def _score_new_results(self, round_index: int) -> None:
-        """Error of the model that chose this round's points on those points, measured
-        before it is trained on them: an honest, prospective error estimate."""
+        """Error and calibration (``learners.calibration``) of the model that chose this
+        round's points on those points, measured before it is trained on them: an
+        honest, prospective estimate. Kept in the ledger's round record and in the
+        store (``models/<promotion>/<round>`` attribute ``calibration``)."""
         for state in self._promotions:
             if state.fitted_round != round_index:
                 continue
@@ -613,13 +656,13 @@ class Engine:
                                 dtype=np.float64).reshape(len(target))
             features = self._pool_features(state, self.store.read(state.promotion.source).x)
             posterior = state.learner.posterior(features[target.meta["parent_row"][new]])
-            error = posterior.mean - values[new]
-            z = error / np.sqrt(posterior.variance + posterior.noise_variance)
+            calibration = calibration_metrics(posterior, values[new])
             records = {r["round"]: r for r in self.ledger.rounds(state.promotion.name)}
             record = {k: v for k, v in records[round_index].items()
                       if k not in ("round", "promotion")}
-            record.update(prospective_rmse=float(np.sqrt(np.mean(error**2))),
-                          prospective_z_std=float(np.std(z)), n_scored=int(np.sum(new)))
+            record.update(prospective_rmse=calibration["rmse"], n_scored=int(np.sum(new)),
+                          calibration=calibration)
+            self.store.record_calibration(state.promotion.name, round_index, calibration)
             self.ledger.record_round(round_index, state.promotion.name, record)
 
     # -- ingest ----------------------------------------------------------------------

@@ -91,12 +91,28 @@ def summarize(run_dir: str | Path, spec: CampaignSpec | None = None,
             baseline_ledger = Ledger(run_dir / BASELINE_DIR / "ledger.sqlite")
         summary = _summary(ledger, store, promotions, baseline_ledger)
         _plot(run_dir / "report.png", ledger, store, promotions, baseline_ledger)
+        summary["extra_reports"] = _extra_reports(run_dir, spec)
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         if baseline_ledger is not None:
             baseline_ledger.close()
         return summary
     finally:
         ledger.close()
+
+
+def _extra_reports(run_dir: Path, spec: CampaignSpec | None) -> list[str]:
+    """Run the spec's own report hooks; a failing hook is logged, not fatal."""
+    written = []
+    for hook in spec.reports if spec is not None else []:
+        name = getattr(hook, "__name__", type(hook).__name__)
+        try:
+            path = hook(run_dir)
+        except Exception as error:  # a user's figure must not lose the main report
+            logger.warning("report hook %s failed: %s: %s", name, type(error).__name__, error)
+            continue
+        if path is not None:
+            written.append(str(path))
+    return written
 
 
 def _summary(ledger: Ledger, store: Store, promotions: list[str],

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from learners import learner_by_name
 from learners.acquisition import Acquisition, acquisition_by_name
 from learners.base import Learner
+from learners.stopping import StoppingRule
 
 NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
@@ -205,13 +207,32 @@ class Budget(SpecModel):
 
 
 class CampaignSpec(SpecModel):
-    """Scales (cheapest first), promotions between them, budget and seed."""
+    """Scales (cheapest first), promotions between them, budget, stopping rules, seed.
+
+    ``stopping`` rules (``learners.stopping``: uncertainty below a threshold over the
+    candidate pool, DP-GEN's accurate ratio, a plateau of held-out error, ...) are
+    checked before every round; the campaign ends when, for every promotion, one of
+    them fires (or a budget ends it). The rule that ended it is recorded in the ledger.
+    ``reports`` are extra figures: ``fn(run_dir) -> path`` called by ``campaign report``
+    (e.g. a Ramachandran plot of the chosen configurations).
+    """
 
     name: str
     scales: list[Scale] = Field(min_length=1)
     promotions: list[Promotion] = Field(default_factory=list)
     budget: Budget = Field(default_factory=Budget)
+    stopping: list[Any] = Field(default_factory=list)
+    reports: list[Callable[[Path], Any]] = Field(default_factory=list)
     seed: int = 0
+
+    @field_validator("stopping")
+    @classmethod
+    def _are_rules(cls, rules: list[Any]) -> list[Any]:
+        for index, rule in enumerate(rules):
+            if not isinstance(rule, StoppingRule):
+                raise ValueError(f"item {index} must implement check(state) -> reason | None "
+                                 "(see learners.stopping)")
+        return rules
 
     _name = field_validator("name")(_check_name)
 
@@ -283,5 +304,6 @@ class CampaignSpec(SpecModel):
                 for p in self.promotions
             ],
             "budget": {"tasks": self.budget.tasks, "rounds": self.budget.rounds,
-                       "wall_time": self.budget.wall_time},
+                       "wall_time": self.budget.wall_time,
+                       "stopping": [repr(rule) for rule in self.stopping]},
         }

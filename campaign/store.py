@@ -272,6 +272,12 @@ class Store:
                            "learner": learner})
         return path
 
+    def record_calibration(self, promotion: str, round_index: int,
+                           metrics: dict[str, float]) -> None:
+        """Attach prospective calibration metrics to the model of ``round_index``."""
+        node = self.group.require_group(f"models/{promotion}/{round_index}")
+        node.attrs["calibration"] = {key: float(value) for key, value in metrics.items()}
+
     def load_model(self, promotion: str, round_index: int) -> dict[str, np.ndarray]:
         node = self.group[f"models/{promotion}/{round_index}"]
         return {name: array[...] for name, array in node.arrays()}

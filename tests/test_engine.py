@@ -203,3 +203,41 @@ def test_learner_and_acquisition_by_name(tmp_path):
 
     with pytest.raises(SpecError, match="unknown acquisition 'best'"):
         tiny_campaign(promotion={"acquisition": "best"})
+
+
+def test_stopping_rule_ends_the_campaign_and_is_recorded(tmp_path):
+    from learners.stopping import AccurateRatio, UncertaintyBelow
+
+    spec = tiny_campaign(budget=__import__("campaign").Budget(fine=200),
+                         stopping=[UncertaintyBelow(absolute=1e9)])
+    summary = spec.run(site="threads", out=tmp_path / "run")
+    assert summary.stop_reason.startswith("stopping rule UncertaintyBelow: uncertainty below")
+    assert summary.rows["fine"] < 200
+    ledger, _ = open_run(tmp_path / "run")
+    assert ledger.fact("stop_rule")[0].startswith("UncertaintyBelow")
+    ledger.close()
+    never = tiny_campaign(budget=__import__("campaign").Budget(fine=8),
+                          stopping=[AccurateRatio(ratio=1.0, lower=1e-12)])
+    assert never.run(site="threads", out=tmp_path / "never").stop_reason.startswith(
+        "task budget spent")
+
+
+def test_stopping_items_must_be_rules():
+    from campaign import SpecError
+
+    with pytest.raises(SpecError, match=r"stopping: .*item 0 must implement check"):
+        tiny_campaign(stopping=["uncertainty"])
+
+
+def test_calibration_is_recorded_per_round_in_ledger_and_store(tmp_path, tiny):
+    tiny.run(site="threads", out=tmp_path / "run")
+    ledger, store = open_run(tmp_path / "run")
+    scored = [r for r in ledger.rounds("coarse-to-fine") if r.get("calibration")]
+    assert scored
+    for record in scored:
+        calibration = record["calibration"]
+        assert 0.0 <= calibration["coverage_50"] <= calibration["coverage_90"] <= 1.0
+        assert calibration["n"] == record["n_scored"] == 4
+        attrs = store.group[f"models/coarse-to-fine/{record['round']}"].attrs["calibration"]
+        assert attrs["z_std"] == pytest.approx(calibration["z_std"])
+    ledger.close()
