@@ -519,8 +519,10 @@ class Engine:
         features = self._pool_features(state, source.x)
         target_tasks = self.ledger.tasks(promotion.target)
         promoted = {task["parent_row"] for task in target_tasks}
+        # quarantined inputs count as pending for good: their neighbourhood has been
+        # tried, so uncertainty there must not draw the budget back again and again
         pending_rows = [task["parent_row"] for task in target_tasks
-                        if task["status"] == "submitted"]
+                        if task["status"] in ("submitted", "quarantined")]
         pool_rows = np.flatnonzero(source.meta["round"] < round_index)
         candidates = np.array([row for row in pool_rows if row not in promoted], dtype=np.int64)
         if len(candidates) == 0:
@@ -528,7 +530,8 @@ class Engine:
         k = promotion.batch_size if left is None else min(left, promotion.batch_size)
         rng = np.random.default_rng([self.spec.seed, round_index, 7919])
         record: dict[str, Any] = {"n_pool": int(len(pool_rows)),
-                                  "n_candidates": int(len(candidates))}
+                                  "n_candidates": int(len(candidates)),
+                                  "n_pending": len(pending_rows)}
         train_X, train_y = self._training_set(state, round_index)
         if len(train_y) == 0:
             k = min(promotion.seed_design_size, k if left is None else left)

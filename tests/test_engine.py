@@ -100,6 +100,11 @@ def test_failures_are_retried_then_quarantined_never_trained_on(tmp_path):
     # only committed rows are trained on: the final fit saw exactly the done rows
     final = ledger.rounds("coarse-to-fine")[-1]
     assert final["n_train"] == counts["done"]
+    # quarantined inputs are pending for good: the acquisition conditions on them
+    for record in ledger.rounds("coarse-to-fine")[:-1]:
+        earlier = [t for t in tasks if t["round"] < record["round"]
+                   and t["status"] == "quarantined"]
+        assert record["n_pending"] == len(earlier)
     assert summary.rows["fine"] == counts["done"]
     ledger.close()
 
