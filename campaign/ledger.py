@@ -48,6 +48,8 @@ CREATE TABLE IF NOT EXISTS rounds (
 """
 
 TASK_STATUSES = ("submitted", "done", "quarantined")
+TASK_COLUMNS = {"task_id", "scale", "round", "status", "seed", "parent_row", "input",
+                "submitted", "started", "ended", "rows", "reason", "walker", "attempts"}
 
 
 class LedgerError(RuntimeError):
@@ -97,11 +99,21 @@ class Ledger:
                 self._db.execute("SELECT COUNT(*) FROM tasks").fetchone()
             else:
                 self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+                self._check_columns()
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=NORMAL")
                 self._db.executescript(SCHEMA)
         except sqlite3.DatabaseError as error:
             raise LedgerError(f"{self.path} is not a readable campaign ledger ({error})") from None
+        self._check_columns()
+
+    def _check_columns(self) -> None:
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(tasks)")}
+        missing = TASK_COLUMNS - columns
+        if columns and missing:
+            self._db.close()
+            raise LedgerError(f"{self.path} was written by an incompatible version (tasks lack "
+                              f"{', '.join(sorted(missing))}); start a new run directory")
 
     def check_integrity(self) -> None:
         """Raise :class:`LedgerError` if SQLite finds the file damaged."""

@@ -163,3 +163,17 @@ def test_lock_of_a_killed_process_is_taken_over(tmp_path):
         holder.wait()
     with RunLock(tmp_path):
         pass
+
+
+def test_ledger_of_an_incompatible_version_is_refused(tmp_path):
+    import sqlite3
+
+    from campaign.ledger import LedgerError
+
+    old = sqlite3.connect(tmp_path / "ledger.sqlite")
+    old.executescript("CREATE TABLE facts (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+                      "CREATE TABLE tasks (task_id INTEGER PRIMARY KEY, scale TEXT);")
+    old.close()
+    for read_only in (True, False):
+        with pytest.raises(LedgerError, match="incompatible version .*attempts"):
+            Ledger(tmp_path / "ledger.sqlite", read_only=read_only)
