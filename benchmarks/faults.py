@@ -161,10 +161,11 @@ def run_faulty(script: Path, out: Path, site: str, kills: int, reference_seconds
     events = []
     driver_kills = 0
     killed_workers: list[int] = []
-    started = False
     attempt = 0
     while True:
         attempt += 1
+        # a driver killed before it wrote its ledger left nothing to resume: run again
+        started = (out / "ledger.sqlite").exists()
         args = (campaign_command("run", str(script), "--site", site, "--out", str(out),
                                  "--no-report") if not started else
                 campaign_command("resume", str(out), "--site", site, "--no-report"))
@@ -173,7 +174,6 @@ def run_faulty(script: Path, out: Path, site: str, kills: int, reference_seconds
         if kill_left and driver_kills % 2 == 1:
             point = f"{FAULT_POINTS[(driver_kills // 2) % len(FAULT_POINTS)]}:{rng.randint(1, 2)}"
         process = launch(args, log, point)
-        started = True
         if site == "local" and worker_kills and attempt <= worker_kills:
             kill_workers_later(process, 4.0 + rng.random() * 4.0, 1, killed_workers)
         if kill_left and point is None:

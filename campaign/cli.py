@@ -25,9 +25,12 @@ QUIET_LIBRARIES = ("parsl", "zarr", "numcodecs", "asyncio", "matplotlib", "site_
 
 def _setup_logging(verbose: bool) -> None:
     handler = RichHandler(console=console, show_path=False)
-    if not verbose:  # Parsl re-levels its own loggers on load: filter at the handler
-        handler.addFilter(lambda record: record.levelno >= logging.WARNING
-                          or not record.name.startswith(QUIET_LIBRARIES))
+    if not verbose:  # Parsl re-levels its own loggers on load: filter at the handler.
+        # The engine reports every task failure in one line; Parsl's own account (with
+        # tracebacks) stays in <run>/parsl/ and on the terminal with --verbose.
+        handler.addFilter(lambda record: not record.name.startswith(QUIET_LIBRARIES)
+                          or record.levelno >= (logging.CRITICAL if record.name.startswith(
+                              "parsl") else logging.WARNING))
     logging.basicConfig(level=logging.INFO, format="%(message)s", datefmt="%H:%M:%S",
                         handlers=[handler], force=True)
 
