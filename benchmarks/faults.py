@@ -137,6 +137,9 @@ def worker_pids(session_id: int) -> list[int]:
 def kill_workers_later(process: subprocess.Popen, delay: float, count: int,
                        killed: list[int]) -> threading.Thread:
     def kill() -> None:
+        deadline = time.time() + 120  # HTEX pools take seconds to start on a busy machine
+        while process.poll() is None and not worker_pids(process.pid) and time.time() < deadline:
+            time.sleep(0.5)
         time.sleep(delay)
         for _ in range(count):
             pids = worker_pids(process.pid) if process.poll() is None else []
@@ -175,7 +178,7 @@ def run_faulty(script: Path, out: Path, site: str, kills: int, reference_seconds
             point = f"{FAULT_POINTS[(driver_kills // 2) % len(FAULT_POINTS)]}:{rng.randint(1, 2)}"
         process = launch(args, log, point)
         if site == "local" and worker_kills and attempt <= worker_kills:
-            kill_workers_later(process, 4.0 + rng.random() * 4.0, 1, killed_workers)
+            kill_workers_later(process, 1.0 + rng.random() * 3.0, 1, killed_workers)
         if kill_left and point is None:
             # a resumed driver must get past start-up and some rounds before it dies
             delay = rng.uniform(0.3 * reference_seconds, 0.6 * reference_seconds)

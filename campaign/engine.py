@@ -59,6 +59,10 @@ class RunDirError(RuntimeError):
     """The output directory cannot hold this campaign (it holds another one)."""
 
 
+class FitAbandonedError(Exception):
+    """A second stop signal arrived while a learner was being fitted."""
+
+
 @dataclass
 class SubmittedTask:
     """A task in flight: its ledger id and what the engine needs when it completes."""
@@ -538,7 +542,12 @@ class Engine:
             chosen = rng.choice(candidates, size=min(k, len(candidates)), replace=False)
             record.update(policy="seed design (random)", n_train=0)
         else:
-            record.update(self._fit(state, round_index, train_X, train_y))
+            try:
+                record.update(self._fit(state, round_index, train_X, train_y))
+            except FitAbandonedError:
+                return {}
+            if self.stop.stopping:  # asked to stop while fitting: submit nothing new
+                return {}
             select_started = time.time()
             points = np.concatenate([features[candidates], features[pending_rows]])
             posterior = state.learner.posterior(points)
@@ -610,6 +619,10 @@ class Engine:
         """Fit on the train executor, save the weights, measure reference error."""
         fitting = self._train_app(state.learner, X, y)
         fault_point("during-fit")
+        while not fitting.done():  # a second stop signal must not wait for a long fit
+            if self.stop.stop_now:
+                raise FitAbandonedError
+            concurrent.futures.wait([fitting], timeout=POLL_SECONDS)
         fitted = fitting.result()
         state.learner = fitted["learner"]
         state.fitted_round = round_index

@@ -147,3 +147,28 @@ def test_incompatible_store_version_is_refused(tmp_path):
     with pytest.raises(StoreError, match="store format 99"):
         campaign_with_hook(lambda data: {}, fine=8).run(site="threads", out=tmp_path / "run",
                                                         resume=True)
+
+
+def test_stop_during_a_fit_submits_nothing_new_and_resumes(tmp_path):
+    """A SIGTERM that arrives while a learner is being fitted: the round's batch is not
+    submitted; the resumed run re-plans it and matches an uninterrupted run."""
+    from learners import ExactGP
+
+    class SignallingGP(ExactGP):
+        def fit(self, X, y):
+            if len(y) == 8 and not getattr(SignallingGP, "fired", False):
+                SignallingGP.fired = True
+                os.kill(os.getpid(), signal.SIGTERM)
+            return super().fit(X, y)
+
+    straight = tiny_campaign(promotion={"learner": ExactGP(restarts=1, iterations=60)})
+    straight.run(site="threads", out=tmp_path / "straight")
+    cut = tiny_campaign(promotion={"learner": SignallingGP(restarts=1, iterations=60)})
+    summary = cut.run(site="threads", out=tmp_path / "cut")
+    assert summary.interrupted
+    ledger, store = open_run(tmp_path / "cut")
+    assert ledger.task_counts()["fine"] == {"done": 8}  # round 2's batch never submitted
+    ledger.close()
+    tiny_campaign(promotion={"learner": SignallingGP(restarts=1, iterations=60)}).run(
+        site="threads", out=tmp_path / "cut", resume=True)
+    stores_equal(open_run(tmp_path / "straight")[1], open_run(tmp_path / "cut")[1])
