@@ -98,6 +98,16 @@ def launch(args: list[str], log: Path, fault_point: str | None = None) -> subpro
                             start_new_session=True)
 
 
+def _has_campaign(out: Path) -> bool:
+    if not (out / "ledger.sqlite").exists():
+        return False
+    ledger = Ledger(out / "ledger.sqlite", read_only=True)
+    try:
+        return ledger.fact("name") is not None
+    finally:
+        ledger.close()
+
+
 def kill_group(process: subprocess.Popen) -> None:
     """SIGKILL the driver and everything in its session (Parsl's interchange and worker
     pools start their own process groups, but stay in the session), as a node failure
@@ -167,8 +177,8 @@ def run_faulty(script: Path, out: Path, site: str, kills: int, reference_seconds
     attempt = 0
     while True:
         attempt += 1
-        # a driver killed before it wrote its ledger left nothing to resume: run again
-        started = (out / "ledger.sqlite").exists()
+        # a driver killed before it recorded its campaign left nothing to resume: run again
+        started = _has_campaign(out)
         args = (campaign_command("run", str(script), "--site", site, "--out", str(out),
                                  "--no-report") if not started else
                 campaign_command("resume", str(out), "--site", site, "--no-report"))

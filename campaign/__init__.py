@@ -37,7 +37,7 @@ class Campaign(CampaignSpec):
     """A campaign spec that can run itself (see :class:`campaign.spec.CampaignSpec`)."""
 
     def run(self, site: str = "local", out: str | Path | None = None, *,
-            overwrite: bool = False, resume: bool = False, grace_period: float = 60.0,
+            overwrite: bool = False, resume: bool = False, grace_period: float = 25.0,
             script: str | None = None, **site_params: Any) -> RunSummary:
         """Run on Parsl site ``site`` (see ``site_configs.SITES``) into ``out``
         (default ``runs/<name>``). Refuses a directory holding another campaign, or a

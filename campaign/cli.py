@@ -4,6 +4,8 @@ library code logs, this module prints. Every error is one line and a non-zero ex
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -58,7 +60,7 @@ def _parse_site_params(pairs: list[str]) -> dict[str, Any]:
 
 
 def _run_script(script: Path, site: str, out: Path, *, overwrite: bool = False,
-                resume: bool = False, report: bool = True, grace: float = 60.0,
+                resume: bool = False, report: bool = True, grace: float = 25.0,
                 site_params: dict[str, Any] | None = None, verbose: bool = False) -> None:
     from campaign.engine import Engine, RunDirError
     from campaign.ledger import LedgerError
@@ -88,12 +90,23 @@ def _run_script(script: Path, site: str, out: Path, *, overwrite: bool = False,
         console.print(f"{summary.name}: {summary.stop_reason}; everything completed is "
                       f"committed, {summary.unfinished} tasks unfinished. Resume with: "
                       f"campaign resume {out}", highlight=False, soft_wrap=True)
+        _exit_if_parsl_hangs(engine)
         return
     console.print(f"[bold]{summary.name}[/]: {summary.rounds} rounds, stopped: "
                   f"{summary.stop_reason} ({summary.wall_seconds:.1f} s campaign, "
                   f"{time.time() - started:.1f} s with start-up)")
     if report:
         _report(out, spec, baseline=True)
+    _exit_if_parsl_hangs(engine)
+
+
+def _exit_if_parsl_hangs(engine: Any) -> None:
+    """Parsl's threads can keep a process alive whose interchange was killed by the same
+    signal; everything is committed, so leave without waiting for them."""
+    if engine.shutdown_incomplete:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def _report(run_dir: Path, spec: Any, baseline: bool) -> None:
@@ -121,7 +134,8 @@ def run(
     resume: Annotated[bool, typer.Option(help="continue a previous run in --out")] = False,
     report: Annotated[bool, typer.Option(help="write report.png and summary.json")] = True,
     grace: Annotated[float, typer.Option(
-        help="seconds to wait for running tasks after SIGTERM/SIGINT")] = 60.0,
+        help="seconds to wait for running tasks after SIGTERM/SIGINT (Slurm sends SIGKILL "
+             "30 s after SIGTERM by default)")] = 25.0,
     site_param: Annotated[list[str] | None, typer.Option(help="KEY=VALUE for the site")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
@@ -139,7 +153,8 @@ def resume(
     site: Annotated[str | None, typer.Option(help="site (default: the run's own)")] = None,
     report: Annotated[bool, typer.Option(help="write report.png and summary.json")] = True,
     grace: Annotated[float, typer.Option(
-        help="seconds to wait for running tasks after SIGTERM/SIGINT")] = 60.0,
+        help="seconds to wait for running tasks after SIGTERM/SIGINT (Slurm sends SIGKILL "
+             "30 s after SIGTERM by default)")] = 25.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Continue a run: committed results kept, unfinished tasks run again."""

@@ -53,6 +53,7 @@ logger = logging.getLogger(__name__)
 
 COMMIT_EVERY_ROWS = 10_000
 POLL_SECONDS = 0.2
+SHUTDOWN_SECONDS = 15.0
 
 
 class RunDirError(RuntimeError):
@@ -140,6 +141,11 @@ def inspect_run_dir(run_dir: Path, spec: CampaignSpec, *, overwrite: bool,
     try:
         ledger.check_integrity()
         holder = ledger.fact("name")
+        if holder is None and not ledger.tasks():  # a driver killed while starting
+            if resume:
+                raise RunDirError(f"{run_dir} holds no campaign to resume (its driver was "
+                                  "stopped while starting); run it again")
+            return "overwrite"
         if holder != spec.name:
             raise RunDirError(f"{run_dir} holds campaign '{holder}', not '{spec.name}'; "
                               "choose a new --out")
@@ -189,7 +195,7 @@ class Engine:
 
     def __init__(self, spec: CampaignSpec, run_dir: str | Path, *, site: str = "local",
                  site_params: dict[str, Any] | None = None, script: str | None = None,
-                 overwrite: bool = False, resume: bool = False, grace_period: float = 60.0,
+                 overwrite: bool = False, resume: bool = False, grace_period: float = 25.0,
                  torch_threads: int = 1) -> None:
         if overwrite and resume:
             raise ValueError("choose one of overwrite and resume")
@@ -202,6 +208,7 @@ class Engine:
         self.resume = resume
         self.stop = StopRequest(grace_period)
         self.torch_threads = torch_threads
+        self.shutdown_incomplete = False
 
     # -- the whole run ---------------------------------------------------------------
     def run(self) -> RunSummary:
@@ -228,10 +235,26 @@ class Engine:
                     try:
                         return self._steer(dfk)
                     finally:
-                        dfk.cleanup()
+                        self._shut_down(dfk)
                         parsl.clear()
             finally:
                 self.ledger.close()
+
+    def _shut_down(self, dfk: Any) -> None:
+        """Parsl's cleanup, bounded in time. A SIGTERM sent to a whole job (Slurm at
+        walltime, ``timeout``) or a Ctrl-C to the terminal's process group also kills
+        Parsl's interchange, and Parsl's cleanup then blocks forever talking to it.
+        Everything is committed by now, so after ``SHUTDOWN_SECONDS`` we go on."""
+        import threading
+
+        cleanup = threading.Thread(target=dfk.cleanup, name="parsl-cleanup", daemon=True)
+        cleanup.start()
+        cleanup.join(SHUTDOWN_SECONDS)
+        if cleanup.is_alive():
+            self.shutdown_incomplete = True
+            logger.warning("Parsl did not shut down within %g s (its interchange was probably "
+                           "stopped by the same signal); everything is committed, leaving it",
+                           SHUTDOWN_SECONDS)
 
     def _set_torch_threads(self) -> None:
         try:
@@ -241,18 +264,15 @@ class Engine:
         torch.set_num_threads(self.torch_threads)
 
     def _record_facts(self, mode: str) -> None:
+        """One transaction: a driver killed while starting leaves all or nothing."""
+        facts: dict[str, Any] = {"spec": self.spec.describe(), "script": self.script,
+                                 "site": self.site, "versions": versions()}
         if mode == "resume":
-            self.ledger.set_fact("resumed", self.ledger.fact("resumed", 0) + 1)
-            self.ledger.set_fact("interrupted", None)
-            self.ledger.set_fact("stop_reason", None)
+            facts.update(resumed=self.ledger.fact("resumed", 0) + 1, interrupted=None,
+                         stop_reason=None)
         else:
-            self.ledger.set_fact("name", self.spec.name)
-            self.ledger.set_fact("created", time.time())
-            self.ledger.set_fact("wall_seconds", 0.0)
-        self.ledger.set_fact("spec", self.spec.describe())
-        self.ledger.set_fact("script", self.script)
-        self.ledger.set_fact("site", self.site)
-        self.ledger.set_fact("versions", versions())
+            facts.update(name=self.spec.name, created=time.time(), wall_seconds=0.0)
+        self.ledger.set_facts(facts)
 
     def _steer(self, dfk: Any) -> RunSummary:
         from parsl.app.app import python_app
@@ -683,9 +703,9 @@ class Engine:
 
     # -- ingest ----------------------------------------------------------------------
     def _ingest(self, in_flight: dict[concurrent.futures.Future[Any], SubmittedTask]) -> int:
-        """Check each result as it completes (retrying failures), commit rows per scale in
-        batches. Returns how many tasks were left unfinished by a stop request."""
-        buffers: dict[str, tuple[list[Rows], list[TaskOutcome]]] = {}
+        """Check each result as it completes (retrying failures) and commit rows per
+        scale in task order. Returns how many tasks a stop request left unfinished."""
+        buffers: dict[str, list[tuple[int, Rows | None, TaskOutcome]]] = {}
         waiting = set(in_flight)
         while waiting and not self.stop.stop_now:
             done, waiting = concurrent.futures.wait(
@@ -701,17 +721,33 @@ class Engine:
                         continue
                     if outcome is None:  # stopping: left 'submitted' for resume
                         continue
-                batch, outcomes = buffers.setdefault(task.scale, ([], []))
-                outcomes.append(outcome)
-                if rows is not None:
-                    batch.append(rows)
-                    if task.walker is not None:
-                        self._walkers[task.scale][task.walker] = rows.x[-1]
-                if sum(len(r) for r in batch) >= COMMIT_EVERY_ROWS:
-                    self._commit(task.scale, batch, outcomes)
-        for scale, (batch, outcomes) in buffers.items():
-            self._commit(scale, batch, outcomes)
+                buffer = buffers.setdefault(task.scale, [])
+                buffer.append((task.task_id, rows, outcome))
+                if rows is not None and task.walker is not None:
+                    self._walkers[task.scale][task.walker] = rows.x[-1]
+                # while stopping, commit what is ready at once (a SIGKILL may follow soon)
+                buffered = sum(len(r) for _, r, _ in buffer if r is not None)
+                if self.stop.stopping or buffered >= COMMIT_EVERY_ROWS:
+                    running = [t.task_id for t in in_flight.values() if t.scale == task.scale]
+                    self._commit(task.scale, buffer, before=min(running, default=None))
+        for scale, buffer in buffers.items():
+            self._commit(scale, buffer)
         return len(waiting)
+
+    def _commit(self, scale: str, buffer: list[tuple[int, Rows | None, TaskOutcome]],
+                before: int | None = None) -> None:
+        """Commit buffered results in task order (not completion order, so the same seed
+        gives the same store): all of them, or only those of tasks numbered below
+        ``before`` (a task still running), leaving the rest buffered."""
+        buffer.sort(key=lambda entry: entry[0])
+        ready = [entry for entry in buffer if before is None or entry[0] < before]
+        if not ready:
+            return
+        rows = [entry[1] for entry in ready if entry[1] is not None]
+        self.store.commit(scale, Rows.concatenate(rows) if rows else None,
+                          [entry[2] for entry in ready])
+        fault_point("after-commit")
+        del buffer[:len(ready)]
 
     def _retry_or_quarantine(self, task: SubmittedTask, problem: str
                              ) -> tuple[concurrent.futures.Future[Any], SubmittedTask] | None:
@@ -730,15 +766,6 @@ class Engine:
         logger.warning("task %d (%s) quarantined after %d attempts: %s", task.task_id,
                        task.scale, task.attempt, problem)
         return None
-
-    def _commit(self, scale: str, batch: list[Rows], outcomes: list[TaskOutcome]) -> None:
-        # rows in task order, not completion order: the same seed gives the same store
-        batch.sort(key=lambda rows: int(rows.meta["task_id"][0]))
-        if batch or outcomes:
-            self.store.commit(scale, Rows.concatenate(batch) if batch else None, list(outcomes))
-            fault_point("after-commit")
-        batch.clear()
-        outcomes.clear()
 
     def _check(self, future: concurrent.futures.Future[Any], task: SubmittedTask
                ) -> tuple[Rows | None, TaskOutcome | None, str | None]:

@@ -150,6 +150,12 @@ class Ledger:
         with self.transaction() as db:
             db.execute("INSERT OR REPLACE INTO facts VALUES (?, ?)", (key, json.dumps(value)))
 
+    def set_facts(self, facts: dict[str, Any]) -> None:
+        """Record several facts in one transaction (all or none)."""
+        with self.transaction() as db:
+            for key, value in facts.items():
+                db.execute("INSERT OR REPLACE INTO facts VALUES (?, ?)", (key, json.dumps(value)))
+
     def fact(self, key: str, default: Any = None) -> Any:
         row = self._db.execute("SELECT value FROM facts WHERE key = ?", (key,)).fetchone()
         return default if row is None else json.loads(row[0])

@@ -28,6 +28,7 @@ class StopRequest:
         self.count = 0
         self.first_at: float | None = None
         self.signal_name = ""
+        self._announced = 0
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> StopRequest:
@@ -42,14 +43,21 @@ class StopRequest:
         self._previous.clear()
 
     def _handle(self, number: int, frame: FrameType | None) -> None:
+        # only set flags here: logging from a signal handler can deadlock on the very
+        # lock the interrupted code holds; the engine calls announce() from its loops
         self.count += 1
         self.signal_name = signal.Signals(number).name
-        if self.count == 1:
+        if self.first_at is None:
             self.first_at = time.monotonic()
+
+    def announce(self) -> None:
+        """Log what the signals received so far mean (once each; call from the loop)."""
+        if self.count >= 1 and self._announced < 1:
             logger.warning("%s: submitting nothing new; waiting up to %g s for running tasks "
                            "(send it again to stop now)", self.signal_name, self.grace_period)
-        else:
+        if self.count >= 2 and self._announced < 2:
             logger.warning("%s again: stopping now", self.signal_name)
+        self._announced = max(self._announced, min(self.count, 2))
 
     def request(self, name: str = "request") -> None:
         """Ask for a stop from code (tests, or an embedding application)."""
@@ -61,11 +69,13 @@ class StopRequest:
     @property
     def stopping(self) -> bool:
         """A stop was asked for: plan nothing new."""
+        self.announce()
         return self.count > 0
 
     @property
     def stop_now(self) -> bool:
         """Stop waiting for running tasks: a second signal, or the grace period is over."""
+        self.announce()
         if self.count >= 2:
             return True
         return self.first_at is not None and (

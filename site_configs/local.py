@@ -20,6 +20,8 @@ LOOPBACK = "127.0.0.1"
 # Workers are limited by max_workers_per_node alone: a tiny core share per worker lets a
 # 2-core laptop run more workers than cores (simulation tasks often wait on I/O or Parsl).
 CORES_PER_WORKER = 0.01
+HEARTBEAT_PERIOD = 2
+HEARTBEAT_THRESHOLD = 15
 
 
 def config(
@@ -69,6 +71,10 @@ def config(
             max_workers_per_node=train_workers if label == TRAIN_LABEL else workers_per_scale,
             cores_per_worker=CORES_PER_WORKER,
             encrypted=True,
+            # on one machine a lost interchange or pool is noticed in seconds, and pools
+            # orphaned by a killed driver exit after HEARTBEAT_THRESHOLD, not Parsl's 120 s
+            heartbeat_period=HEARTBEAT_PERIOD,
+            heartbeat_threshold=HEARTBEAT_THRESHOLD,
             provider=LocalProvider(
                 init_blocks=1,
                 min_blocks=1,

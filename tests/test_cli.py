@@ -163,3 +163,68 @@ def test_python_m_entry_point():
     done = subprocess.run([sys.executable, "-m", "campaign.cli", "--help"], capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0 and "status" in done.stdout
+
+
+SLOW_SCRIPT = '''
+import time
+from apps import toy
+from campaign import Budget, Campaign, Promotion, Scale
+
+
+def slow_fine(x, *, seed):
+    time.sleep(6)
+    return toy.smeared_energy(x, seed=seed, n_samples=4096)
+
+
+campaign = Campaign(
+    name="slow",
+    scales=[Scale("coarse", app=toy.langevin, params={"n_steps": 2000, "stride": 100},
+                  walkers=toy.initial_walkers(2)),
+            Scale("fine", app=slow_fine)],
+    promotions=[Promotion(source="coarse", target="fine", features=toy.positions,
+                          learner="exact_gp", acquisition="max_variance", batch_size=2,
+                          quantity="energy")],
+    budget=Budget(fine=6),
+)
+'''
+
+
+@pytest.mark.htex
+@pytest.mark.slow
+def test_sigterm_to_the_whole_job_exits_0_with_a_resume_hint_then_resumes(tmp_path):
+    """What Slurm does at walltime: SIGTERM to every process of the job, Parsl's
+    interchange and workers included. The driver must still exit, 0, with nothing
+    committed lost, and `campaign resume` must finish the run."""
+    import signal
+    import time
+
+    script = tmp_path / "slow_campaign.py"
+    script.write_text(SLOW_SCRIPT)
+    out = tmp_path / "run"
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+               COLUMNS="200")
+    driver = subprocess.Popen([CAMPAIGN_BIN, "run", str(script), "--site", "local", "--out",
+                               str(out), "--no-report"], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, env=env,
+                              start_new_session=True)
+    from campaign.ledger import Ledger
+
+    deadline = time.time() + 120
+    while time.time() < deadline:  # wait until fine tasks are running
+        time.sleep(0.5)
+        if (out / "ledger.sqlite").exists():
+            ledger = Ledger(out / "ledger.sqlite", read_only=True)
+            running = ledger.tasks("fine", status="submitted")
+            ledger.close()
+            if running:
+                break
+    os.killpg(driver.pid, signal.SIGTERM)
+    output, _ = driver.communicate(timeout=120)
+    assert driver.returncode == 0, output
+    assert "interrupted by SIGTERM" in output and f"campaign resume {out}" in output
+    resumed = run_cli("resume", str(out), "--no-report")
+    assert resumed.returncode == 0, resumed.stdout
+    assert "task budget spent (fine=6)" in resumed.stdout
+    ledger = Ledger(out / "ledger.sqlite", read_only=True)
+    assert ledger.task_counts()["fine"] == {"done": 6}
+    ledger.close()

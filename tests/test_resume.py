@@ -172,3 +172,15 @@ def test_stop_during_a_fit_submits_nothing_new_and_resumes(tmp_path):
     tiny_campaign(promotion={"learner": SignallingGP(restarts=1, iterations=60)}).run(
         site="threads", out=tmp_path / "cut", resume=True)
     stores_equal(open_run(tmp_path / "straight")[1], open_run(tmp_path / "cut")[1])
+
+
+def test_directory_of_a_driver_killed_while_starting_is_taken_over(tmp_path):
+    """A ledger with no campaign recorded (killed between creating the file and
+    recording its facts) holds nothing: `run` takes it over, `resume` says so."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    Ledger(run_dir / "ledger.sqlite").close()
+    spec = campaign_with_hook(lambda data: {}, fine=4)
+    with pytest.raises(RunDirError, match="stopped while starting"):
+        spec.run(site="threads", out=run_dir, resume=True)
+    assert spec.run(site="threads", out=run_dir).rows["fine"] == 4
