@@ -8,22 +8,41 @@ Nothing here knows about Parsl or the campaign engine.
 from __future__ import annotations
 
 from learners.base import Learner, NotFittedError
+from learners.ensemble import DeepEnsemble
 from learners.gp import ExactGP
-from learners.posterior import GaussianProcessPosterior, Posterior, SampledPosterior
+from learners.posterior import (
+    GaussianProcessPosterior,
+    Posterior,
+    SampledPosterior,
+    SparseGaussianProcessPosterior,
+)
+from learners.scikit import RandomForest, SklearnLearner
+from learners.sparse_gp import SparseGP
 
 __all__ = [
     "LEARNERS",
+    "DeepEnsemble",
     "ExactGP",
     "GaussianProcessPosterior",
     "Learner",
     "NotFittedError",
     "Posterior",
+    "RandomForest",
     "SampledPosterior",
+    "SklearnLearner",
+    "SparseGP",
+    "SparseGaussianProcessPosterior",
     "learner_by_name",
 ]
 
 #: Learner classes by the name a campaign spec uses.
-LEARNERS: dict[str, type] = {"exact_gp": ExactGP}
+LEARNERS: dict[str, type] = {
+    "exact_gp": ExactGP,
+    "sparse_gp": SparseGP,
+    "deep_ensemble": DeepEnsemble,
+    "sklearn": SklearnLearner,
+    "random_forest": RandomForest,
+}
 
 
 def learner_by_name(name: str, **params: object) -> Learner:

@@ -378,6 +378,8 @@ class ExactGP:
             noise=float(state["noise"][0]),
             y_offset=float(state["y_offset"][0]),
             y_scale=float(state["y_scale"][0]),
+            X=X,
+            X_train=state["x_train"],
         )
 
     def state_dict(self) -> dict[str, np.ndarray]:

@@ -69,6 +69,14 @@ class Kernel:
         K *= self.outputscale
         return K
 
+    def pair(self, A: np.ndarray, B: np.ndarray) -> np.ndarray:
+        """Row-wise ``k(A[i], B[i])``: A, B (n, d) -> (n,) float64."""
+        r = np.sqrt(np.sum(((A - B) / self.lengthscale) ** 2, axis=1))
+        if self.name == "rbf":
+            return self.outputscale * np.exp(-0.5 * r * r)
+        s = _SQRT5 * r
+        return self.outputscale * (1.0 + s + s * s / 3.0) * np.exp(-s)
+
     def diag(self, A: np.ndarray) -> np.ndarray:
         """Prior variances ``k(A[i], A[i])``: A (n, d) -> (n,) float64 (all ``outputscale``)."""
         return np.full(len(A), self.outputscale)

@@ -266,6 +266,15 @@ def test_integrated_variance_prefers_the_middle_of_the_pool():
     assert np.abs(POOL[middle] - 0.5).max() < np.abs(POOL[edge] - 0.5).max()
 
 
+def test_integrated_variance_spread_reference_covers_the_pool():
+    policy = IntegratedVariance(n_reference=30, reference="spread")
+    chosen = policy.select(gp_posterior(), 4, np.array([], dtype=np.int64),
+                           np.random.default_rng(0))
+    assert len(set(chosen.tolist())) == 4 and pdist(POOL[chosen]).min() > 0.1
+    with pytest.raises(ValueError, match="reference"):
+        IntegratedVariance(reference="grid")
+
+
 def test_integrated_variance_subsample_is_bounded():
     policy = IntegratedVariance(n_reference=10)
     chosen = policy.select(gp_posterior(), 3, np.array([], dtype=np.int64),
@@ -393,3 +402,46 @@ def test_greedy_policies_share_the_loop():
     for name, cls in ACQUISITIONS.items():
         if name != "random":
             assert issubclass(cls, GreedyAcquisition), name
+
+
+# -- max variance over large pools -------------------------------------------------------------
+
+
+def test_variance_upper_bound_bounds_the_variance():
+    posterior = gp_posterior()
+    bound = posterior.variance_upper_bound()
+    assert np.all(bound >= posterior.variance - 1e-12)
+    assert np.corrcoef(bound, posterior.variance)[0, 1] > 0.5
+    # Conditioned on fantasies, column j bounds the variance given the first j of them.
+    given = np.array([224, 0, 112])
+    rows = np.arange(0, 225, 7)
+    tight = posterior.variance_upper_bound(rows, given=given)
+    np.testing.assert_allclose(tight[:, 0], bound[rows])
+    for j in range(1, 4):
+        exact = _conditioned_variance(POOL[rows], POOL[given[:j]])
+        assert np.all(tight[:, j] >= exact - 1e-12)
+        assert np.all(tight[:, j] <= tight[:, j - 1] + 1e-15)
+
+
+@pytest.mark.parametrize("prefilter", [5, 40])
+def test_prefiltered_batch_equals_the_exact_greedy_batch(prefilter):
+    points = np.random.default_rng(4).uniform(-0.5, 1.5, size=(600, 2))
+    pending = np.array([3, 77])
+    exact = MaxVariance().select(GP.posterior(points), 8, pending, np.random.default_rng(0))
+    policy = MaxVariance(prefilter=prefilter, exact_limit=100, max_growth=None)
+    fast = policy.select(GP.posterior(points), 8, pending, np.random.default_rng(0))
+    assert policy.certified_
+    np.testing.assert_array_equal(fast, exact)
+    assert policy.n_scored_ <= 600
+
+
+def test_prefilter_without_growth_keeps_the_variance_reduction():
+    points = np.random.default_rng(5).uniform(-0.5, 1.5, size=(3000, 2))
+    none = np.array([], dtype=np.int64)
+    exact = MaxVariance()
+    exact.select(GP.posterior(points), 10, none, np.random.default_rng(0))
+    fast = MaxVariance(prefilter=300, exact_limit=1000, max_growth=2)
+    chosen = fast.select(GP.posterior(points), 10, none, np.random.default_rng(0))
+    assert fast.n_scored_ <= 900 and len(set(chosen.tolist())) == 10
+    # Each pick's conditioned variance is that of the exact greedy batch within 2%.
+    np.testing.assert_allclose(fast.chosen_variance_, exact.chosen_variance_, rtol=0.02)

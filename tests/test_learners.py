@@ -12,11 +12,15 @@ import torch
 import learners.posterior as posterior_module
 from learners import (
     LEARNERS,
+    DeepEnsemble,
     ExactGP,
     Learner,
     NotFittedError,
     Posterior,
+    RandomForest,
     SampledPosterior,
+    SklearnLearner,
+    SparseGP,
     learner_by_name,
 )
 from learners.kernels import Kernel
@@ -28,7 +32,38 @@ def exact_gp() -> ExactGP:
     return ExactGP()
 
 
-LEARNER_FACTORIES: list = [pytest.param(exact_gp, id="exact_gp")]
+def sparse_gp() -> SparseGP:
+    return SparseGP(n_inducing=64, batch_size=64, steps=50)
+
+
+def deep_ensemble() -> DeepEnsemble:
+    return DeepEnsemble()
+
+
+def sklearn_gp() -> SklearnLearner:
+    return SklearnLearner("gaussian_process")
+
+
+def random_forest() -> RandomForest:
+    return RandomForest()
+
+
+
+LEARNER_FACTORIES: list = [
+    pytest.param(exact_gp, id="exact_gp"),
+    pytest.param(sparse_gp, id="sparse_gp"),
+    pytest.param(deep_ensemble, id="deep_ensemble"),
+    pytest.param(sklearn_gp, id="sklearn_gp"),
+    pytest.param(random_forest, id="random_forest"),
+]
+# Trees are piecewise constant: they fit a smooth function only roughly, and their spread
+# does not grow away from the data (the distance checks are skipped for them).
+TREES = {random_forest}
+
+
+def skip_for_trees(factory: Callable[[], Learner]) -> None:
+    if factory in TREES:
+        pytest.skip("tree ensembles predict a constant outside the data")
 
 
 def truth(X: np.ndarray) -> np.ndarray:
@@ -71,15 +106,31 @@ class TestLearnerProtocol:
         assert posterior.mean.dtype == posterior.variance.dtype == np.float64
         assert np.all(posterior.variance >= 0)
         rmse = np.sqrt(np.mean((posterior.mean - truth(GRID)) ** 2))
-        assert rmse < 0.03  # amplitude 1, 60 points
+        assert rmse < (0.25 if factory in TREES else 0.03)  # amplitude 1, 60 points
+
+    def test_posterior_carries_its_inputs(self, factory):
+        posterior = fitted(factory).posterior(GRID[:7])
+        np.testing.assert_array_equal(posterior.X, GRID[:7])
+        np.testing.assert_array_equal(posterior.X_train, X_TRAIN)
+
+    def test_fit_restores_torch_threads(self, factory):
+        before = torch.get_num_threads()
+        torch.set_num_threads(2)
+        try:
+            factory().fit(X_TRAIN[:8], Y_TRAIN[:8])
+            assert torch.get_num_threads() == 2
+        finally:
+            torch.set_num_threads(before)
 
     def test_variance_small_at_data_and_large_far_away(self, factory):
+        skip_for_trees(factory)
         learner = fitted(factory)
         at_data = learner.posterior(X_TRAIN[:10]).variance
         far = learner.posterior(np.array([[3.0, 3.0], [-2.0, 0.5]])).variance
         assert at_data.max() < 0.01 * far.min()
 
     def test_variance_grows_outside_the_data(self, factory):
+        skip_for_trees(factory)
         ray = np.array([[0.5, 0.5]]) + np.linspace(0.8, 4.0, 9)[:, None] * np.array([[1.0, 0.6]])
         variance = fitted(factory).posterior(ray).variance
         assert np.all(np.diff(variance) >= -1e-12)
@@ -89,7 +140,7 @@ class TestLearnerProtocol:
         X = design(9, seed=3)
         posterior = factory().fit(X, truth(X)).posterior(GRID)
         assert np.std(posterior.mean) > 0.2  # not flat at the mean
-        assert np.corrcoef(posterior.mean, truth(GRID))[0, 1] > 0.9
+        assert np.corrcoef(posterior.mean, truth(GRID))[0, 1] > (0.7 if factory in TREES else 0.9)
 
     def test_deterministic_under_seed(self, factory):
         X = design(30, seed=4)
@@ -326,7 +377,10 @@ def test_gp_repr_shows_changed_parameters():
 
 def test_learner_registry():
     assert isinstance(learner_by_name("exact_gp", seed=2), ExactGP)
-    assert set(LEARNERS) == {"exact_gp"}
+    assert set(LEARNERS) == {"exact_gp", "sparse_gp", "deep_ensemble", "sklearn",
+                             "random_forest"}
+    for name in LEARNERS:
+        assert isinstance(learner_by_name(name), Learner)
     with pytest.raises(ValueError, match="exact_gp"):
         learner_by_name("forest")
 
@@ -385,3 +439,80 @@ def test_gp_recovers_from_a_collapsed_start(restarts):
     posterior = gp.posterior(GRID)
     assert np.std(posterior.mean) > 0.2
     assert np.corrcoef(posterior.mean, truth(GRID))[0, 1] > 0.9
+
+
+# -- sparse GP, deep ensemble, scikit-learn specifics ------------------------------------------
+
+
+def test_sparse_gp_posterior_matches_the_dense_formula():
+    noisy = Y_TRAIN + 0.1 * np.random.default_rng(6).standard_normal(len(Y_TRAIN))
+    gp = SparseGP(n_inducing=20, steps=30).fit(X_TRAIN, noisy)  # noise keeps it conditioned
+    s = gp.state_dict()
+    assert gp.n_inducing_ == 20 and gp.noise_ > 1e-3
+    # Rebuild the SGPR predictive from the state with dense textbook algebra.
+    kernel = Kernel("matern52", s["lengthscale"], s["outputscale"][0])
+    Z = (s["inducing"] - s["x_offset"]) / s["x_scale"]
+    A = (s["x_train"] - s["x_offset"]) / s["x_scale"]
+    B = (GRID[:30] - s["x_offset"]) / s["x_scale"]
+    ys = (s["y_train"] - s["y_offset"][0]) / s["y_scale"][0] - s["constant"][0]
+    Kzz = kernel(Z, Z) + 1e-8 * s["outputscale"][0] * np.eye(len(Z))
+    Sigma = np.linalg.inv(Kzz + kernel(Z, A) @ kernel(A, Z) / s["noise"][0])
+    Kbz = kernel(B, Z)
+    mean = s["constant"][0] + Kbz @ Sigma @ kernel(Z, A) @ ys / s["noise"][0]
+    cov = kernel(B, B) - Kbz @ np.linalg.solve(Kzz, Kbz.T) + Kbz @ Sigma @ Kbz.T
+    posterior = gp.posterior(GRID[:30])
+    np.testing.assert_allclose(posterior.mean, s["y_offset"][0] + s["y_scale"][0] * mean,
+                               atol=1e-6)
+    np.testing.assert_allclose(posterior.covariance(np.array([0, 29])),
+                               s["y_scale"][0] ** 2 * cov[:, [0, 29]], atol=1e-7)
+
+
+def test_sparse_gp_minibatches_and_warm_starts():
+    rng = np.random.default_rng(5)
+    X = rng.uniform(size=(400, 2))
+    gp = SparseGP(n_inducing=30, batch_size=100, steps=30).fit(X, truth(X))
+    assert gp.n_inducing_ == 30
+    assert np.sqrt(np.mean((gp.posterior(GRID).mean - truth(GRID)) ** 2)) < 0.1
+    before = gp.lengthscale_
+    gp.fit(X[:380], truth(X[:380]))  # warm start: no exact-GP start, close to before
+    np.testing.assert_allclose(gp.lengthscale_, before, rtol=0.5)
+    with pytest.raises(ValueError, match="n_inducing"):
+        SparseGP(n_inducing=0).fit(X, truth(X))
+
+
+def test_deep_ensemble_members_and_bootstrap():
+    ensemble = DeepEnsemble(members=3, hidden=(16,), steps=200, bootstrap=True)
+    ensemble.fit(X_TRAIN, Y_TRAIN)
+    posterior = ensemble.posterior(GRID)
+    assert isinstance(posterior, SampledPosterior) and posterior.draws.shape == (3, len(GRID))
+    assert posterior.noise_variance > 0
+    assert set(ensemble.state_dict()) >= {"weight_0", "bias_0", "weight_1", "bias_1"}
+    with pytest.raises(ValueError, match="members"):
+        DeepEnsemble(members=1).fit(X_TRAIN, Y_TRAIN)
+    with pytest.raises(ValueError, match="hidden"):
+        DeepEnsemble(hidden=()).fit(X_TRAIN, Y_TRAIN)
+    with pytest.raises(ValueError, match="missing"):
+        DeepEnsemble().load_state_dict({"x_train": X_TRAIN})
+
+
+def test_sklearn_wrapper_accepts_estimators_with_return_std():
+    from sklearn.linear_model import BayesianRidge, LinearRegression
+
+    learner = SklearnLearner(BayesianRidge()).fit(X_TRAIN, Y_TRAIN)
+    posterior = learner.posterior(GRID[:5])
+    assert posterior.variance.shape == (5,) and np.all(posterior.variance > 0)
+    np.testing.assert_array_equal(posterior.covariance(np.array([2]))[:, 0],
+                                  np.eye(5)[2] * posterior.variance[2])
+    restored = SklearnLearner(BayesianRidge()).load_state_dict(learner.state_dict())
+    np.testing.assert_array_equal(restored.posterior(GRID[:5]).mean, posterior.mean)
+    with pytest.raises(ValueError, match="uncertainty"):
+        SklearnLearner(LinearRegression()).fit(X_TRAIN, Y_TRAIN)
+    with pytest.raises(ValueError, match="estimator"):
+        SklearnLearner("svm").fit(X_TRAIN, Y_TRAIN)
+
+
+def test_sampled_posterior_gaussian_draws_match_moments():
+    draws = np.random.default_rng(0).normal(size=(5, 4)) * np.arange(1, 5)
+    posterior = SampledPosterior(draws, gaussian=True)
+    samples = posterior.sample(20000, np.random.default_rng(1))
+    np.testing.assert_allclose(np.cov(samples.T), np.cov(draws.T), atol=0.15 * draws.var())

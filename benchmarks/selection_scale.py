@@ -1,0 +1,133 @@
+"""Selection and training at scale: a batch from 10^6 candidates, SVGP and ensemble fit times.
+
+* Selection: greedy :class:`~learners.acquisition.MaxVariance` batch of 100 from 10^6
+  candidates with 10 features, given an exact GP on 2,000 training points. Candidates and
+  training points come from the same 10-D Gaussian mixture (a coarse scale's samples are
+  clustered, not uniform). The exact GP's hyperparameters are fitted on a 400-point subset
+  and then conditioned on all 2,000 points (``load_state_dict``), so the fit is not
+  timed. Timed: ``learner.posterior(candidates)`` (lazy) plus ``select``. The batch carries
+  the prefilter's certificate (``certified``: provably the exact greedy batch) or not.
+  Goal: at most 10 s and bounded memory (peak resident memory is reported).
+* SVGP: :class:`~learners.sparse_gp.SparseGP` fit on 20,000 points (6 features).
+* Deep ensemble: :class:`~learners.ensemble.DeepEnsemble` fit on 5,000 points (6 features).
+
+Usage::
+
+    python -m benchmarks.selection_scale [--json PATH] [--candidates N] [--train M]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import resource
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from learners import DeepEnsemble, ExactGP, SparseGP
+from learners.acquisition import MaxVariance
+
+logger = logging.getLogger("benchmarks.selection_scale")
+
+
+def _mixture(n: int, d: int, rng: np.random.Generator) -> np.ndarray:
+    centers = np.random.default_rng(123).uniform(-2.0, 2.0, size=(5, d))
+    labels = rng.integers(0, len(centers), size=n)
+    return centers[labels] + 0.7 * rng.standard_normal((n, d))
+
+
+def _truth(X: np.ndarray) -> np.ndarray:
+    return np.sin(X).sum(axis=1) + 0.1 * (X**2).sum(axis=1)
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def selection(n_candidates: int = 10**6, n_train: int = 2000, d: int = 10, k: int = 100,
+              seed: int = 0) -> dict[str, Any]:
+    """Time a greedy max-variance batch of ``k`` from ``n_candidates`` (see module doc)."""
+    rng = np.random.default_rng(seed)
+    X_train = _mixture(n_train, d, rng)
+    y_train = _truth(X_train)
+    subset = min(400, n_train)
+    state = ExactGP(restarts=0, iterations=50, seed=seed).fit(
+        X_train[:subset], y_train[:subset]).state_dict()
+    # Same hyperparameters, conditioned on all training points (standardization kept).
+    state["x_train"], state["y_train"] = X_train, y_train
+    gp = ExactGP().load_state_dict(state)
+    candidates = _mixture(n_candidates, d, rng)
+    rss_before = _peak_rss_mb()
+    policy = MaxVariance()
+    started = time.perf_counter()
+    posterior = gp.posterior(candidates)
+    chosen = policy.select(posterior, k, np.empty(0, dtype=np.int64), rng)
+    seconds = time.perf_counter() - started
+    return {"n_candidates": n_candidates, "n_train": n_train, "features": d, "k": k,
+            "seconds": seconds, "certified": bool(policy.certified_),
+            "n_scored": int(policy.n_scored_), "n_chosen": int(len(chosen)),
+            "distinct": int(len(set(chosen.tolist()))),
+            "peak_rss_mb": _peak_rss_mb(), "peak_rss_growth_mb": _peak_rss_mb() - rss_before,
+            "candidates_mb": candidates.nbytes / 2**20}
+
+
+def svgp_fit(n: int = 20_000, d: int = 6, seed: int = 0, **params: Any) -> dict[str, Any]:
+    """Time a :class:`SparseGP` fit on ``n`` points; test RMSE on 2,000 fresh points."""
+    rng = np.random.default_rng(seed)
+    X, X_test = _mixture(n, d, rng), _mixture(2000, d, rng)
+    started = time.perf_counter()
+    model = SparseGP(seed=seed, **params).fit(X, _truth(X))
+    seconds = time.perf_counter() - started
+    rmse = float(np.sqrt(np.mean((model.posterior(X_test).mean - _truth(X_test)) ** 2)))
+    return {"n": n, "features": d, "seconds": seconds, "test_rmse": rmse,
+            "target_sd": float(np.std(_truth(X_test))), "params": model.get_params()}
+
+
+def ensemble_fit(n: int = 5000, d: int = 6, seed: int = 0, **params: Any) -> dict[str, Any]:
+    """Time a :class:`DeepEnsemble` fit on ``n`` points; test RMSE on 2,000 fresh points."""
+    rng = np.random.default_rng(seed)
+    X, X_test = _mixture(n, d, rng), _mixture(2000, d, rng)
+    started = time.perf_counter()
+    model = DeepEnsemble(seed=seed, **params).fit(X, _truth(X))
+    seconds = time.perf_counter() - started
+    rmse = float(np.sqrt(np.mean((model.posterior(X_test).mean - _truth(X_test)) ** 2)))
+    return {"n": n, "features": d, "seconds": seconds, "test_rmse": rmse,
+            "target_sd": float(np.std(_truth(X_test))), "params": model.get_params()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line entry point (see the module docstring)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--candidates", type=int, default=10**6)
+    parser.add_argument("--train", type=int, default=2000)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.set_num_threads(1)
+    report = {"selection": selection(args.candidates, args.train)}
+    s = report["selection"]
+    print(f"max-variance batch of {s['k']} from {s['n_candidates']:,} candidates "
+          f"({s['features']} features, {s['n_train']:,} training points): {s['seconds']:.2f} s "
+          f"(goal <= 10 s), certified exact: {s['certified']}, exact variances computed "
+          f"for {s['n_scored']:,}, peak RSS {s['peak_rss_mb']:.0f} MB "
+          f"(candidates {s['candidates_mb']:.0f} MB)")
+    report["svgp"] = svgp_fit()
+    v = report["svgp"]
+    print(f"SVGP fit on {v['n']:,} points ({v['features']} features): {v['seconds']:.1f} s, "
+          f"test RMSE {v['test_rmse']:.3g} (target sd {v['target_sd']:.3g})")
+    report["ensemble"] = ensemble_fit()
+    e = report["ensemble"]
+    print(f"deep ensemble fit on {e['n']:,} points ({e['features']} features): "
+          f"{e['seconds']:.1f} s, test RMSE {e['test_rmse']:.3g} (target sd {e['target_sd']:.3g})")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
