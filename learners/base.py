@@ -93,3 +93,28 @@ def check_targets(y: np.ndarray, n: int, name: str = "y") -> np.ndarray:
     if not np.all(np.isfinite(y)):
         raise ValueError(f"{name} contains non-finite values (nan or inf)")
     return y
+
+
+class FittedState:
+    """Mixin for learners whose fitted state is a dict of arrays in ``self._state`` with
+    the training inputs under ``"x_train"``: the not-fitted error and the two sizes every
+    learner reports."""
+
+    _state: dict[str, np.ndarray] | None
+
+    def _fitted(self) -> dict[str, np.ndarray]:
+        state = getattr(self, "_state", None)
+        if state is None:
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit(X, y) "
+                                 "or load_state_dict(state) first")
+        return state
+
+    @property
+    def n_train_(self) -> int:
+        """Number of training points of the fit."""
+        return int(self._fitted()["x_train"].shape[0])
+
+    @property
+    def n_features_in_(self) -> int:
+        """Number of input columns d of the fit."""
+        return int(self._fitted()["x_train"].shape[1])

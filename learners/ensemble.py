@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from learners.base import NotFittedError, check_inputs, check_targets
+from learners.base import FittedState, check_inputs, check_targets
 from learners.gp import _standardizer
 from learners.posterior import SampledPosterior
 
@@ -28,7 +28,7 @@ _STATE_VERSION = 1
 _CHUNK = 20_000
 
 
-class DeepEnsemble:
+class DeepEnsemble(FittedState):
     """An ensemble of SiLU MLPs with predictive mean and (epistemic) variance.
 
     ``__init__`` stores parameters; ``fit`` learns (scikit-learn contract). X columns and y
@@ -102,24 +102,6 @@ class DeepEnsemble:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
-
-    def _fitted(self) -> dict[str, np.ndarray]:
-        state = getattr(self, "_state", None)
-        if state is None:
-            raise NotFittedError(
-                "this DeepEnsemble is not fitted yet; call fit(X, y) or load_state_dict first"
-            )
-        return state
-
-    @property
-    def n_train_(self) -> int:
-        """Number of training points of the fit."""
-        return int(self._fitted()["x_train"].shape[0])
-
-    @property
-    def n_features_in_(self) -> int:
-        """Number of input columns d of the fit."""
-        return int(self._fitted()["x_train"].shape[1])
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> DeepEnsemble:
         """Train every member on (X, y).

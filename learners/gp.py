@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from scipy.linalg import cho_solve
 
-from learners.base import NotFittedError, check_inputs, check_targets
+from learners.base import FittedState, check_inputs, check_targets
 from learners.kernels import KERNELS, Kernel
 from learners.posterior import GaussianProcessPosterior
 
@@ -96,7 +96,7 @@ class _TorchGP(gpytorch.models.ExactGP):
         }
 
 
-class ExactGP:
+class ExactGP(FittedState):
     """Exact GP regression with ARD Matern 5/2 (or RBF) kernel and Gaussian noise.
 
     Follows the scikit-learn estimator contract: ``__init__`` stores parameters, ``fit``
@@ -176,24 +176,6 @@ class ExactGP:
             raise ValueError(f"noise_floor must be > 0, got {self.noise_floor!r}")
 
     # -- fitted attributes ---------------------------------------------------------------
-
-    def _fitted(self) -> dict[str, np.ndarray]:
-        state = getattr(self, "_state", None)
-        if state is None:
-            raise NotFittedError(
-                "this ExactGP is not fitted yet; call fit(X, y) or load_state_dict(state) first"
-            )
-        return state
-
-    @property
-    def n_train_(self) -> int:
-        """Number of training points of the fit."""
-        return int(self._fitted()["x_train"].shape[0])
-
-    @property
-    def n_features_in_(self) -> int:
-        """Number of input columns d of the fit."""
-        return int(self._fitted()["x_train"].shape[1])
 
     @property
     def lengthscale_(self) -> np.ndarray:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from scipy.linalg import solve_triangular
 
-from learners.base import NotFittedError, check_inputs, check_targets
+from learners.base import FittedState, check_inputs, check_targets
 from learners.posterior import Posterior, SampledPosterior
 
 __all__ = ["RandomForest", "SklearnLearner"]
@@ -50,7 +50,7 @@ def _default_estimator(name: str, seed: int) -> Any:
                      f"regressor, got {name!r}")
 
 
-class SklearnLearner:
+class SklearnLearner(FittedState):
     """A scikit-learn regressor with uncertainty as a :class:`~learners.base.Learner`.
 
     Args:
@@ -84,25 +84,6 @@ class SklearnLearner:
         if "random_state" in estimator.get_params():
             estimator.set_params(random_state=int(self.seed))
         return estimator
-
-    def _fitted(self) -> dict[str, np.ndarray]:
-        state = getattr(self, "_state", None)
-        if state is None:
-            raise NotFittedError(
-                f"this {type(self).__name__} is not fitted yet; call fit(X, y) or "
-                "load_state_dict(state) first"
-            )
-        return state
-
-    @property
-    def n_train_(self) -> int:
-        """Number of training points."""
-        return int(self._fitted()["x_train"].shape[0])
-
-    @property
-    def n_features_in_(self) -> int:
-        """Number of input columns."""
-        return int(self._fitted()["x_train"].shape[1])
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> SklearnLearner:
         """Fit the estimator on (X, y); returns self.

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from scipy.linalg import solve_triangular
 
-from learners.base import NotFittedError, check_inputs, check_targets
+from learners.base import FittedState, check_inputs, check_targets
 from learners.gp import (
     _LENGTHSCALE_BOUNDS,
     _LENGTHSCALE_PRIOR,
@@ -70,7 +70,7 @@ class _TorchSVGP(gpytorch.models.ApproximateGP):
         return gpytorch.distributions.MultivariateNormal(self.mean_module(x), self.covar_module(x))
 
 
-class SparseGP:
+class SparseGP(FittedState):
     """Sparse variational GP regression (SVGP training, closed-form SGPR posterior).
 
     Args:
@@ -135,23 +135,6 @@ class SparseGP:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
         if not (math.isfinite(self.noise_floor) and self.noise_floor > 0):
             raise ValueError(f"noise_floor must be > 0, got {self.noise_floor!r}")
-
-    def _fitted(self) -> dict[str, np.ndarray]:
-        state = getattr(self, "_state", None)
-        if state is None:
-            raise NotFittedError(
-                "this SparseGP is not fitted yet; call fit(X, y) or load_state_dict first")
-        return state
-
-    @property
-    def n_train_(self) -> int:
-        """Number of training points."""
-        return int(self._fitted()["x_train"].shape[0])
-
-    @property
-    def n_features_in_(self) -> int:
-        """Number of input columns."""
-        return int(self._fitted()["x_train"].shape[1])
 
     @property
     def n_inducing_(self) -> int:
