@@ -45,7 +45,7 @@ from campaign.ledger import Ledger, PlannedTask, TaskOutcome
 from campaign.lock import RunLock
 from campaign.signals import StopRequest
 from campaign.spec import CampaignSpec, Promotion, Scale
-from campaign.store import Rows, Store
+from campaign.store import Rows, ScaleData, Store
 from campaign.task import BadResultError, check_result, fit_learner, run_app
 from learners.calibration import calibration_metrics
 
@@ -409,7 +409,7 @@ class Engine:
         limit = self.spec.budget.tasks.get(scale)
         if limit is None:
             return None
-        return max(0, limit - len(self.ledger.tasks(scale)))
+        return max(0, limit - sum(self.ledger.task_counts().get(scale, {}).values()))
 
     def _stop_reason(self, round_index: int, elapsed: float) -> str:
         budget = self.spec.budget
@@ -556,7 +556,7 @@ class Engine:
         record: dict[str, Any] = {"n_pool": int(len(pool_rows)),
                                   "n_candidates": int(len(candidates)),
                                   "n_pending": len(pending_rows)}
-        train_X, train_y = self._training_set(state, round_index)
+        train_X, train_y = self._training_set(state, round_index, source)
         if len(train_y) == 0:
             k = min(promotion.seed_design_size, k if left is None else left)
             chosen = rng.choice(candidates, size=min(k, len(candidates)), replace=False)
@@ -598,8 +598,8 @@ class Engine:
                 [state.features, new])
         return state.features
 
-    def _training_set(self, state: PromotionState, before_round: int | None = None
-                      ) -> tuple[np.ndarray, np.ndarray]:
+    def _training_set(self, state: PromotionState, before_round: int | None = None,
+                      source: ScaleData | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Learner inputs are the features of the *source* rows that were promoted (so the
         learner predicts the finer scale's quantity where candidates live); only
         committed rows, and only from rounds before ``before_round`` when given."""
@@ -615,7 +615,8 @@ class Engine:
                 raise BadResultError(f"quantity '{quantity}' must be one number per row to be "
                                      f"learned, got rows of shape {values.shape[1:]}")
             values = values[:, 0]
-        source = self.store.read(state.promotion.source)
+        if source is None:  # the caller may already hold the source rows
+            source = self.store.read(state.promotion.source)
         features = self._pool_features(state, source.x)
         return features[target.meta["parent_row"][keep]], values[keep]
 
