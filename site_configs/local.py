@@ -71,8 +71,10 @@ def config(
             max_workers_per_node=train_workers if label == TRAIN_LABEL else workers_per_scale,
             cores_per_worker=CORES_PER_WORKER,
             encrypted=True,
-            # on one machine a lost interchange or pool is noticed in seconds, and pools
-            # orphaned by a killed driver exit after HEARTBEAT_THRESHOLD, not Parsl's 120 s
+            # on one machine a lost interchange or pool is noticed in seconds: pools exit
+            # HEARTBEAT_THRESHOLD after their interchange dies. A killed driver's
+            # interchange does not die by itself (Parsl issue 3663); the engine records
+            # its pids and ends them on the next start (campaign.processes)
             heartbeat_period=HEARTBEAT_PERIOD,
             heartbeat_threshold=HEARTBEAT_THRESHOLD,
             provider=LocalProvider(
