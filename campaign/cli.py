@@ -61,7 +61,8 @@ def _parse_site_params(pairs: list[str]) -> dict[str, Any]:
 
 def _run_script(script: Path, site: str, out: Path, *, overwrite: bool = False,
                 resume: bool = False, report: bool = True, grace: float = 25.0,
-                site_params: dict[str, Any] | None = None, verbose: bool = False) -> None:
+                site_params: dict[str, Any] | None = None, verbose: bool = False,
+                mode: str | None = None) -> None:
     from campaign.engine import Engine, RunDirError
     from campaign.ledger import LedgerError
     from campaign.lock import RunLockedError
@@ -76,7 +77,7 @@ def _run_script(script: Path, site: str, out: Path, *, overwrite: bool = False,
         spec = load_campaign(script)
         engine = Engine(spec, out, site=site, site_params=site_params or {},
                         script=str(script.resolve()), overwrite=overwrite, resume=resume,
-                        grace_period=grace)
+                        grace_period=grace, mode=mode)
         summary = engine.run()
     except (ScriptError, SpecError, UnknownSiteError, RunDirError, RunLockedError, LedgerError,
             StoreError, ValueError) as error:
@@ -92,12 +93,17 @@ def _run_script(script: Path, site: str, out: Path, *, overwrite: bool = False,
                       f"campaign resume {out}", highlight=False, soft_wrap=True)
         _exit_if_parsl_hangs(engine)
         return
-    console.print(f"[bold]{summary.name}[/]: {summary.rounds} rounds, stopped: "
-                  f"{summary.stop_reason} ({summary.wall_seconds:.1f} s campaign, "
-                  f"{time.time() - started:.1f} s with start-up)")
+    steps = "rounds" if summary.mode == "rounds" else "models fitted"
+    console.print(f"[bold]{summary.name}[/] ({summary.mode}): {summary.rounds} {steps}, "
+                  f"stopped: {summary.stop_reason} ({summary.wall_seconds:.1f} s campaign, "
+                  f"{time.time() - started:.1f} s with start-up)", soft_wrap=True)
     if report:
         _report(out, spec, baseline=True)
     _exit_if_parsl_hangs(engine)
+    if summary.failed:  # it could not progress: say so with the exit code too
+        console.print(f"[bold red]campaign could not progress:[/] {summary.stop_reason}",
+                      soft_wrap=True)
+        raise typer.Exit(code=1)
 
 
 def _exit_if_parsl_hangs(engine: Any) -> None:
@@ -137,14 +143,20 @@ def run(
         help="seconds to wait for running tasks after SIGTERM/SIGINT (Slurm sends SIGKILL "
              "30 s after SIGTERM by default)")] = 25.0,
     site_param: Annotated[list[str] | None, typer.Option(help="KEY=VALUE for the site")] = None,
+    mode: Annotated[str | None, typer.Option(
+        help="async (event-driven, the default) or rounds (round-locked, exactly "
+             "reproducible); default: the script's")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run the campaign a script defines."""
     if overwrite and resume:
         _fail("choose one of --overwrite and --resume")
+    if mode not in (None, "async", "rounds"):
+        _fail(f"--mode must be async or rounds, got '{mode}'")
     run_dir = out or Path("runs") / script.stem
     _run_script(script, site, run_dir, overwrite=overwrite, resume=resume, report=report,
-                grace=grace, site_params=_parse_site_params(site_param or []), verbose=verbose)
+                grace=grace, site_params=_parse_site_params(site_param or []), verbose=verbose,
+                mode=mode)
 
 
 @app.command()
@@ -166,12 +178,13 @@ def resume(
         _fail(f"{run_dir} holds no campaign to resume ({error})")
         return
     script, recorded_site = ledger.fact("script"), ledger.fact("site")
+    recorded_mode = ledger.fact("mode") or "rounds"  # runs before async mode were rounds
     ledger.close()
     if not script:
         _fail(f"{run_dir} was not started from a script; resume it from Python with "
               "Campaign.run(..., resume=True)")
     _run_script(Path(script), site or recorded_site, run_dir, resume=True, report=report,
-                grace=grace, verbose=verbose)
+                grace=grace, verbose=verbose, mode=recorded_mode)
 
 
 @app.command()
@@ -213,8 +226,18 @@ def status(run_dir: Annotated[Path, typer.Argument(help="run directory")]) -> No
         rounds = ledger.rounds()
         stopped = (ledger.fact("stop_reason") or ledger.fact("interrupted")
                    or "not yet (running, or killed: `campaign resume` continues it)")
-        console.print(f"rounds: {1 + max((r['round'] for r in rounds), default=-1)}; "
-                      f"stopped: {stopped}")
+        mode = ledger.fact("mode") or "rounds"
+        steps = "rounds" if mode == "rounds" else "models fitted"
+        console.print(f"mode: {mode}; {steps}: "
+                      f"{max((r['round'] for r in rounds), default=-1) + (mode == 'rounds')}; "
+                      f"stopped: {stopped}", soft_wrap=True)
+        from campaign.processes import leftover_processes
+
+        leftovers = leftover_processes(run_dir)
+        if leftovers:
+            console.print(f"{len(leftovers)} Parsl processes of a killed driver are still "
+                          f"running (pids {', '.join(str(p['pid']) for p in leftovers[:8])}); "
+                          f"`campaign resume {run_dir}` ends them", soft_wrap=True)
         for promotion in sorted({r["promotion"] for r in rounds}):
             scored = [r for r in ledger.rounds(promotion) if r.get("n_train")]
             if not scored:

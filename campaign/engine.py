@@ -1,38 +1,34 @@
-"""The steering loop: the only process that writes a run's store and ledger.
+"""The engine: the only process that writes a run's store and ledger, and its two
+steering loops.
 
-One round ``r`` (DESIGN's flow):
+Owns: launching tasks (recorded in the ledger, in one transaction per batch, *before*
+they are submitted), reacting to what completes (retry with a new seed, quarantine,
+engine-side deadlines, circuit breakers), fitting learners on the ``train`` executor,
+budgets, and the loops that tie these together:
 
-1. every walker of a broadly sampled scale runs one task from its last configuration;
-2. for every promotion: fit the learner on the finer scale's results from rounds before
-   ``r`` (a task on the ``train`` executor), take its posterior over the candidate pool
-   (source rows from rounds before ``r`` not yet promoted) and over pending points, let
-   the acquisition choose a batch, map the chosen rows and submit them;
-3. results are checked and committed as they complete. A task that raises, times out,
-   dies with its worker or returns NaN/inf/misshapen output is retried (new seed) up to
-   its scale's ``retries``, then quarantined with its reason: never stored as rows, never
-   trained on.
+* ``mode="async"`` (default, :meth:`Engine._steer_async`): events, not rounds. Every
+  simulation executor keeps ``max_in_flight`` tasks submitted; a walker's next segment
+  goes out when its last returns; a fit starts when ``retrain_every`` new results have
+  been committed and runs while simulations go on; the newest fitted model makes the
+  next selection, which conditions on pending points. Selections and every posterior
+  run on one model thread, so the steering thread keeps ingesting.
+* ``mode="rounds"`` (:meth:`Engine._steer_rounds`): round-locked and exactly
+  reproducible. In round ``r`` every walker runs one segment and every promotion fits on
+  results from rounds before ``r`` and chooses from source rows of rounds before ``r``;
+  results commit in task order, so a resumed run ends with the same store as an
+  uninterrupted one.
 
-Every task is recorded in the ledger (in one transaction per batch) *before* it is
-submitted, and a round is marked planned once all its parts are recorded, so a killed
-driver resumes exactly: unfinished tasks are submitted again under the same ids, a round
-that was not fully planned gets only its missing parts, learners come back from the
-newest saved model, and all randomness derives from (campaign seed, task id, attempt)
-or (campaign seed, round). The loop is round-locked but written as plan / ingest steps
-around ``concurrent.futures.wait``, so an asynchronous version only changes
-:meth:`Engine._steer`.
+Decisions read only the in-memory :class:`~campaign.state.CampaignState`; the store
+and ledger are append logs written in batches (``campaign.ingest``), read back once on
+resume (``campaign.resume``). The run directory and Parsl are ``campaign.lifecycle``'s.
 """
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import copy
-import dataclasses
-import json
 import logging
-import os
-import platform
-import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,53 +37,53 @@ from typing import Any
 import numpy as np
 
 from campaign.faults import fault_point
-from campaign.ledger import Ledger, PlannedTask, TaskOutcome
+from campaign.ingest import (
+    COMMIT_EVERY_ROWS,
+    CommitBuffer,
+    Completion,
+    SubmittedTask,
+    check_completion,
+)
+from campaign.ledger import Attempt, Ledger, PlannedTask, TaskOutcome
+from campaign.lifecycle import (
+    ParslSession,
+    RunDirError,
+    clear_run,
+    inspect_run_dir,
+    versions,
+)
 from campaign.lock import RunLock
+from campaign.planner import Selection, select_batch, snapshot
+from campaign.processes import end_leftovers, record_processes
+from campaign.resume import (
+    mapped_input,
+    restore_learner,
+    restore_state,
+    saved_models,
+    unfinished_tasks,
+)
 from campaign.signals import StopRequest
-from campaign.spec import CampaignSpec, Promotion, Scale
-from campaign.store import Rows, ScaleData, Store
-from campaign.task import BadResultError, check_result, fit_learner, run_app
+from campaign.spec import CampaignSpec
+from campaign.state import PromotionState
+from campaign.store import Rows, Store
 from learners.calibration import calibration_metrics
+
+__all__ = ["Engine", "RunDirError", "RunSummary", "task_seed"]
 
 logger = logging.getLogger(__name__)
 
-COMMIT_EVERY_ROWS = 10_000
 POLL_SECONDS = 0.2
-SHUTDOWN_SECONDS = 15.0
-
-
-class RunDirError(RuntimeError):
-    """The output directory cannot hold this campaign (it holds another one)."""
+PROGRESS_SECONDS = 10.0
+IN_FLIGHT_PER_WORKER = 2  # default max_in_flight: queued work hides the round trip
+DEADLINE_MARGIN = 2.0  # seconds past 2 x timeout (queue wait + start-up)
+DEADLINE_MULTIPLE = 10.0  # without a timeout: x the longest duration seen ...
+DEADLINE_MIN = 60.0  # ... and never less than this
+DEADLINE_OBSERVED = 3  # durations seen before a derived deadline applies
+FAILURE_STREAK = 20  # quarantined tasks in a row that stop a campaign
 
 
 class FitAbandonedError(Exception):
     """A second stop signal arrived while a learner was being fitted."""
-
-
-@dataclass
-class SubmittedTask:
-    """A task in flight: its ledger id and what the engine needs when it completes."""
-
-    task_id: int
-    scale: str
-    round_index: int
-    parent_row: int
-    submitted: float
-    task_input: np.ndarray
-    attempt: int = 1
-    walker: int | None = None
-
-
-@dataclass
-class PromotionState:
-    """What the engine remembers about one promotion between rounds."""
-
-    promotion: Promotion
-    learner: Any
-    features: np.ndarray | None = None  # features of the source rows seen so far
-    quantity: str | None = None
-    fitted_round: int | None = None
-    reference: tuple[np.ndarray, np.ndarray] | None = None
 
 
 @dataclass
@@ -104,85 +100,8 @@ class RunSummary:
     interrupted: bool = False
     unfinished: int = 0
     curves: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-
-
-def versions() -> dict[str, str]:
-    """Versions of the interpreter and the libraries a run depends on."""
-    found = {"python": platform.python_version()}
-    for module in ("numpy", "zarr", "parsl", "torch", "gpytorch", "pydantic"):
-        try:
-            found[module] = __import__(module).__version__
-        except ImportError:  # optional at read time, e.g. `campaign status` elsewhere
-            continue
-    return found
-
-
-def _structure(description: dict[str, Any]) -> dict[str, Any]:
-    """The parts of a spec description that a resumed run must share (not the budget)."""
-    return {key: value for key, value in description.items() if key != "budget"}
-
-
-def inspect_run_dir(run_dir: Path, spec: CampaignSpec, *, overwrite: bool,
-                    resume: bool) -> str:
-    """Decide what to do with ``run_dir`` without writing anything.
-
-    Returns ``"new"``, ``"resume"`` or ``"overwrite"``; raises :class:`RunDirError`,
-    ``LedgerError`` or ``StoreError`` with one line naming the problem.
-    """
-    ledger_path = run_dir / "ledger.sqlite"
-    if not ledger_path.exists():
-        if run_dir.exists() and any(p.name != "campaign.lock" for p in run_dir.iterdir()):
-            raise RunDirError(f"{run_dir} exists and is not a campaign run directory; "
-                              "choose a new --out")
-        if resume:
-            raise RunDirError(f"{run_dir} holds no campaign to resume")
-        return "new"
-    ledger = Ledger(ledger_path, read_only=True)
-    try:
-        ledger.check_integrity()
-        holder = ledger.fact("name")
-        if holder is None and not ledger.tasks():  # a driver killed while starting
-            if resume:
-                raise RunDirError(f"{run_dir} holds no campaign to resume (its driver was "
-                                  "stopped while starting); run it again")
-            return "overwrite"
-        if holder != spec.name:
-            raise RunDirError(f"{run_dir} holds campaign '{holder}', not '{spec.name}'; "
-                              "choose a new --out")
-        if resume:
-            recorded = _structure(ledger.fact("spec", {}))
-            wanted = _structure(spec.describe())
-            if recorded != wanted:
-                changed = sorted(k for k in wanted if recorded.get(k) != wanted[k])
-                raise RunDirError(f"{run_dir} was run with a different spec (changed: "
-                                  f"{', '.join(changed)}); only the budget may change on "
-                                  "resume")
-            if (run_dir / "store.zarr").exists():
-                Store(run_dir, ledger, read_only=True).verify()
-            return "resume"
-        if overwrite:
-            return "overwrite"
-        tasks = sum(sum(c.values()) for c in ledger.task_counts().values())
-        raise RunDirError(f"{run_dir} already holds a run of '{spec.name}' ({tasks} tasks); "
-                          f"`campaign resume {run_dir}` continues it, --overwrite replaces it")
-    finally:
-        ledger.close()
-
-
-def clear_run(run_dir: Path) -> None:
-    """Delete what a previous run of a campaign wrote (and nothing else)."""
-    for entry in ("store.zarr", "parsl", "baseline-random"):
-        shutil.rmtree(run_dir / entry, ignore_errors=True)
-    for entry in ("ledger.sqlite", "ledger.sqlite-wal", "ledger.sqlite-shm", "report.png",
-                  "summary.json"):
-        (run_dir / entry).unlink(missing_ok=True)
-
-
-def put_interpreter_on_path() -> None:
-    """Parsl starts ``interchange.py`` and workers through PATH: make it this venv's."""
-    bin_dir = os.path.dirname(sys.executable)
-    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
-        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+    mode: str = "async"
+    failed: bool = False  # stopped because it could not progress
 
 
 def task_seed(campaign_seed: int, task_id: int, attempt: int) -> int:
@@ -196,10 +115,12 @@ class Engine:
     def __init__(self, spec: CampaignSpec, run_dir: str | Path, *, site: str = "local",
                  site_params: dict[str, Any] | None = None, script: str | None = None,
                  overwrite: bool = False, resume: bool = False, grace_period: float = 25.0,
-                 torch_threads: int = 1) -> None:
+                 torch_threads: int = 1, mode: str | None = None) -> None:
         if overwrite and resume:
             raise ValueError("choose one of overwrite and resume")
-        self.spec = spec
+        if mode not in (None, "async", "rounds"):
+            raise ValueError(f"mode must be 'async' or 'rounds', got {mode!r}")
+        self.spec = spec if mode is None else spec.model_copy(update={"mode": mode})
         self.run_dir = Path(run_dir)
         self.site = site
         self.site_params = site_params or {}
@@ -210,10 +131,12 @@ class Engine:
         self.torch_threads = torch_threads
         self.shutdown_incomplete = False
 
+    @property
+    def mode(self) -> str:
+        return self.spec.mode
+
     # -- the whole run ---------------------------------------------------------------
     def run(self) -> RunSummary:
-        import parsl
-
         from site_configs import get_config
 
         config = get_config(self.site, scales=[s.name for s in self.spec.scales],
@@ -221,40 +144,33 @@ class Engine:
         inspect_run_dir(self.run_dir, self.spec, overwrite=self.overwrite, resume=self.resume)
         self._set_torch_threads()
         with RunLock(self.run_dir):
-            mode = inspect_run_dir(self.run_dir, self.spec, overwrite=self.overwrite,
-                                   resume=self.resume)
-            if mode == "overwrite":
+            start = inspect_run_dir(self.run_dir, self.spec, overwrite=self.overwrite,
+                                    resume=self.resume)
+            ended = end_leftovers(self.run_dir)  # a killed earlier driver's Parsl processes
+            if ended:
+                logger.warning("ended %d Parsl processes left running by a killed driver of "
+                               "this run directory (pids %s)", len(ended),
+                               ", ".join(map(str, ended[:10])))
+            if start == "overwrite":
                 clear_run(self.run_dir)
             self.ledger = Ledger(self.run_dir / "ledger.sqlite")
             try:
                 self.store = Store(self.run_dir, self.ledger)
-                self._record_facts(mode)
-                put_interpreter_on_path()
+                self._record_facts(start)
+                # a copy: the spec's learner stays unfitted (a thread executor fits in place)
+                learners = [copy.deepcopy(p.learner) for p in self.spec.promotions]
+                self.state = restore_state(self.spec, self.store, self.ledger, learners)
                 with self.stop:
-                    dfk = parsl.load(config)
+                    self.parsl = ParslSession(config, self.spec)
+                    self.processes_recorded = 0.0
+                    self._record_processes()
                     try:
-                        return self._steer(dfk)
+                        return self._steer()
                     finally:
-                        self._shut_down(dfk)
-                        parsl.clear()
+                        self.parsl.close()
+                        self.shutdown_incomplete = self.parsl.shutdown_incomplete
             finally:
                 self.ledger.close()
-
-    def _shut_down(self, dfk: Any) -> None:
-        """Parsl's cleanup, bounded in time. A SIGTERM sent to a whole job (Slurm at
-        walltime, ``timeout``) or a Ctrl-C to the terminal's process group also kills
-        Parsl's interchange, and Parsl's cleanup then blocks forever talking to it.
-        Everything is committed by now, so after ``SHUTDOWN_SECONDS`` we go on."""
-        import threading
-
-        cleanup = threading.Thread(target=dfk.cleanup, name="parsl-cleanup", daemon=True)
-        cleanup.start()
-        cleanup.join(SHUTDOWN_SECONDS)
-        if cleanup.is_alive():
-            self.shutdown_incomplete = True
-            logger.warning("Parsl did not shut down within %g s (its interchange was probably "
-                           "stopped by the same signal); everything is committed, leaving it",
-                           SHUTDOWN_SECONDS)
 
     def _set_torch_threads(self) -> None:
         try:
@@ -263,86 +179,737 @@ class Engine:
             return
         torch.set_num_threads(self.torch_threads)
 
-    def _record_facts(self, mode: str) -> None:
+    def _record_facts(self, start: str) -> None:
         """One transaction: a driver killed while starting leaves all or nothing."""
         facts: dict[str, Any] = {"spec": self.spec.describe(), "script": self.script,
-                                 "site": self.site, "versions": versions()}
-        if mode == "resume":
+                                 "site": self.site, "versions": versions(), "mode": self.mode}
+        if start == "resume":
             facts.update(resumed=self.ledger.fact("resumed", 0) + 1, interrupted=None,
-                         stop_reason=None)
+                         stop_reason=None, failed=None)
         else:
             facts.update(name=self.spec.name, created=time.time(), wall_seconds=0.0)
         self.ledger.set_facts(facts)
 
-    def _steer(self, dfk: Any) -> RunSummary:
-        from parsl.app.app import python_app
-
-        self._sim_apps = {
-            scale.name: python_app(run_app, executors=[scale.executor_label],
-                                   data_flow_kernel=dfk)
-            for scale in self.spec.scales
-        }
-        self._train_app = python_app(fit_learner, executors=["train"], data_flow_kernel=dfk)
-        self._refreshed_params: dict[str, dict[str, Any]] = {}
-        # a copy: the spec's learner stays unfitted (a thread executor fits in place)
-        self._promotions = [PromotionState(p, copy.deepcopy(p.learner))
-                            for p in self.spec.promotions]
-        round_index = self._first_round()
-        self._walkers = self._restore_walkers()
-        self._restore_learners(round_index)
-        carried = self._resubmit_unfinished()
-        if carried:
-            logger.info("resuming round %d: %d unfinished tasks submitted again",
-                        round_index, len(carried))
+    def _steer(self) -> RunSummary:
+        self.in_flight: dict[concurrent.futures.Future[Any], SubmittedTask] = {}
+        self.in_flight_by_scale: collections.Counter[str] = collections.Counter()
+        self.buffer = CommitBuffer(self.store, self._on_commit, ordered=self.mode == "rounds")
+        self.refreshed_params: dict[str, dict[str, Any]] = {}
+        self.max_in_flight = {
+            scale.name: scale.max_in_flight
+            or IN_FLIGHT_PER_WORKER * self.parsl.workers[scale.name]
+            for scale in self.spec.scales}
+        self.failed_reason = ""
         started = time.time()
-        earlier = float(self.ledger.fact("wall_seconds", 0.0) or 0.0)
-        stop_reason = ""
+        self.earlier_wall = float(self.ledger.fact("wall_seconds", 0.0) or 0.0)
+        self.started = started
+        if self.mode == "rounds":
+            rounds, stop_reason = self._steer_rounds()
+        else:
+            rounds, stop_reason = self._steer_async()
+        wall = self._elapsed()
+        self.ledger.set_fact("wall_seconds", wall)
         unfinished = 0
+        if self.stop.stopping:
+            unfinished = len(self.ledger.tasks(status="submitted"))
+            stop_reason = f"interrupted by {self.stop.signal_name}"
+            self.ledger.set_fact("interrupted", stop_reason)
+            logger.warning("%s: everything completed is committed; %d tasks unfinished",
+                           stop_reason, unfinished)
+        else:
+            self.ledger.set_facts({"stop_reason": stop_reason,
+                                   "failed": self.failed_reason or None})
+            logger.info("campaign %s stopped: %s", self.spec.name, stop_reason)
+        return RunSummary(
+            run_dir=self.run_dir, name=self.spec.name, rounds=rounds,
+            stop_reason=stop_reason, wall_seconds=wall,
+            task_counts=self.ledger.task_counts(),
+            rows={name: held.committed_rows for name, held in self.state.scales.items()},
+            interrupted=self.stop.stopping, unfinished=unfinished,
+            curves={p.name: self.ledger.rounds(p.name) for p in self.spec.promotions},
+            mode=self.mode, failed=bool(self.failed_reason),
+        )
+
+    def _record_processes(self) -> None:
+        """Record the pids Parsl started (``campaign.processes``): often while pools are
+        starting, then every half minute, so a later run can end what a SIGKILL leaves."""
+        now = time.monotonic()
+        since_start = now - getattr(self, "parsl_loaded", now)
+        if not hasattr(self, "parsl_loaded"):
+            self.parsl_loaded = now
+        elif now - self.processes_recorded < (2.0 if since_start < 30 else 30.0):
+            return
+        self.processes_recorded = now
+        record_processes(self.run_dir, self.parsl.dfk)
+
+    def _elapsed(self) -> float:
+        return self.earlier_wall + time.time() - self.started
+
+    # -- launching -------------------------------------------------------------------
+    def _seed_for(self, task_id: int, attempt: int) -> int:
+        return task_seed(self.spec.seed, task_id, attempt)
+
+    def _deadline(self, scale_name: str, submitted: float) -> float | None:
+        """Engine-side deadline of an attempt: a task that hangs inside the executor
+        (seen with repeated HTEX worker deaths) is retried instead of waited for."""
+        scale = self.spec.scale(scale_name)
+        if scale.timeout is not None:
+            return submitted + 2 * scale.timeout + DEADLINE_MARGIN
+        held = self.state.scales[scale_name]
+        if held.durations_seen >= DEADLINE_OBSERVED:
+            return submitted + max(DEADLINE_MIN, DEADLINE_MULTIPLE * held.longest_duration)
+        return None
+
+    def _launch(self, task: SubmittedTask) -> None:
+        scale = self.spec.scale(task.scale)
+        params = {**scale.params, **self.refreshed_params.get(scale.name, {})}
+        limits = {} if scale.timeout is None else {"walltime": scale.timeout}
+        task.submitted = time.time()
+        task.deadline = self._deadline(scale.name, task.submitted)
+        future = self.parsl.sim_apps[scale.name](scale.app, task.task_input, task.seed,
+                                                 params, **limits)
+        self.in_flight[future] = task
+        self.in_flight_by_scale[task.scale] += 1
+
+    def _submit(self, scale_name: str, rounds: list[int], inputs: list[np.ndarray],
+                parents: list[int], walkers: list[int | None]) -> list[SubmittedTask]:
+        """Record a batch in the ledger (one transaction), then submit it. ``rounds`` is
+        each task's round (async: a walker's segment number, or the generation of the
+        model that chose a promoted row)."""
+        if not inputs:
+            return []
+        planned = [PlannedTask(scale_name, round_index, parent,
+                               task_input.ravel().tolist() if walker is not None else [],
+                               walker)
+                   for round_index, task_input, parent, walker in zip(
+                       rounds, inputs, parents, walkers, strict=True)]
+        ids = self.ledger.plan(planned, self._seed_for)
+        fault_point("after-plan")
+        held = self.state.scales[scale_name]
+        held.tasks["submitted"] += len(ids)
+        promotion_state = self.state.promotion_into(scale_name)
+        tasks = []
+        for task_id, round_index, task_input, parent, walker in zip(
+                ids, rounds, inputs, parents, walkers, strict=True):
+            if walker is not None:
+                held.walkers[walker].segments += 1
+                held.walkers[walker].latest_task = task_id
+            if promotion_state is not None:
+                promotion_state.promoted.add(parent)
+                promotion_state.pending.add(parent)
+            task = SubmittedTask(task_id, scale_name, round_index, parent, 0.0, task_input,
+                                 1, walker, self._seed_for(task_id, 1))
+            self._launch(task)
+            tasks.append(task)
+        return tasks
+
+    def _resubmit_unfinished(self) -> int:
+        """Submit again every task recorded but never committed (same id and seed)."""
+        unfinished = unfinished_tasks(self.spec, self.state, self.ledger)
+        for task in unfinished:
+            self._launch(task)
+        if unfinished:
+            logger.info("resuming: %d unfinished tasks submitted again", len(unfinished))
+        return len(unfinished)
+
+    def _tasks_left(self, scale: str) -> int | None:
+        """Tasks ``scale`` may still record under the task and (async) round budgets."""
+        limits = []
+        budget = self.spec.budget
+        if scale in budget.tasks:
+            limits.append(budget.tasks[scale])
+        promotion_state = self.state.promotion_into(scale)
+        if self.mode == "async" and budget.rounds is not None and promotion_state is not None:
+            limits.append(budget.rounds * promotion_state.promotion.batch_size)
+        if not limits:
+            return None
+        return max(0, min(limits) - self.state.scales[scale].tasks_recorded)
+
+    # -- completions -----------------------------------------------------------------
+    def _complete(self, future: concurrent.futures.Future[Any]) -> None:
+        """One simulation attempt finished: buffer its rows, or retry / quarantine it."""
+        task = self.in_flight.pop(future)
+        self.in_flight_by_scale[task.scale] -= 1
+        completion = check_completion(future, task)
+        self._count_compute(completion)
+        if completion.problem is None:
+            self.state.scales[task.scale].failure_streak = 0
+            self.buffer.add(task.scale, completion.rows, completion.outcome("done"))
+            if task.walker is not None:
+                assert completion.rows is not None
+                self._walker_returned(task, completion.rows.x[-1])
+            return
+        self._failed(completion, completion.problem)
+
+    def _count_compute(self, completion: Completion) -> None:
+        if completion.started is None or completion.ended is None:
+            return
+        held = self.state.scales[completion.task.scale]
+        seconds = completion.ended - completion.started
+        held.observe_duration(seconds)
+        held.core_seconds += seconds * float(held.scale.resources.get("cores", 1))
+
+    def _failed(self, completion: Completion, problem: str) -> None:
+        """Retry with a new seed while retries are left, else quarantine. While stopping,
+        the task stays 'submitted' for resume."""
+        task = completion.task
+        scale = self.spec.scale(task.scale)
+        if self.stop.stopping:
+            return
+        if task.attempt <= scale.retries:
+            seed = self._seed_for(task.task_id, task.attempt + 1)
+            failed = Attempt(task.task_id, task.attempt, task.submitted, completion.started,
+                             completion.ended, completion.worker, "failed", problem[:2000])
+            attempt = self.ledger.retry(task.task_id, seed, problem[:2000], failed)
+            logger.warning("task %d (%s) attempt %d failed: %s; retrying", task.task_id,
+                           task.scale, task.attempt, problem)
+            self._launch(SubmittedTask(task.task_id, task.scale, task.round_index,
+                                       task.parent_row, 0.0, task.task_input, attempt,
+                                       task.walker, seed))
+            return
+        logger.warning("task %d (%s) quarantined after %d attempts: %s", task.task_id,
+                       task.scale, task.attempt, problem)
+        reason = f"after {task.attempt} attempt{'s' if task.attempt > 1 else ''}: {problem}"
+        self.buffer.add(task.scale, None, completion.outcome("quarantined", reason[:2000]))
+        held = self.state.scales[task.scale]
+        held.failure_streak += 1
+        if task.walker is not None and held.walkers[task.walker].latest_task == task.task_id:
+            held.walkers[task.walker].ended = "quarantined"
+        if held.failure_streak >= FAILURE_STREAK and not self.failed_reason:
+            self.failed_reason = (f"scale '{task.scale}' failed {held.failure_streak} tasks in "
+                                  f"a row (last: {problem[:300]})")
+
+    def _expire_deadlines(self) -> None:
+        """Attempts past their engine-side deadline count as failed (the executor may
+        never report them); a late result of an abandoned attempt is ignored."""
+        now = time.time()
+        expired = [f for f, t in self.in_flight.items()
+                   if t.deadline is not None and now > t.deadline and not f.done()]
+        for future in expired:
+            task = self.in_flight.pop(future)
+            self.in_flight_by_scale[task.scale] -= 1
+            waited = now - task.submitted
+            self._failed(Completion(task, None, None),
+                         f"DeadlineExceeded: no result after {waited:.1f} s (engine-side "
+                         f"deadline of scale '{task.scale}')")
+
+    def _on_commit(self, scale: str, rows: Rows | None, outcomes: list[TaskOutcome]) -> None:
+        """The store just committed ``rows``: the in-memory state follows it."""
+        if rows is None:
+            self.state.committed(scale, np.zeros((0, 0)), {}, {}, outcomes)
+        else:
+            self.state.committed(scale, rows.x, rows.y, rows.meta, outcomes)
+
+    def _flush(self) -> None:
+        """Commit buffered results. In rounds mode with tasks still running, only tasks
+        below the oldest still running of their scale (task order is kept)."""
+        if self.mode == "rounds" and self.in_flight:
+            running: dict[str, int | None] = {}
+            for task in self.in_flight.values():
+                current = running.get(task.scale)
+                running[task.scale] = task.task_id if current is None else min(current,
+                                                                               task.task_id)
+            for scale in self.state.scales:
+                running.setdefault(scale, None)
+            self.buffer.flush(before=running)
+        else:
+            self.buffer.flush()
+
+    # -- walkers ---------------------------------------------------------------------
+    def _walker_returned(self, task: SubmittedTask, position: np.ndarray) -> None:
+        held = self.state.scales[task.scale]
+        walker = held.walkers[task.walker]
+        if walker.latest_task != task.task_id:
+            return  # an older segment (resubmitted on resume): its successor is out
+        walker.position = np.asarray(position, dtype=np.float64).reshape(walker.position.shape)
+        if self.mode == "async":
+            self.idle_walkers[task.scale].append(task.walker)
+            self._fill_walkers(task.scale)
+
+    def _walker_may_run(self, scale: str, index: int) -> bool:
+        walker = self.state.scales[scale].walkers[index]
+        rounds = self.spec.budget.rounds
+        return walker.ended is None and (rounds is None or walker.segments < rounds)
+
+    def _fill_walkers(self, scale: str) -> None:
+        """Async: give free slots of ``scale`` to idle walkers, oldest idle first."""
+        if self.stop.stopping or self.stop_reason:
+            return
+        free = self.max_in_flight[scale] - self.in_flight_by_scale[scale]
+        left = self._tasks_left(scale)
+        if left is not None:
+            free = min(free, left)
+        idle = self.idle_walkers[scale]
+        chosen: list[int] = []
+        for _ in range(len(idle)):
+            if len(chosen) >= free:
+                break
+            index = idle.popleft()
+            if self._walker_may_run(scale, index):
+                chosen.append(index)
+        if chosen:
+            walkers = self.state.scales[scale].walkers
+            self._submit(scale, [walkers[w].segments for w in chosen],
+                         [walkers[w].position.copy() for w in chosen], [-1] * len(chosen),
+                         list(chosen))
+
+    # -- fits ------------------------------------------------------------------------
+    def _fit_now(self, promotion_state: PromotionState, X: np.ndarray, y: np.ndarray) -> Any:
+        """Fit a copy of the learner on the train executor and wait for it (a second
+        stop signal abandons the wait)."""
+        fitting = self.parsl.train_app(copy.deepcopy(promotion_state.learner), X, y)
+        fault_point("during-fit")
+        while not fitting.done():
+            if self.stop.stop_now:
+                raise FitAbandonedError
+            concurrent.futures.wait([fitting], timeout=POLL_SECONDS)
+        return fitting.result()
+
+    def _install_model(self, promotion_state: PromotionState, fitted: dict[str, Any],
+                       model_index: int, n_train: int, record: dict[str, Any]) -> None:
+        """Make ``fitted`` the promotion's newest model: save it, measure its error
+        against the reference, record it under ``model_index``."""
+        promotion_state.learner = fitted["learner"]
+        promotion_state.fitted = True
+        promotion_state.generation = model_index
+        path = self.store.save_model(promotion_state.name, model_index,
+                                     promotion_state.learner.state_dict(), n_train,
+                                     type(promotion_state.learner).__name__)
+        record.update(n_train=int(n_train), fit_seconds=fitted["seconds"], model=path,
+                      fit_started=fitted.get("started"), fit_ended=fitted.get("ended"))
+        record.update(self._reference_error(promotion_state))
+        promotion_state.last_record = record
+        self.ledger.record_round(model_index, promotion_state.name, record)
+
+    def _reference_error(self, promotion_state: PromotionState) -> dict[str, Any]:
+        promotion = promotion_state.promotion
+        if promotion.reference is None:
+            return {}
+        if promotion_state.reference is None:
+            X_ref, y_ref = promotion.reference()
+            promotion_state.reference = (np.asarray(X_ref, np.float64),
+                                         np.asarray(y_ref, np.float64))
+        X_ref, y_ref = promotion_state.reference
+        error = promotion_state.learner.posterior(X_ref).mean - y_ref
+        return {"reference_rmse": float(np.sqrt(np.mean(error**2))),
+                "reference_max_error": float(np.max(np.abs(error)))}
+
+    def _score(self, promotion_state: PromotionState, model_index: int,
+               rows: np.ndarray, values: np.ndarray) -> None:
+        """Prospective error and calibration of model ``model_index`` on results it had
+        not been trained on (``learners.calibration``), kept in its round record and in
+        the store (``models/<promotion>/<index>`` attribute ``calibration``)."""
+        if len(rows) == 0 or promotion_state.features is None:
+            return
+        posterior = promotion_state.learner.posterior(promotion_state.features.values[rows])
+        calibration = calibration_metrics(posterior, values)
+        record = dict(promotion_state.last_record)
+        record.update(prospective_rmse=calibration["rmse"], n_scored=int(len(rows)),
+                      calibration=calibration)
+        promotion_state.last_record = record
+        self.store.record_calibration(promotion_state.name, model_index, calibration)
+        self.ledger.record_round(model_index, promotion_state.name, record)
+
+    def _fit_final(self, promotion_state: PromotionState, model_index: int) -> None:
+        """Fit once more on everything, so the learning curve ends at the full budget."""
+        X, y = promotion_state.training_set()
+        if len(y) == 0:
+            return
+        fitted = self._fit_now(promotion_state, X, y)
+        record: dict[str, Any] = {"policy": "final fit"}
+        self._install_model(promotion_state, fitted, model_index, len(y), record)
+        logger.info("final surrogate for %s: %d training points%s", promotion_state.name,
+                    len(y), _error_text(record))
+
+    def _refresh_params(self) -> None:
+        """Let scales with a ``refresh_params`` hook update their parameters from data
+        (this reads the whole store: only campaigns that ask for it pay)."""
+        hooked = [scale for scale in self.spec.scales if scale.refresh_params is not None]
+        if not hooked:
+            return
+        data = {scale.name: self.store.read(scale.name) for scale in self.spec.scales}
+        for scale in hooked:
+            update = scale.refresh_params(data)
+            if not isinstance(update, dict) or "seed" in update:
+                raise TypeError(f"refresh_params of scale '{scale.name}' must return a dict "
+                                "of app parameters (not 'seed')")
+            self.refreshed_params[scale.name] = update
+
+    # -- budgets ---------------------------------------------------------------------
+    def _budget_reason(self) -> str:
+        """Why the budget ends the campaign now ('' if it does not)."""
+        budget = self.spec.budget
+        if budget.wall_time is not None and self._elapsed() >= budget.wall_time:
+            return f"wall-time budget reached ({budget.wall_time:g} s)"
+        if budget.core_seconds is not None:
+            spent = sum(held.core_seconds for held in self.state.scales.values())
+            if spent >= budget.core_seconds:
+                return f"core-seconds budget reached ({spent:.1f} of {budget.core_seconds:g})"
+        # promotion targets, or without promotions the walker scales, must all be spent
+        ending = [p.target for p in self.spec.promotions] or [
+            name for name, held in self.state.scales.items() if held.walkers]
+        if not ending or not all(self._scale_spent(name) for name in ending):
+            return ""
+        if all(name in budget.tasks and self._tasks_left(name) == 0 for name in ending):
+            spent = ", ".join(f"{name}={budget.tasks[name]}" for name in ending)
+            return f"task budget spent ({spent})"
+        if budget.rounds is not None and self.mode == "async":
+            return f"round budget reached ({budget.rounds} rounds)"
+        return ""
+
+    def _scale_spent(self, name: str) -> bool:
+        """No more tasks of ``name`` may be recorded (its walkers, if any, are done)."""
+        if self._tasks_left(name) == 0:
+            return True
+        held = self.state.scales[name]
+        if held.walkers and self.mode == "async" and self.spec.budget.rounds is not None:
+            return not any(self._walker_may_run(name, i) for i in range(len(held.walkers)))
+        return False
+
+    def _stuck_reason(self) -> str:
+        """Why nothing can progress ('' if something still can): the campaign then
+        stops and says so instead of waiting forever."""
+        if self.failed_reason:
+            return self.failed_reason
+        for name, held in self.state.scales.items():
+            if held.walkers and all(w.ended == "quarantined" for w in held.walkers):
+                self.failed_reason = f"every walker of scale '{name}' was quarantined"
+                return self.failed_reason
+        return ""
+
+    # -- async steering --------------------------------------------------------------
+    def _steer_async(self) -> tuple[int, str]:
+        self.stop_reason = ""
+        self.idle_walkers: dict[str, collections.deque[int]] = {}
+        for promotion_state in self.state.promotions:
+            models = saved_models(self.store, promotion_state.name)
+            if models:
+                restore_learner(self.store, promotion_state, models[-1])
+        self._refresh_params()
+        self._resubmit_unfinished()
+        for name, held in self.state.scales.items():  # resubmitted walkers are busy
+            busy = {t.walker for t in self.in_flight.values() if t.scale == name}
+            self.idle_walkers[name] = collections.deque(
+                i for i in range(len(held.walkers)) if i not in busy)
+        self.model_thread = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="campaign-model")
+        self.fits: dict[concurrent.futures.Future[Any], tuple[PromotionState, int]] = {}
+        self.model_jobs: dict[concurrent.futures.Future[Any], tuple[str, PromotionState,
+                                                                   Any]] = {}
+        self.selecting: set[str] = set()
+        self.exhausted_at: dict[str, int] = {}
+        self.chosen_by_model: dict[str, tuple[int | None, int]] = {}
+        self.selections = 0
+        last_progress = time.monotonic()
+        try:
+            while True:
+                if self.stop.stopping:
+                    if self.stop.stop_now or not self.in_flight:
+                        break
+                elif not self.stop_reason:
+                    self.stop_reason = self._budget_reason() or self._stuck_reason()
+                    if not self.stop_reason:
+                        for name in self.state.scales:
+                            self._fill_walkers(name)
+                        for promotion_state in self.state.promotions:
+                            self._maybe_fit(promotion_state)
+                            self._maybe_select(promotion_state)
+                        if self._idle():
+                            self.stop_reason = (self._stuck_reason()
+                                                or self._exhausted_reason())
+                if self.stop_reason:
+                    if not (self.in_flight or self.fits or self.model_jobs):
+                        break
+                    for promotion_state in self.state.promotions:  # the curve goes on
+                        if promotion_state.pending:  # (the final fit takes the rest)
+                            self._maybe_fit(promotion_state)
+                waitables = [*self.in_flight, *self.fits, *self.model_jobs]
+                if waitables:
+                    done, _ = concurrent.futures.wait(
+                        waitables, timeout=POLL_SECONDS,
+                        return_when=concurrent.futures.FIRST_COMPLETED)
+                else:
+                    done = set()
+                    time.sleep(POLL_SECONDS / 10)
+                for future in done:
+                    if future in self.in_flight:
+                        self._complete(future)
+                    elif future in self.fits:
+                        self._fit_returned(future)
+                    elif future in self.model_jobs:
+                        self._model_job_returned(future)
+                self._expire_deadlines()
+                if self.stop.stopping or self.stop_reason or self.buffer.due():
+                    self._flush()
+                self._record_processes()
+                if time.monotonic() - last_progress >= PROGRESS_SECONDS:
+                    self._log_progress()
+                    last_progress = time.monotonic()
+            self._flush()
+        finally:
+            self.model_thread.shutdown(wait=True, cancel_futures=True)
+        if self.stop.stopping:
+            return self._generations(), ""
+        if self.failed_reason:
+            self.stop_reason = self.failed_reason
+        for promotion_state in self.state.promotions:
+            if promotion_state.fitted:  # prospective score of the newest model
+                seen = int(promotion_state.last_record.get("n_train",
+                                                           promotion_state.trained_on))
+                rows = np.asarray(promotion_state.train_rows[seen:], np.int64)
+                values = np.asarray(promotion_state.train_y[seen:])
+                self._score(promotion_state, promotion_state.generation, rows, values)
+            try:
+                self._fit_final(promotion_state, promotion_state.generation + 1)
+            except FitAbandonedError:
+                break
+        self._log_progress()
+        return self._generations(), self.stop_reason
+
+    def _generations(self) -> int:
+        return max((p.generation for p in self.state.promotions), default=0)
+
+    def _idle(self) -> bool:
+        return not (self.in_flight or self.fits or self.model_jobs or len(self.buffer))
+
+    def _exhausted_reason(self) -> str:
+        if self.state.promotions:
+            return "nothing left to run (candidate pool exhausted)"
+        return "nothing left to run"
+
+    def _maybe_fit(self, promotion_state: PromotionState) -> None:
+        """Async: refit when ``retrain_every`` new results arrived, or when results
+        arrived and nothing of the target scale is still running."""
+        if any(state is promotion_state for state, _ in self.fits.values()):
+            return
+        n = len(promotion_state.train_rows)
+        new = n - promotion_state.trained_on
+        if new <= 0:
+            return
+        if new < promotion_state.promotion.retrain_after and promotion_state.pending:
+            return
+        X, y = promotion_state.training_set()
+        if promotion_state.fitted:  # prospective: the current model never saw these
+            rows = np.asarray(promotion_state.train_rows[promotion_state.trained_on:], np.int64)
+            values = np.asarray(promotion_state.train_y[promotion_state.trained_on:])
+            job = self.model_thread.submit(_prospective, promotion_state.learner,
+                                           promotion_state.features.values[rows], values)
+            self.model_jobs[job] = ("score", promotion_state, promotion_state.generation)
+        promotion_state.trained_on = n
+        future = self.parsl.train_app(copy.deepcopy(promotion_state.learner), X, y)
+        fault_point("during-fit")
+        self.fits[future] = (promotion_state, n)
+
+    def _fit_returned(self, future: concurrent.futures.Future[Any]) -> None:
+        promotion_state, n_train = self.fits.pop(future)
+        try:
+            fitted = future.result()
+        except Exception as error:  # a failing fit keeps the previous model
+            logger.warning("%s: fit on %d points failed (%s: %s); keeping the previous model",
+                           promotion_state.name, n_train, type(error).__name__, error)
+            promotion_state.trained_on = min(promotion_state.trained_on, n_train - 1)
+            return
+        job = self.model_thread.submit(self._evaluate, promotion_state, fitted)
+        self.model_jobs[job] = ("install", promotion_state, (fitted, n_train))
+
+    def _evaluate(self, promotion_state: PromotionState, fitted: dict[str, Any]
+                  ) -> dict[str, Any]:
+        """Model thread: the reference error of a freshly fitted model."""
+        probe = copy.copy(promotion_state)
+        probe.learner = fitted["learner"]
+        return self._reference_error(probe) | {"_reference": probe.reference}
+
+    def _model_job_returned(self, future: concurrent.futures.Future[Any]) -> None:
+        kind, promotion_state, payload = self.model_jobs.pop(future)
+        result = future.result()  # a failing selection or score is a bug: let it surface
+        if kind == "select":
+            self.selecting.discard(promotion_state.name)
+            self._selected(promotion_state, result, payload)
+        elif kind == "score":
+            generation = payload
+            record = self.ledger.round_record(generation, promotion_state.name)
+            if record is not None:
+                record.update(prospective_rmse=result["rmse"], n_scored=int(result["n"]),
+                              calibration=result)
+                if generation == promotion_state.generation:
+                    promotion_state.last_record = record
+                self.store.record_calibration(promotion_state.name, generation, result)
+                self.ledger.record_round(generation, promotion_state.name, record)
+        elif kind == "rules":
+            if result and not self.stop_reason:
+                self.ledger.set_fact("stop_rule", self.rule_reasons)
+                self.stop_reason = result
+        elif kind == "install":
+            fitted, n_train = payload
+            promotion_state.reference = result.pop("_reference")
+            promotion_state.learner = fitted["learner"]
+            promotion_state.fitted = True
+            promotion_state.generation += 1
+            path = self.store.save_model(promotion_state.name, promotion_state.generation,
+                                         promotion_state.learner.state_dict(), n_train,
+                                         type(promotion_state.learner).__name__)
+            record = {"policy": type(promotion_state.promotion.acquisition).__name__,
+                      "n_train": int(n_train), "fit_seconds": fitted["seconds"],
+                      "model": path, "fit_started": fitted.get("started"),
+                      "fit_ended": fitted.get("ended"), **result}
+            promotion_state.last_record = record
+            self.ledger.record_round(promotion_state.generation, promotion_state.name, record)
+            logger.info("%s: model %d fitted on %d points%s", promotion_state.name,
+                        promotion_state.generation, n_train, _error_text(record))
+            if self.spec.stopping:
+                job = self.model_thread.submit(self._rules_reason, self._rule_inputs(None))
+                self.model_jobs[job] = ("rules", promotion_state, None)
+            if any(s.refresh_params is not None for s in self.spec.scales):
+                self._refresh_params()
+
+    def _maybe_select(self, promotion_state: PromotionState) -> None:
+        """Async: choose more source rows when the target scale has free slots."""
+        promotion = promotion_state.promotion
+        if promotion_state.name in self.selecting:
+            return
+        source = self.state.scales[promotion.source]
+        if source.committed_rows == 0 or self.exhausted_at.get(
+                promotion_state.name) == source.committed_rows:
+            return
+        left = self._tasks_left(promotion.target)
+        free = self.max_in_flight[promotion.target] - self.in_flight_by_scale[promotion.target]
+        if left == 0 or free <= 0:
+            return
+        if not promotion_state.fitted:
+            # the seed design, once: then wait for the first model
+            fitting = any(state is promotion_state for state, _ in self.fits.values())
+            if promotion_state.pending or promotion_state.train_rows or fitting:
+                return
+            k = promotion.seed_design_size
+        else:
+            # one model chooses at most a batch plus what keeps the target's workers
+            # busy through the next fit: when simulations are faster than fits, more
+            # picks from a stale model would spend the budget without learning
+            allowed = promotion.batch_size + self.max_in_flight[promotion.target]
+            chosen = self.chosen_by_model.get(promotion_state.name, (None, 0))
+            used = chosen[1] if chosen[0] == promotion_state.generation else 0
+            if used >= allowed:
+                return
+            k = min(promotion.batch_size, free, allowed - used)
+        if left is not None:
+            k = min(k, left)
+        index = self.state.promotions.index(promotion_state)
+        rng = np.random.default_rng([self.spec.seed, index, self.selections, 7919])
+        self.selections += 1
+        request = snapshot(self.state, promotion_state, k, rng, use_model=promotion_state.fitted)
+        job = self.model_thread.submit(select_batch, request)
+        self.model_jobs[job] = ("select", promotion_state, source.committed_rows)
+        self.selecting.add(promotion_state.name)
+
+    def _selected(self, promotion_state: PromotionState, selection: Selection,
+                  committed_at_snapshot: int) -> None:
+        if committed_at_snapshot > promotion_state.featurized:
+            promotion_state.add_features(selection.new_features,
+                                         committed_at_snapshot - promotion_state.featurized)
+        if len(selection.chosen) == 0:
+            self.exhausted_at[promotion_state.name] = committed_at_snapshot
+            return
+        if self.stop.stopping or self.stop_reason:
+            return
+        left = self._tasks_left(promotion_state.promotion.target)
+        chosen = [int(r) for r in selection.chosen][: left if left is not None else None]
+        inputs = [mapped_input(promotion_state.promotion, self.state, row) for row in chosen]
+        round_index = promotion_state.generation if promotion_state.fitted else 0
+        previous = self.chosen_by_model.get(promotion_state.name, (None, 0))
+        used = previous[1] if previous[0] == round_index else 0
+        self.chosen_by_model[promotion_state.name] = (round_index, used + len(chosen))
+        self._submit(promotion_state.promotion.target, [round_index] * len(chosen), inputs,
+                     chosen, [None] * len(chosen))
+
+    def _rule_inputs(self, before_round: int | None) -> list[tuple[Any, np.ndarray]]:
+        """Steering thread: per promotion, its model and the features of its candidates
+        (a copy), for :meth:`_rules_reason` to use on another thread."""
+        inputs = []
+        for promotion_state in self.state.promotions:
+            candidates = self.state.candidates(promotion_state, before_round=before_round)
+            features = (promotion_state.features.values[candidates]
+                        if promotion_state.features is not None and len(candidates)
+                        else np.zeros((0, 0)))
+            inputs.append((promotion_state.learner if promotion_state.fitted else None,
+                           features))
+        return inputs
+
+    def _rules_reason(self, inputs: list[tuple[Any, np.ndarray]],
+                      round_index: int | None = None) -> str:
+        """The reason if, for every promotion, one of the spec's stopping rules fires."""
+        from learners.stopping import StoppingState, first_to_fire
+
+        done = {name: held.tasks.get("done", 0) for name, held in self.state.scales.items()}
+        budget: dict[str, int | None] = {s.name: self.spec.budget.tasks.get(s.name)
+                                         for s in self.spec.scales}
+        reasons = []
+        for index, promotion_state in enumerate(self.state.promotions or [None]):
+            posterior, heldout = None, []
+            if promotion_state is not None:
+                heldout = [r["prospective_rmse"] for r in self.ledger.rounds(
+                    promotion_state.name) if r.get("prospective_rmse") is not None] \
+                    if self.mode == "rounds" else [
+                    r["prospective_rmse"] for r in [promotion_state.last_record]
+                    if r.get("prospective_rmse") is not None]
+                learner, features = inputs[index]
+                if learner is not None and len(features):
+                    posterior = learner.posterior(features)
+            rounds = round_index - 1 if round_index is not None else (
+                promotion_state.generation if promotion_state is not None else 0)
+            check = StoppingState(round=rounds, n_simulations=done, budget=budget,
+                                  posterior=posterior, heldout_rmse=heldout,
+                                  elapsed_seconds=self._elapsed())
+            fired = first_to_fire(self.spec.stopping, check)
+            if fired is None:
+                return ""
+            reasons.append(f"{type(fired[0]).__name__}: {fired[1]}")
+        self.rule_reasons = reasons  # the steering thread records them in the ledger
+        return "stopping rule " + "; ".join(reasons)
+
+    # -- rounds steering -------------------------------------------------------------
+    def _steer_rounds(self) -> tuple[int, str]:
+        self.stop_reason = ""
+        round_index = self._first_round()
+        self._restore_round_learners(round_index)
+        carried = self._resubmit_unfinished()
+        stop_reason = ""
         while True:
-            begun = bool(self.ledger.tasks(round_index=round_index))
+            begun = self._round_begun(round_index)
             if self.stop.stopping:
                 break
             if not begun and not carried:
-                stop_reason = self._stop_reason(round_index, earlier + time.time() - started)
+                stop_reason = self._rounds_stop_reason(round_index)
                 if stop_reason:
                     break
-            in_flight, carried = {**carried, **self._plan_round(round_index)}, {}
+            try:
+                self._plan_round(round_index)
+            except FitAbandonedError:
+                break
             if not self.stop.stopping:
                 self.ledger.mark_planned(round_index)
-            if not in_flight and not begun and not self.stop.stopping:
+            if not self.in_flight and not begun and not carried and not self.stop.stopping:
                 stop_reason = "nothing left to run (candidate pool exhausted)"
                 break
-            unfinished = self._ingest(in_flight)
-            self._score_new_results(round_index)
+            carried = 0
+            self._wait_round()
+            self._score_round(round_index)
             self._log_round(round_index)
             if self.stop.stopping:
                 break
             round_index += 1
-        wall = earlier + time.time() - started
-        self.ledger.set_fact("wall_seconds", wall)
-        if self.stop.stopping:
-            unfinished = len(self.ledger.tasks(status="submitted"))
-            reason = f"interrupted by {self.stop.signal_name}"
-            self.ledger.set_fact("interrupted", reason)
-            logger.warning("%s in round %d: everything completed is committed; %d tasks "
-                           "unfinished", reason, round_index, unfinished)
-            stop_reason = reason
-        else:
-            for state in self._promotions:
-                self._fit_final(state, round_index)
-            self.ledger.set_fact("stop_reason", stop_reason)
-            logger.info("campaign %s stopped after %d rounds: %s", self.spec.name,
-                        round_index, stop_reason)
-        return RunSummary(
-            run_dir=self.run_dir, name=self.spec.name, rounds=round_index,
-            stop_reason=stop_reason, wall_seconds=wall,
-            task_counts=self.ledger.task_counts(),
-            rows={s.name: self.store.rows(s.name) for s in self.spec.scales},
-            interrupted=self.stop.stopping, unfinished=unfinished,
-            curves={p.name: self.ledger.rounds(p.name) for p in self.spec.promotions},
-        )
+        if not self.stop.stopping:
+            if self.failed_reason:
+                stop_reason = self.failed_reason
+            for promotion_state in self.state.promotions:
+                try:
+                    self._fit_final(promotion_state, round_index)
+                except FitAbandonedError:
+                    break
+        return round_index, stop_reason
 
-    # -- restoring state on resume ---------------------------------------------------
+    def _round_begun(self, round_index: int) -> bool:
+        return any(self.ledger.has_tasks(name, round_index) for name in self.state.scales)
+
     def _first_round(self) -> int:
         """The round to continue with: an unfinished or not fully planned one, else next."""
         last = self.ledger.last_round()
@@ -353,463 +920,148 @@ class Engine:
             return last
         return last + 1
 
-    def _restore_walkers(self) -> dict[str, np.ndarray]:
-        """Each walker continues from the last row its last completed task produced."""
-        walkers = {}
-        for scale in self.spec.scales:
-            if scale.walkers is None:
-                continue
-            positions = scale.walkers.copy()
-            done = [t for t in self.ledger.tasks(scale.name, status="done")
-                    if t["walker"] is not None]
-            if done:
-                task_ids = self.store.read(scale.name).meta["task_id"]
-                x = self.store.read(scale.name).x
-                for task in done:  # oldest first: the newest task wins
-                    rows = np.flatnonzero(task_ids == task["task_id"])
-                    positions[task["walker"]] = x[rows[-1]].reshape(positions.shape[1:])
-            walkers[scale.name] = positions
-        return walkers
-
-    def _restore_learners(self, round_index: int) -> None:
+    def _restore_round_learners(self, round_index: int) -> None:
         """Warm-start each learner from the newest model saved before ``round_index``, or
         from round ``round_index``'s own model if that round's batch was already chosen."""
-        for state in self._promotions:
-            if f"models/{state.promotion.name}" not in self.store.group:
-                continue
-            saved = sorted(int(r) for r in
-                           self.store.group[f"models/{state.promotion.name}"].group_keys())
-            chosen = bool(self.ledger.tasks(state.promotion.target, round_index=round_index))
-            usable = [r for r in saved if r < round_index or (chosen and r == round_index)]
+        for promotion_state in self.state.promotions:
+            chosen = self.ledger.has_tasks(promotion_state.promotion.target, round_index)
+            usable = [r for r in saved_models(self.store, promotion_state.name)
+                      if r < round_index or (chosen and r == round_index)]
             if usable:
-                state.learner.load_state_dict(self.store.load_model(state.promotion.name,
-                                                                    usable[-1]))
-                state.fitted_round = usable[-1]
-                logger.info("%s: learner restored from the model of round %d",
-                            state.promotion.name, usable[-1])
+                restore_learner(self.store, promotion_state, usable[-1])
 
-    def _resubmit_unfinished(self) -> dict[concurrent.futures.Future[Any], SubmittedTask]:
-        """Submit again every task recorded but never committed (same id and seed)."""
-        in_flight = {}
-        for task in self.ledger.tasks(status="submitted"):
-            if task["parent_row"] >= 0:
-                promotion = next(p for p in self.spec.promotions if p.target == task["scale"])
-                source_row = self.store.read(promotion.source).x[task["parent_row"]]
-                task_input = self._map(promotion, source_row)
-            else:
-                task_input = np.asarray(json.loads(task["input"]), np.float64)
-            submitted = SubmittedTask(task["task_id"], task["scale"], task["round"],
-                                      task["parent_row"], time.time(), task_input,
-                                      task["attempts"], task["walker"])
-            in_flight[self._launch(submitted, task["seed"])] = submitted
-        return in_flight
-
-    # -- budget ----------------------------------------------------------------------
-    def _tasks_left(self, scale: str) -> int | None:
-        limit = self.spec.budget.tasks.get(scale)
-        if limit is None:
-            return None
-        return max(0, limit - sum(self.ledger.task_counts().get(scale, {}).values()))
-
-    def _stop_reason(self, round_index: int, elapsed: float) -> str:
+    def _rounds_stop_reason(self, round_index: int) -> str:
         budget = self.spec.budget
+        if self.failed_reason or self._stuck_reason():
+            return self.failed_reason
         if budget.rounds is not None and round_index >= budget.rounds:
             return f"round budget reached ({budget.rounds} rounds)"
-        if budget.wall_time is not None and elapsed >= budget.wall_time:
-            return f"wall-time budget reached ({budget.wall_time:g} s)"
-        targets = [p.target for p in self.spec.promotions]
-        if targets and all(self._tasks_left(t) == 0 for t in targets):
-            spent = ", ".join(f"{t}={budget.tasks[t]}" for t in targets)
-            return f"task budget spent ({spent})"
-        return self._rule_stop(round_index, elapsed)
+        reason = self._budget_reason()
+        if reason:
+            return reason
+        return self._rounds_rule_stop(round_index)
 
-    def _rule_stop(self, round_index: int, elapsed: float) -> str:
-        """The reason if, for every promotion, one of the spec's stopping rules fires."""
-        from learners.stopping import StoppingState, first_to_fire
-
+    def _rounds_rule_stop(self, round_index: int) -> str:
         if not self.spec.stopping or round_index == 0:
             return ""
-        done = {scale: counts.get("done", 0)
-                for scale, counts in self.ledger.task_counts().items()}
-        budget: dict[str, int | None] = {s.name: self.spec.budget.tasks.get(s.name)
-                                         for s in self.spec.scales}
-        reasons = []
-        for state in self._promotions or [None]:
-            posterior, heldout = None, []
-            if state is not None:
-                heldout = [r["prospective_rmse"] for r in self.ledger.rounds(
-                    state.promotion.name) if r.get("prospective_rmse") is not None]
-                candidates = self._candidates(state, round_index)
-                if state.fitted_round is not None and len(candidates):
-                    posterior = state.learner.posterior(candidates)
-            check = StoppingState(round=round_index - 1, n_simulations=done, budget=budget,
-                                  posterior=posterior, heldout_rmse=heldout,
-                                  elapsed_seconds=elapsed)
-            fired = first_to_fire(self.spec.stopping, check)
-            if fired is None:
-                return ""
-            reasons.append(f"{type(fired[0]).__name__}: {fired[1]}")
-        self.ledger.set_fact("stop_rule", reasons)
-        return "stopping rule " + "; ".join(reasons)
+        for promotion_state in self.state.promotions:
+            self._featurize_all(promotion_state)
+        reason = self._rules_reason(self._rule_inputs(round_index), round_index)
+        if reason:
+            self.ledger.set_fact("stop_rule", self.rule_reasons)
+        return reason
 
-    def _candidates(self, state: PromotionState, round_index: int) -> np.ndarray:
-        """Features of the source rows from rounds before ``round_index`` not promoted."""
-        source = self.store.read(state.promotion.source)
-        if len(source) == 0:
-            return np.zeros((0, 0))
-        features = self._pool_features(state, source.x)
-        promoted = {task["parent_row"] for task in self.ledger.tasks(state.promotion.target)}
-        rows = [row for row in np.flatnonzero(source.meta["round"] < round_index)
-                if row not in promoted]
-        return features[rows]
+    def _featurize_all(self, promotion_state: PromotionState) -> None:
+        source = self.state.scales[promotion_state.promotion.source]
+        if source.x is None or promotion_state.featurized >= source.committed_rows:
+            return
+        from campaign.planner import featurize
 
-    # -- planning a round ------------------------------------------------------------
-    def _plan_round(self, round_index: int) -> dict[concurrent.futures.Future[Any],
-                                                    SubmittedTask]:
+        new = featurize(promotion_state.promotion,
+                        source.x.values[promotion_state.featurized:source.committed_rows])
+        promotion_state.add_features(new, source.committed_rows - promotion_state.featurized)
+
+    def _plan_round(self, round_index: int) -> None:
         """Submit the parts of round ``round_index`` that have no tasks yet."""
-        in_flight: dict[concurrent.futures.Future[Any], SubmittedTask] = {}
         self._refresh_params()
-        for scale in self.spec.scales:
-            if scale.walkers is not None and not self.stop.stopping and not self.ledger.tasks(
-                    scale.name, round_index=round_index):
-                in_flight.update(self._submit_walkers(scale, round_index))
-        for state in self._promotions:
-            if not self.stop.stopping and not self.ledger.tasks(state.promotion.target,
-                                                                round_index=round_index):
-                in_flight.update(self._promote(state, round_index))
-        return in_flight
+        for name, held in self.state.scales.items():
+            if held.walkers and not self.stop.stopping and not self.ledger.has_tasks(
+                    name, round_index):
+                left = self._tasks_left(name)
+                running = [i for i, w in enumerate(held.walkers) if w.ended is None]
+                count = len(running) if left is None else min(left, len(running))
+                chosen = running[:count]
+                self._submit(name, [round_index] * count, [held.walkers[w].position.copy()
+                                                           for w in chosen], [-1] * count, chosen)
+        for promotion_state in self.state.promotions:
+            if not self.stop.stopping and not self.ledger.has_tasks(
+                    promotion_state.promotion.target, round_index):
+                self._promote_round(promotion_state, round_index)
 
-    def _refresh_params(self) -> None:
-        """Let scales with a ``refresh_params`` hook update their parameters from data."""
-        hooked = [scale for scale in self.spec.scales if scale.refresh_params is not None]
-        if not hooked:
-            return
-        data = {scale.name: self.store.read(scale.name) for scale in self.spec.scales}
-        for scale in hooked:
-            update = scale.refresh_params(data)
-            if not isinstance(update, dict) or "seed" in update:
-                raise TypeError(f"refresh_params of scale '{scale.name}' must return a dict "
-                                "of app parameters (not 'seed')")
-            self._refreshed_params[scale.name] = update
-
-    def _seed_for(self, task_id: int, attempt: int) -> int:
-        return task_seed(self.spec.seed, task_id, attempt)
-
-    def _launch(self, task: SubmittedTask, seed: int) -> concurrent.futures.Future[Any]:
-        scale = self.spec.scale(task.scale)
-        params = {**scale.params, **self._refreshed_params.get(scale.name, {})}
-        limits = {} if scale.timeout is None else {"walltime": scale.timeout}
-        return self._sim_apps[scale.name](scale.app, task.task_input, seed, params, **limits)
-
-    def _submit_batch(self, scale: Scale, round_index: int, inputs: list[np.ndarray],
-                      parents: list[int], walkers: list[int | None]
-                      ) -> dict[concurrent.futures.Future[Any], SubmittedTask]:
-        """Record a batch in the ledger (one transaction), then submit it."""
-        planned = [PlannedTask(scale.name, round_index, parent,
-                               task_input.ravel().tolist() if walker is not None else [],
-                               walker)
-                   for task_input, parent, walker in zip(inputs, parents, walkers, strict=True)]
-        ids = self.ledger.plan(planned, self._seed_for)
-        fault_point("after-plan")
-        in_flight = {}
-        for task_id, task_input, parent, walker in zip(ids, inputs, parents, walkers,
-                                                       strict=True):
-            task = SubmittedTask(task_id, scale.name, round_index, parent, time.time(),
-                                 task_input, 1, walker)
-            in_flight[self._launch(task, self._seed_for(task_id, 1))] = task
-        return in_flight
-
-    def _submit_walkers(self, scale: Scale, round_index: int
-                        ) -> dict[concurrent.futures.Future[Any], SubmittedTask]:
-        left = self._tasks_left(scale.name)
-        walkers = self._walkers[scale.name]
-        count = len(walkers) if left is None else min(left, len(walkers))
-        return self._submit_batch(scale, round_index, [walkers[w].copy() for w in range(count)],
-                                  [-1] * count, list(range(count)))
-
-    @staticmethod
-    def _map(promotion: Promotion, source_row: np.ndarray) -> np.ndarray:
-        if promotion.mapping is None:
-            return np.array(source_row, dtype=np.float64)
-        return np.asarray(promotion.mapping(source_row))
-
-    def _promote(self, state: PromotionState, round_index: int
-                 ) -> dict[concurrent.futures.Future[Any], SubmittedTask]:
-        promotion = state.promotion
+    def _promote_round(self, promotion_state: PromotionState, round_index: int) -> None:
+        promotion = promotion_state.promotion
         left = self._tasks_left(promotion.target)
-        source = self.store.read(promotion.source)
-        if len(source) == 0 or left == 0:
-            return {}
-        features = self._pool_features(state, source.x)
-        target_tasks = self.ledger.tasks(promotion.target)
-        promoted = {task["parent_row"] for task in target_tasks}
-        # quarantined inputs count as pending for good: their neighbourhood has been
-        # tried, so uncertainty there must not draw the budget back again and again
-        pending_rows = [task["parent_row"] for task in target_tasks
-                        if task["status"] in ("submitted", "quarantined")]
-        pool_rows = np.flatnonzero(source.meta["round"] < round_index)
-        candidates = np.array([row for row in pool_rows if row not in promoted], dtype=np.int64)
-        if len(candidates) == 0:
-            return {}
+        if self.state.scales[promotion.source].committed_rows == 0 or left == 0:
+            return
+        X, y = promotion_state.training_set(before_round=round_index)
         k = promotion.batch_size if left is None else min(left, promotion.batch_size)
-        rng = np.random.default_rng([self.spec.seed, round_index, 7919])
-        record: dict[str, Any] = {"n_pool": int(len(pool_rows)),
-                                  "n_candidates": int(len(candidates)),
-                                  "n_pending": len(pending_rows)}
-        train_X, train_y = self._training_set(state, round_index, source)
-        if len(train_y) == 0:
+        record: dict[str, Any] = {}
+        if len(y) == 0:
             k = min(promotion.seed_design_size, k if left is None else left)
-            chosen = rng.choice(candidates, size=min(k, len(candidates)), replace=False)
-            record.update(policy="seed design (random)", n_train=0)
+            record.update(n_train=0)
         else:
-            try:
-                record.update(self._fit(state, round_index, train_X, train_y))
-            except FitAbandonedError:
-                return {}
+            fitted = self._fit_now(promotion_state, X, y)
             if self.stop.stopping:  # asked to stop while fitting: submit nothing new
-                return {}
-            select_started = time.time()
-            points = np.concatenate([features[candidates], features[pending_rows]])
-            posterior = state.learner.posterior(points)
-            positions = np.asarray(promotion.acquisition.select(
-                posterior, k, np.arange(len(candidates), len(points), dtype=np.int64), rng),
-                dtype=np.int64)
-            chosen = candidates[positions]
-            record.update(policy=type(promotion.acquisition).__name__,
-                          select_seconds=time.time() - select_started,
-                          chosen_variance_mean=float(np.mean(posterior.variance[positions]))
-                          if len(positions) else None)
-        record["chosen_rows"] = [int(row) for row in chosen]
+                return
+            self._install_model(promotion_state, fitted, round_index, len(y), record)
+        rng = np.random.default_rng([self.spec.seed, round_index, 7919])
+        selection = select_batch(snapshot(self.state, promotion_state, k, rng,
+                                          use_model=len(y) > 0, before_round=round_index))
+        source = self.state.scales[promotion.source]
+        if source.committed_rows > promotion_state.featurized:
+            promotion_state.add_features(selection.new_features,
+                                         source.committed_rows - promotion_state.featurized)
+        record.update(selection.record)
+        chosen = [int(r) for r in selection.chosen]
+        record["chosen_rows"] = chosen
+        promotion_state.last_record = record
         self.ledger.record_round(round_index, promotion.name, record)
-        target = self.spec.scale(promotion.target)
-        inputs = [self._map(promotion, source.x[row]) for row in chosen]
-        return self._submit_batch(target, round_index, inputs, [int(r) for r in chosen],
-                                  [None] * len(chosen))
+        inputs = [mapped_input(promotion, self.state, row) for row in chosen]
+        self._submit(promotion.target, [round_index] * len(chosen), inputs, chosen,
+                     [None] * len(chosen))
 
-    def _pool_features(self, state: PromotionState, pool_x: np.ndarray) -> np.ndarray:
-        """Features of every source row, computing only rows not seen before."""
-        known = 0 if state.features is None else len(state.features)
-        if known < len(pool_x):
-            new = np.asarray(state.promotion.features(pool_x[known:]), dtype=np.float64)
-            if new.ndim != 2 or new.shape[0] != len(pool_x) - known:
-                raise BadResultError(f"features of promotion {state.promotion.name} must "
-                                     f"return (n, f) for n rows, got {new.shape}")
-            state.features = new if state.features is None else np.concatenate(
-                [state.features, new])
-        return state.features
-
-    def _training_set(self, state: PromotionState, before_round: int | None = None,
-                      source: ScaleData | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Learner inputs are the features of the *source* rows that were promoted (so the
-        learner predicts the finer scale's quantity where candidates live); only
-        committed rows, and only from rounds before ``before_round`` when given."""
-        target = self.store.read(state.promotion.target)
-        if len(target) == 0:
-            return np.zeros((0, 0)), np.zeros(0)
-        keep = (np.ones(len(target), bool) if before_round is None
-                else target.meta["round"] < before_round)
-        quantity = self._quantity(state, target.y)
-        values = np.asarray(target.y[quantity], dtype=np.float64)
-        if values.ndim > 1:
-            if values.shape[1:] != (1,):
-                raise BadResultError(f"quantity '{quantity}' must be one number per row to be "
-                                     f"learned, got rows of shape {values.shape[1:]}")
-            values = values[:, 0]
-        if source is None:  # the caller may already hold the source rows
-            source = self.store.read(state.promotion.source)
-        features = self._pool_features(state, source.x)
-        return features[target.meta["parent_row"][keep]], values[keep]
-
-    def _quantity(self, state: PromotionState, outputs: dict[str, np.ndarray]) -> str:
-        if state.quantity is None:
-            wanted = state.promotion.quantity
-            if wanted is None:
-                if len(outputs) != 1:
-                    raise BadResultError(f"promotion {state.promotion.name}: the target scale "
-                                         f"returns {sorted(outputs)}; set quantity= to one")
-                wanted = next(iter(outputs))
-            if wanted not in outputs:
-                raise BadResultError(f"promotion {state.promotion.name}: quantity '{wanted}' "
-                                     f"is not an output of scale '{state.promotion.target}' "
-                                     f"(outputs: {', '.join(sorted(outputs))})")
-            state.quantity = wanted
-        return state.quantity
-
-    def _fit(self, state: PromotionState, round_index: int, X: np.ndarray,
-             y: np.ndarray) -> dict[str, Any]:
-        """Fit on the train executor, save the weights, measure reference error."""
-        fitting = self._train_app(state.learner, X, y)
-        fault_point("during-fit")
-        while not fitting.done():  # a second stop signal must not wait for a long fit
-            if self.stop.stop_now:
-                raise FitAbandonedError
-            concurrent.futures.wait([fitting], timeout=POLL_SECONDS)
-        fitted = fitting.result()
-        state.learner = fitted["learner"]
-        state.fitted_round = round_index
-        path = self.store.save_model(state.promotion.name, round_index,
-                                     state.learner.state_dict(), len(y),
-                                     type(state.learner).__name__)
-        record: dict[str, Any] = {"n_train": int(len(y)), "fit_seconds": fitted["seconds"],
-                                  "model": path}
-        record.update(self._reference_error(state))
-        return record
-
-    def _reference_error(self, state: PromotionState) -> dict[str, Any]:
-        if state.promotion.reference is None:
-            return {}
-        if state.reference is None:
-            X_ref, y_ref = state.promotion.reference()
-            state.reference = (np.asarray(X_ref, np.float64), np.asarray(y_ref, np.float64))
-        X_ref, y_ref = state.reference
-        posterior = state.learner.posterior(X_ref)
-        error = posterior.mean - y_ref
-        return {"reference_rmse": float(np.sqrt(np.mean(error**2))),
-                "reference_max_error": float(np.max(np.abs(error)))}
-
-    def _fit_final(self, state: PromotionState, round_index: int) -> None:
-        """Fit once more on everything, so the learning curve ends at the full budget."""
-        train_X, train_y = self._training_set(state)
-        if len(train_y) == 0:
-            return
-        record = {"policy": "final fit", **self._fit(state, round_index, train_X, train_y)}
-        self.ledger.record_round(round_index, state.promotion.name, record)
-        logger.info("final surrogate for %s: %d training points%s", state.promotion.name,
-                    len(train_y), _error_text(record))
-
-    def _score_new_results(self, round_index: int) -> None:
-        """Error and calibration (``learners.calibration``) of the model that chose this
-        round's points on those points, measured before it is trained on them: an
-        honest, prospective estimate. Kept in the ledger's round record and in the
-        store (``models/<promotion>/<round>`` attribute ``calibration``)."""
-        for state in self._promotions:
-            if state.fitted_round != round_index:
-                continue
-            target = self.store.read(state.promotion.target)
-            new = target.meta["round"] == round_index if len(target) else np.zeros(0, bool)
-            if not np.any(new):
-                continue
-            values = np.asarray(target.y[self._quantity(state, target.y)],
-                                dtype=np.float64).reshape(len(target))
-            features = self._pool_features(state, self.store.read(state.promotion.source).x)
-            posterior = state.learner.posterior(features[target.meta["parent_row"][new]])
-            calibration = calibration_metrics(posterior, values[new])
-            records = {r["round"]: r for r in self.ledger.rounds(state.promotion.name)}
-            record = {k: v for k, v in records[round_index].items()
-                      if k not in ("round", "promotion")}
-            record.update(prospective_rmse=calibration["rmse"], n_scored=int(np.sum(new)),
-                          calibration=calibration)
-            self.store.record_calibration(state.promotion.name, round_index, calibration)
-            self.ledger.record_round(round_index, state.promotion.name, record)
-
-    # -- ingest ----------------------------------------------------------------------
-    def _ingest(self, in_flight: dict[concurrent.futures.Future[Any], SubmittedTask]) -> int:
-        """Check each result as it completes (retrying failures) and commit rows per
-        scale in task order. Returns how many tasks a stop request left unfinished."""
-        buffers: dict[str, list[tuple[int, Rows | None, TaskOutcome]]] = {}
-        waiting = set(in_flight)
-        while waiting and not self.stop.stop_now:
-            done, waiting = concurrent.futures.wait(
-                waiting, timeout=POLL_SECONDS, return_when=concurrent.futures.FIRST_COMPLETED)
+    def _wait_round(self) -> None:
+        """Ingest until the round's tasks (and their retries) are all in, committing in
+        task order; while stopping, commit what is ready at once."""
+        while self.in_flight and not self.stop.stop_now:
+            done, _ = concurrent.futures.wait(
+                list(self.in_flight), timeout=POLL_SECONDS,
+                return_when=concurrent.futures.FIRST_COMPLETED)
             for future in done:
-                task = in_flight.pop(future)
-                rows, outcome, problem = self._check(future, task)
-                if problem is not None:
-                    retry = self._retry_or_quarantine(task, problem)
-                    if retry is not None:
-                        in_flight[retry[0]] = retry[1]
-                        waiting.add(retry[0])
-                        continue
-                    if outcome is None:  # stopping: left 'submitted' for resume
-                        continue
-                buffer = buffers.setdefault(task.scale, [])
-                buffer.append((task.task_id, rows, outcome))
-                if rows is not None and task.walker is not None:
-                    self._walkers[task.scale][task.walker] = rows.x[-1]
-                # while stopping, commit what is ready at once (a SIGKILL may follow soon)
-                buffered = sum(len(r) for _, r, _ in buffer if r is not None)
-                if self.stop.stopping or buffered >= COMMIT_EVERY_ROWS:
-                    running = [t.task_id for t in in_flight.values() if t.scale == task.scale]
-                    self._commit(task.scale, buffer, before=min(running, default=None))
-        for scale, buffer in buffers.items():
-            self._commit(scale, buffer)
-        return len(waiting)
+                self._complete(future)
+            self._expire_deadlines()
+            if self.stop.stopping or self.buffer.rows >= COMMIT_EVERY_ROWS:
+                self._flush()
+            self._record_processes()
+        self._flush()
 
-    def _commit(self, scale: str, buffer: list[tuple[int, Rows | None, TaskOutcome]],
-                before: int | None = None) -> None:
-        """Commit buffered results in task order (not completion order, so the same seed
-        gives the same store): all of them, or only those of tasks numbered below
-        ``before`` (a task still running), leaving the rest buffered."""
-        buffer.sort(key=lambda entry: entry[0])
-        ready = [entry for entry in buffer if before is None or entry[0] < before]
-        if not ready:
-            return
-        rows = [entry[1] for entry in ready if entry[1] is not None]
-        self.store.commit(scale, Rows.concatenate(rows) if rows else None,
-                          [entry[2] for entry in ready])
-        fault_point("after-commit")
-        del buffer[:len(ready)]
-
-    def _retry_or_quarantine(self, task: SubmittedTask, problem: str
-                             ) -> tuple[concurrent.futures.Future[Any], SubmittedTask] | None:
-        """Submit ``task`` again with a new seed while it has retries left (and no stop
-        was asked for); None means its quarantine record (from :meth:`_check`) stands."""
-        scale = self.spec.scale(task.scale)
-        if self.stop.stopping:
-            return None
-        if task.attempt <= scale.retries:
-            seed = self._seed_for(task.task_id, task.attempt + 1)
-            attempt = self.ledger.retry(task.task_id, seed, problem[:2000])
-            logger.warning("task %d (%s) attempt %d failed: %s; retrying", task.task_id,
-                           task.scale, task.attempt, problem)
-            again = dataclasses.replace(task, attempt=attempt, submitted=time.time())
-            return self._launch(again, seed), again
-        logger.warning("task %d (%s) quarantined after %d attempts: %s", task.task_id,
-                       task.scale, task.attempt, problem)
-        return None
-
-    def _check(self, future: concurrent.futures.Future[Any], task: SubmittedTask
-               ) -> tuple[Rows | None, TaskOutcome | None, str | None]:
-        """(rows, outcome, problem): a problem is retried or quarantined by the caller;
-        the outcome given with a problem is the quarantine record (None while stopping)."""
-        try:
-            returned = future.result()
-        except Exception as error:  # the app raised, timed out, or its worker died
-            problem = f"{type(error).__name__}: {error}"
-            return None, self._quarantined(task, problem, None, None), problem
-        started, ended = returned["started"], returned["ended"]
-        try:
-            arrays = check_result(returned["outputs"])
-        except BadResultError as error:
-            problem = f"bad result: {error}"
-            return None, self._quarantined(task, problem, started, ended), problem
-        x = arrays.pop("x")
-        n = x.shape[0]
-        meta = Rows.meta_for(task.task_id, n, task.parent_row, task.round_index,
-                             task.submitted, started, ended)
-        rows = Rows(x=x, y=arrays, meta=meta)
-        return rows, TaskOutcome(task.task_id, "done", started, ended, rows=n), None
-
-    def _quarantined(self, task: SubmittedTask, problem: str, started: float | None,
-                     ended: float | None) -> TaskOutcome | None:
-        if self.stop.stopping:
-            return None
-        reason = f"after {task.attempt} attempt{'s' if task.attempt > 1 else ''}: {problem}"
-        return TaskOutcome(task.task_id, "quarantined", started, ended, reason=reason[:2000])
+    def _score_round(self, round_index: int) -> None:
+        """Error and calibration of the model that chose this round's points on those
+        points, measured before it is trained on them: an honest, prospective estimate."""
+        for promotion_state in self.state.promotions:
+            if not promotion_state.fitted or promotion_state.generation != round_index:
+                continue
+            rounds = np.asarray(promotion_state.train_round, dtype=np.int64)
+            new = np.flatnonzero(rounds == round_index)
+            if len(new) == 0:
+                continue
+            rows = np.asarray(promotion_state.train_rows, np.int64)[new]
+            values = np.asarray(promotion_state.train_y)[new]
+            self._score(promotion_state, round_index, rows, values)
 
     # -- progress --------------------------------------------------------------------
-    def _log_round(self, round_index: int) -> None:
+    def _progress_parts(self) -> list[str]:
         parts = []
-        for scale in self.spec.scales:
-            limit = self.spec.budget.tasks.get(scale.name)
-            tasks = len(self.ledger.tasks(scale.name))
-            parts.append(f"{scale.name} {self.store.rows(scale.name)} rows "
-                         f"({tasks}{'' if limit is None else f'/{limit}'} tasks)")
-        for state in self._promotions:
-            records = self.ledger.rounds(state.promotion.name)
-            if records and records[-1]["round"] == round_index:
-                parts.append(f"{state.promotion.name}{_error_text(records[-1])}")
-        logger.info("round %d | %s", round_index, " | ".join(parts))
+        for name, held in self.state.scales.items():
+            limit = self.spec.budget.tasks.get(name)
+            parts.append(f"{name} {held.committed_rows} rows ({held.tasks_recorded}"
+                         f"{'' if limit is None else f'/{limit}'} tasks, "
+                         f"{self.in_flight_by_scale[name]} running)")
+        for promotion_state in self.state.promotions:
+            if promotion_state.last_record:
+                parts.append(f"{promotion_state.name}{_error_text(promotion_state.last_record)}")
+        return parts
+
+    def _log_round(self, round_index: int) -> None:
+        logger.info("round %d | %s", round_index, " | ".join(self._progress_parts()))
+
+    def _log_progress(self) -> None:
+        logger.info("%.0f s | %s", self._elapsed(), " | ".join(self._progress_parts()))
+
+
+def _prospective(learner: Any, X: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Model thread: calibration of ``learner`` on points it was not trained on."""
+    return calibration_metrics(learner.posterior(X), y)
 
 
 def _error_text(record: dict[str, Any]) -> str:

@@ -37,6 +37,18 @@ CREATE TABLE IF NOT EXISTS tasks (
     attempts INTEGER NOT NULL DEFAULT 1
 );
 CREATE INDEX IF NOT EXISTS tasks_by_scale ON tasks (scale, status);
+CREATE INDEX IF NOT EXISTS tasks_by_round ON tasks (scale, round);
+CREATE TABLE IF NOT EXISTS attempts (
+    task_id INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    submitted REAL,
+    started REAL,
+    ended REAL,
+    worker TEXT,
+    outcome TEXT NOT NULL,
+    reason TEXT,
+    PRIMARY KEY (task_id, attempt)
+);
 CREATE TABLE IF NOT EXISTS committed (scale TEXT PRIMARY KEY, rows INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS planned_rounds (round INTEGER PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS rounds (
@@ -58,7 +70,10 @@ class LedgerError(RuntimeError):
 
 @dataclass(frozen=True)
 class TaskOutcome:
-    """What happened to one task, recorded when its rows are committed."""
+    """What happened to one task, recorded when its rows are committed.
+
+    ``attempt``, ``submitted`` and ``worker`` (``host/pid/thread``) describe the last
+    attempt for the task timeline; ``parent_row`` is the promoted source row (if any)."""
 
     task_id: int
     status: str
@@ -66,6 +81,30 @@ class TaskOutcome:
     ended: float | None = None
     rows: int = 0
     reason: str | None = None
+    attempt: int = 1
+    submitted: float | None = None
+    worker: str | None = None
+    parent_row: int | None = None
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One attempt of one task, for the timeline (``attempts`` table)."""
+
+    task_id: int
+    attempt: int
+    submitted: float | None
+    started: float | None
+    ended: float | None
+    worker: str | None
+    outcome: str
+    reason: str | None = None
+
+
+def _insert_attempt(db: sqlite3.Connection, attempt: Attempt) -> None:
+    db.execute("INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+               (attempt.task_id, attempt.attempt, attempt.submitted, attempt.started,
+                attempt.ended, attempt.worker, attempt.outcome, attempt.reason))
 
 
 @dataclass(frozen=True)
@@ -190,9 +229,13 @@ class Ledger:
                 ids.append(task_id)
         return ids
 
-    def retry(self, task_id: int, seed: int, reason: str) -> int:
-        """Count one more attempt of ``task_id`` with a new seed; returns the attempt number."""
+    def retry(self, task_id: int, seed: int, reason: str,
+              failed: Attempt | None = None) -> int:
+        """Count one more attempt of ``task_id`` with a new seed (recording the ``failed``
+        attempt for the timeline); returns the new attempt number."""
         with self.transaction() as db:
+            if failed is not None:
+                _insert_attempt(db, failed)
             db.execute("UPDATE tasks SET attempts = attempts + 1, seed = ?, reason = ? "
                        "WHERE task_id = ?", (seed, reason, task_id))
             return int(db.execute("SELECT attempts FROM tasks WHERE task_id = ?",
@@ -231,6 +274,9 @@ class Ledger:
                     (outcome.status, outcome.started, outcome.ended, outcome.rows,
                      outcome.reason, outcome.task_id),
                 )
+                _insert_attempt(db, Attempt(outcome.task_id, outcome.attempt,
+                                            outcome.submitted, outcome.started, outcome.ended,
+                                            outcome.worker, outcome.status, outcome.reason))
 
     def committed_rows(self, scale: str) -> int:
         row = self._db.execute("SELECT rows FROM committed WHERE scale = ?", (scale,)).fetchone()
@@ -263,11 +309,58 @@ class Ledger:
             counts.setdefault(scale, {})[status] = count
         return counts
 
+    def has_tasks(self, scale: str, round_index: int) -> bool:
+        """Whether ``scale`` has any task in ``round_index`` (one indexed lookup)."""
+        return self._db.execute("SELECT 1 FROM tasks WHERE scale = ? AND round = ? LIMIT 1",
+                                (scale, round_index)).fetchone() is not None
+
+    def attempts(self) -> list[dict[str, Any]]:
+        """Every recorded attempt (the task timeline), with its task's scale."""
+        cursor = self._db.execute(
+            "SELECT a.*, t.scale FROM attempts a JOIN tasks t USING (task_id) "
+            "ORDER BY a.submitted, a.task_id, a.attempt")
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def walker_tasks(self) -> list[dict[str, Any]]:
+        """Per (scale, walker): segments recorded, newest task id and its status."""
+        cursor = self._db.execute(
+            "SELECT t.scale, t.walker, w.segments, t.task_id, t.status FROM tasks t JOIN "
+            "(SELECT scale, walker, COUNT(*) AS segments, MAX(task_id) AS newest FROM tasks "
+            " WHERE walker IS NOT NULL GROUP BY scale, walker) w ON t.task_id = w.newest")
+        names = ["scale", "walker", "segments", "task_id", "status"]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def newest_done_walker_tasks(self) -> list[tuple[str, int, int]]:
+        """(scale, walker, newest done task id) per walker."""
+        return [(scale, int(walker), int(task_id)) for scale, walker, task_id in self._db.execute(
+            "SELECT scale, walker, MAX(task_id) FROM tasks WHERE walker IS NOT NULL AND "
+            "status = 'done' GROUP BY scale, walker")]
+
+    def promoted_rows(self, scale: str) -> list[tuple[int, str]]:
+        """(parent row, status) of every task of the promoted scale ``scale``."""
+        return [(int(row), status) for row, status in self._db.execute(
+            "SELECT parent_row, status FROM tasks WHERE scale = ? AND parent_row >= 0",
+            (scale,))]
+
+    def core_seconds(self) -> dict[str, float]:
+        """Busy seconds of every finished attempt, per scale."""
+        return {scale: float(total or 0.0) for scale, total in self._db.execute(
+            "SELECT t.scale, SUM(a.ended - a.started) FROM attempts a JOIN tasks t "
+            "USING (task_id) WHERE a.ended IS NOT NULL AND a.started IS NOT NULL "
+            "GROUP BY t.scale")}
+
     # -- rounds --------------------------------------------------------------------
     def record_round(self, round_index: int, promotion: str, record: dict[str, Any]) -> None:
         with self.transaction() as db:
             db.execute("INSERT OR REPLACE INTO rounds VALUES (?, ?, ?)",
                        (round_index, promotion, json.dumps(record)))
+
+    def round_record(self, round_index: int, promotion: str) -> dict[str, Any] | None:
+        """The record of one round (or model generation) of ``promotion``, if any."""
+        row = self._db.execute("SELECT record FROM rounds WHERE round = ? AND promotion = ?",
+                               (round_index, promotion)).fetchone()
+        return None if row is None else json.loads(row[0])
 
     def rounds(self, promotion: str | None = None) -> list[dict[str, Any]]:
         """Round records (dicts with ``round`` and ``promotion`` added), in order."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -84,7 +84,14 @@ class Scale(SpecModel):
 
     A task that raises, exceeds ``timeout`` seconds, loses its worker or returns NaN, inf
     or misshapen output is run again with a new seed up to ``retries`` times, then
-    quarantined with its reason in the ledger.
+    quarantined with its reason in the ledger. The engine also keeps its own deadline
+    per task (``timeout`` plus a margin, or, without one, a multiple of the longest
+    duration seen so far), so a task that hangs inside the executor is retried too.
+
+    In async mode the engine keeps ``max_in_flight`` tasks of this scale submitted
+    (default: twice the workers of the scale's executor, read from the Parsl config), so
+    no worker waits for the steering loop. ``resources["cores"]`` (default 1) is what one
+    task's seconds count in a ``Budget(core_seconds=...)``.
     """
 
     name: str
@@ -96,6 +103,7 @@ class Scale(SpecModel):
     timeout: float | None = Field(default=None, gt=0)
     executor: str | None = None
     resources: dict[str, Any] = Field(default_factory=dict)
+    max_in_flight: int | None = Field(default=None, ge=1)
 
     def __init__(self, name: str, /, **data: Any) -> None:
         super().__init__(name=name, **data)
@@ -141,6 +149,11 @@ class Promotion(SpecModel):
     ``batch_size`` candidates per round; ``mapping(x_source_row) -> target input``
     (default: the row itself) builds the finer scale's input. ``reference() ->
     (features, values)`` is optional ground truth used to measure surrogate error.
+
+    In async mode the learner is refitted (on the ``train`` executor, while simulations
+    go on) each time ``retrain_every`` new results of the target scale have been
+    committed (default: ``batch_size``), or when results arrived and nothing of the
+    target scale is still running; each selection then uses the newest fitted model.
     """
 
     source: str
@@ -153,6 +166,7 @@ class Promotion(SpecModel):
     mapping: Callable[[np.ndarray], np.ndarray] | None = None
     reference: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None
     initial_design: int | None = Field(default=None, ge=1)
+    retrain_every: int | None = Field(default=None, ge=1)
 
     @field_validator("learner", mode="before")
     @classmethod
@@ -179,6 +193,11 @@ class Promotion(SpecModel):
         return f"{self.source}-to-{self.target}"
 
     @property
+    def retrain_after(self) -> int:
+        """New target results that trigger a refit in async mode."""
+        return self.retrain_every or self.batch_size
+
+    @property
     def seed_design_size(self) -> int:
         """Random picks made before the learner has any data (default: one batch)."""
         return self.initial_design or self.batch_size
@@ -186,16 +205,21 @@ class Promotion(SpecModel):
 
 class Budget(SpecModel):
     """When the campaign ends: at most ``tasks[scale]`` tasks per scale, ``rounds``
-    rounds, ``wall_time`` seconds. ``Budget(fine=120)`` limits the fine scale to 120
-    tasks; a campaign ends when every promotion target has spent its budget."""
+    rounds, ``wall_time`` seconds, ``core_seconds`` of task compute (busy seconds of
+    every attempt times the scale's ``resources["cores"]``). ``Budget(fine=120)`` limits
+    the fine scale to 120 tasks; a campaign ends when every promotion target has spent
+    its budget. In async mode there are no rounds: ``rounds=N`` allows the same work as
+    N rounds (N segments per walker, N batches of each promotion)."""
 
     tasks: dict[str, int] = Field(default_factory=dict)
     rounds: int | None = Field(default=None, ge=1)
     wall_time: float | None = Field(default=None, gt=0)
+    core_seconds: float | None = Field(default=None, gt=0)
 
     def __init__(self, rounds: int | None = None, wall_time: float | None = None,
-                 **tasks: int) -> None:
-        super().__init__(tasks=tasks, rounds=rounds, wall_time=wall_time)
+                 core_seconds: float | None = None, **tasks: int) -> None:
+        super().__init__(tasks=tasks, rounds=rounds, wall_time=wall_time,
+                         core_seconds=core_seconds)
 
     @field_validator("tasks")
     @classmethod
@@ -215,6 +239,11 @@ class CampaignSpec(SpecModel):
     them fires (or a budget ends it). The rule that ended it is recorded in the ledger.
     ``reports`` are extra figures: ``fn(run_dir) -> path`` called by ``campaign report``
     (e.g. a Ramachandran plot of the chosen configurations).
+
+    ``mode="async"`` (the default) steers by events: a walker's next segment goes out
+    when its last returns, fits run while simulations go on, selections use the newest
+    model and condition on pending points. ``mode="rounds"`` is round-locked and exactly
+    reproducible: the same seed gives the same store, through kills and resumes.
     """
 
     name: str
@@ -224,6 +253,7 @@ class CampaignSpec(SpecModel):
     stopping: list[Any] = Field(default_factory=list)
     reports: list[Callable[[Path], Any]] = Field(default_factory=list)
     seed: int = 0
+    mode: Literal["async", "rounds"] = "async"
 
     @field_validator("stopping")
     @classmethod
@@ -265,13 +295,16 @@ class CampaignSpec(SpecModel):
             if scale not in position:
                 raise ValueError(f"budget names unknown scale '{scale}'; "
                                  f"scales: {', '.join(names)}")
-        if self.budget.rounds is None and self.budget.wall_time is None:
+        budget = self.budget
+        if budget.rounds is None and budget.wall_time is None and budget.core_seconds is None:
             for promotion in self.promotions:
-                if promotion.target not in self.budget.tasks:
+                if promotion.target not in budget.tasks:
                     raise ValueError(f"no budget ends the campaign: give Budget({promotion.target}"
-                                     "=N), rounds=N or wall_time=seconds")
-            if not self.promotions:
-                raise ValueError("no budget ends the campaign: give rounds=N or wall_time=seconds")
+                                     "=N), rounds=N, wall_time=seconds or core_seconds=N")
+            walking = [s.name for s in self.scales if s.walkers is not None]
+            if not self.promotions and not all(name in budget.tasks for name in walking):
+                raise ValueError("no budget ends the campaign: give rounds=N, wall_time=seconds, "
+                                 "core_seconds=N or a task budget for every walker scale")
         return self
 
     def scale(self, name: str) -> Scale:
@@ -291,6 +324,7 @@ class CampaignSpec(SpecModel):
         return {
             "name": self.name,
             "seed": self.seed,
+            "mode": self.mode,
             "scales": [
                 {"name": s.name, "app": qualified(s.app), "params": repr(s.params),
                  "walkers": None if s.walkers is None else int(s.walkers.shape[0]),
@@ -305,5 +339,6 @@ class CampaignSpec(SpecModel):
             ],
             "budget": {"tasks": self.budget.tasks, "rounds": self.budget.rounds,
                        "wall_time": self.budget.wall_time,
+                       "core_seconds": self.budget.core_seconds,
                        "stopping": [repr(rule) for rule in self.stopping]},
         }

@@ -123,6 +123,7 @@ class Store:
         self.path = Path(run_dir) / "store.zarr"
         self.ledger = ledger
         self.read_only = read_only
+        self.reads = 0  # whole-scale reads: the engine does them once, on resume
         if read_only and not self.path.exists():
             raise StoreError(f"{self.path} does not exist")
         try:
@@ -178,6 +179,7 @@ class Store:
     def read(self, scale: str, start: int = 0) -> ScaleData:
         """Committed rows ``start:`` of ``scale`` (empty arrays if it has none)."""
         n = self.rows(scale)
+        self.reads += 1
         if scale not in self.group or n == 0:
             return ScaleData(x=np.zeros((0, 0)), y={}, meta={})
         try:

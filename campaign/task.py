@@ -8,7 +8,9 @@ result is described where it was made; in the engine, so nothing unchecked is st
 
 from __future__ import annotations
 
+import os
 import socket
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -44,19 +46,26 @@ def check_result(result: Any) -> dict[str, np.ndarray]:
 
 def run_app(app: Callable[..., dict[str, Any]], x: np.ndarray, seed: int,
             params: dict[str, Any], walltime: float | None = None) -> dict[str, Any]:
-    """Run one simulation task; returns outputs plus start/end times and host.
+    """Run one simulation task; returns outputs plus start/end times and the worker
+    (``host/pid/thread``) for the task timeline.
 
     ``walltime`` is read by Parsl, which raises ``AppTimeout`` in the task past it."""
     started = time.time()
     outputs = app(np.asarray(x, dtype=np.float64), seed=seed, **params)
     ended = time.time()
-    return {"outputs": outputs, "started": started, "ended": ended,
+    return {"outputs": outputs, "started": started, "ended": ended, "worker": worker_name(),
             "host": socket.gethostname()}
+
+
+def worker_name() -> str:
+    """Who ran a task: ``host/pid/thread`` (a thread executor's workers share one pid)."""
+    return f"{socket.gethostname()}/{os.getpid()}/{threading.current_thread().name}"
 
 
 def fit_learner(learner: Any, X: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     """Fit ``learner`` on (X, y) on the train executor; returns it with the fit time."""
     started = time.time()
     fitted = learner.fit(X, y)
-    return {"learner": fitted, "seconds": time.time() - started,
-            "host": socket.gethostname()}
+    ended = time.time()
+    return {"learner": fitted, "seconds": ended - started, "started": started,
+            "ended": ended, "worker": worker_name(), "host": socket.gethostname()}

@@ -21,7 +21,10 @@ TINY_FINE = {"n_samples": 4096}
 
 
 def tiny_campaign(**changes: Any) -> Campaign:
-    """Two walkers, 20-frame coarse segments, cheap fine estimates, 12 fine tasks."""
+    """Two walkers, 20-frame coarse segments, cheap fine estimates, 12 fine tasks.
+
+    Round-locked (``mode="rounds"``) unless ``mode="async"`` is given: most engine tests
+    check exact, per-round behaviour; ``test_async.py`` covers the default mode."""
     promotion: dict[str, Any] = dict(
         source="coarse", target="fine", features=toy.positions,
         learner=ExactGP(restarts=1, iterations=60), acquisition=MaxVariance(), batch_size=4,
@@ -36,6 +39,7 @@ def tiny_campaign(**changes: Any) -> Campaign:
                       params=changes.pop("fine_params", TINY_FINE))],
         promotions=[Promotion(**promotion)],
         budget=Budget(fine=12),
+        mode="rounds",
     )
     fields.update(changes)
     return Campaign(**fields)

@@ -193,7 +193,7 @@ def test_refresh_params_hook_updates_a_scale_from_data(tmp_path):
     spec = Campaign(name="hooked", scales=[
         Scale("coarse", app=toy.langevin, params={"n_steps": 1000, "stride": 100},
               walkers=toy.initial_walkers(1), refresh_params=longer_segments_once_data_exists)],
-        budget=Budget(rounds=3))
+        budget=Budget(rounds=3), mode="rounds")
     summary = spec.run(site="threads", out=tmp_path / "run")
     assert seen == [0, 10, 30]
     assert summary.rows == {"coarse": 10 + 20 + 20}

@@ -1,0 +1,141 @@
+"""Ingest: turn a completed Parsl future into checked rows, and commit rows in batches.
+
+Owns: the record of a task in flight (:class:`SubmittedTask`), checking what a task
+returned (:func:`check_completion`: an exception, a timeout, a lost worker, NaN/inf or a
+misshapen result is a *problem*, never rows), and the commit buffer
+(:class:`CommitBuffer`), which appends rows to zarr and records the committed count and
+task outcomes in the ledger under the commit rule (``Store.commit``). Deciding whether a
+problem is retried or quarantined is the engine's.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from campaign.faults import fault_point
+from campaign.ledger import TaskOutcome
+from campaign.store import Rows, Store
+from campaign.task import BadResultError, check_result
+
+COMMIT_EVERY_ROWS = 10_000
+COMMIT_EVERY_SECONDS = 0.25  # the durability window of async mode
+
+
+@dataclass
+class SubmittedTask:
+    """A task in flight: its ledger id and what the engine needs when it completes."""
+
+    task_id: int
+    scale: str
+    round_index: int
+    parent_row: int
+    submitted: float
+    task_input: np.ndarray
+    attempt: int = 1
+    walker: int | None = None
+    seed: int = 0
+    deadline: float | None = None  # engine-side: past it, the attempt counts as hung
+
+
+@dataclass
+class Completion:
+    """A checked result: rows (or a problem) plus the attempt's timeline entry."""
+
+    task: SubmittedTask
+    rows: Rows | None
+    problem: str | None
+    started: float | None = None
+    ended: float | None = None
+    worker: str | None = None
+
+    def outcome(self, status: str, reason: str | None = None) -> TaskOutcome:
+        return TaskOutcome(self.task.task_id, status, self.started, self.ended,
+                           rows=0 if self.rows is None else len(self.rows), reason=reason,
+                           attempt=self.task.attempt, submitted=self.task.submitted,
+                           worker=self.worker,
+                           parent_row=self.task.parent_row if self.task.parent_row >= 0
+                           else None)
+
+
+def check_completion(future: concurrent.futures.Future[Any],
+                     task: SubmittedTask) -> Completion:
+    """What one attempt produced: rows, or the problem that makes it a failure."""
+    try:
+        returned = future.result()
+    except Exception as error:  # the app raised, timed out, or its worker died
+        return Completion(task, None, f"{type(error).__name__}: {error}")
+    started, ended = returned["started"], returned["ended"]
+    worker = returned.get("worker")
+    try:
+        arrays = check_result(returned["outputs"])
+    except BadResultError as error:
+        return Completion(task, None, f"bad result: {error}", started, ended, worker)
+    x = arrays.pop("x")
+    meta = Rows.meta_for(task.task_id, x.shape[0], task.parent_row, task.round_index,
+                         task.submitted, started, ended)
+    return Completion(task, Rows(x=x, y=arrays, meta=meta), None, started, ended, worker)
+
+
+CommitListener = Callable[[str, Rows | None, list[TaskOutcome]], None]
+
+
+class CommitBuffer:
+    """Results waiting to be committed, per scale.
+
+    ``ordered`` commits in task order (rounds mode: the same seed gives the same store,
+    whatever order tasks complete in); otherwise in completion order. ``on_commit`` is
+    told every committed batch (the in-memory state follows the store through it)."""
+
+    def __init__(self, store: Store, on_commit: CommitListener, *, ordered: bool) -> None:
+        self.store = store
+        self.on_commit = on_commit
+        self.ordered = ordered
+        self._entries: dict[str, list[tuple[int, Rows | None, TaskOutcome]]] = {}
+        self._rows = 0
+        self._oldest: float | None = None
+
+    def __len__(self) -> int:
+        return sum(len(entries) for entries in self._entries.values())
+
+    @property
+    def rows(self) -> int:
+        """Rows buffered, all scales."""
+        return self._rows
+
+    def add(self, scale: str, rows: Rows | None, outcome: TaskOutcome) -> None:
+        self._entries.setdefault(scale, []).append((outcome.task_id, rows, outcome))
+        self._rows += 0 if rows is None else len(rows)
+        if self._oldest is None:
+            self._oldest = time.monotonic()
+
+    def due(self) -> bool:
+        """Enough rows, or the oldest result has waited the durability window."""
+        return self._rows >= COMMIT_EVERY_ROWS or (
+            self._oldest is not None
+            and time.monotonic() - self._oldest >= COMMIT_EVERY_SECONDS)
+
+    def flush(self, before: dict[str, int | None] | None = None) -> None:
+        """Commit everything, or (``before``) per scale only tasks numbered below a
+        still-running task of that scale, leaving the rest buffered."""
+        for scale, entries in self._entries.items():
+            if self.ordered:
+                entries.sort(key=lambda entry: entry[0])
+            limit = None if before is None else before.get(scale)
+            ready = [e for e in entries if limit is None or e[0] < limit]
+            if not ready:
+                continue
+            batches = [rows for _, rows, _ in ready if rows is not None]
+            rows = Rows.concatenate(batches) if batches else None
+            outcomes = [outcome for _, _, outcome in ready]
+            self.store.commit(scale, rows, outcomes)
+            fault_point("after-commit")
+            del entries[:len(ready)]
+            self._rows -= 0 if rows is None else len(rows)
+            self.on_commit(scale, rows, outcomes)
+        self._oldest = time.monotonic() if len(self) else None

@@ -1,0 +1,171 @@
+"""The run's lifecycle around the steering loop: the run directory and Parsl.
+
+Owns: deciding what to do with a run directory without writing anything
+(:func:`inspect_run_dir`), clearing a previous run, the facts recorded at start, and the
+Parsl session (:class:`ParslSession`: load a site config, wrap the task functions as
+apps on each scale's executor, know how many workers each executor has, shut down in
+bounded time). The lock is :mod:`campaign.lock`; what happens in between is the engine's.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import platform
+import shutil
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from campaign.ledger import Ledger
+from campaign.spec import CampaignSpec
+from campaign.store import Store
+
+logger = logging.getLogger(__name__)
+
+SHUTDOWN_SECONDS = 15.0
+
+
+class RunDirError(RuntimeError):
+    """The output directory cannot hold this campaign (it holds another one)."""
+
+
+def versions() -> dict[str, str]:
+    """Versions of the interpreter and the libraries a run depends on."""
+    found = {"python": platform.python_version()}
+    for module in ("numpy", "zarr", "parsl", "torch", "gpytorch", "pydantic"):
+        try:
+            found[module] = __import__(module).__version__
+        except ImportError:  # optional at read time, e.g. `campaign status` elsewhere
+            continue
+    return found
+
+
+def _structure(description: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a spec description that a resumed run must share (not the budget)."""
+    return {key: value for key, value in description.items() if key != "budget"}
+
+
+def inspect_run_dir(run_dir: Path, spec: CampaignSpec, *, overwrite: bool,
+                    resume: bool) -> str:
+    """Decide what to do with ``run_dir`` without writing anything.
+
+    Returns ``"new"``, ``"resume"`` or ``"overwrite"``; raises :class:`RunDirError`,
+    ``LedgerError`` or ``StoreError`` with one line naming the problem.
+    """
+    ledger_path = run_dir / "ledger.sqlite"
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirError(f"{run_dir} is a file, not a directory; choose a new --out")
+    if not ledger_path.exists():
+        if run_dir.exists() and any(p.name not in ("campaign.lock", "processes.json")
+                                    for p in run_dir.iterdir()):
+            raise RunDirError(f"{run_dir} exists and is not a campaign run directory; "
+                              "choose a new --out")
+        if resume:
+            raise RunDirError(f"{run_dir} holds no campaign to resume")
+        return "new"
+    ledger = Ledger(ledger_path, read_only=True)
+    try:
+        ledger.check_integrity()
+        holder = ledger.fact("name")
+        if holder is None and not ledger.task_counts():  # a driver killed while starting
+            if resume:
+                raise RunDirError(f"{run_dir} holds no campaign to resume (its driver was "
+                                  "stopped while starting); run it again")
+            return "overwrite"
+        if holder != spec.name:
+            raise RunDirError(f"{run_dir} holds campaign '{holder}', not '{spec.name}'; "
+                              "choose a new --out")
+        if resume:
+            recorded = _structure(ledger.fact("spec", {}))
+            wanted = _structure(spec.describe())
+            if recorded != wanted:
+                changed = sorted(k for k in wanted if recorded.get(k) != wanted[k])
+                raise RunDirError(f"{run_dir} was run with a different spec (changed: "
+                                  f"{', '.join(changed)}); only the budget may change on "
+                                  "resume")
+            if (run_dir / "store.zarr").exists():
+                Store(run_dir, ledger, read_only=True).verify()
+            return "resume"
+        if overwrite:
+            return "overwrite"
+        tasks = sum(sum(c.values()) for c in ledger.task_counts().values())
+        raise RunDirError(f"{run_dir} already holds a run of '{spec.name}' ({tasks} tasks); "
+                          f"`campaign resume {run_dir}` continues it, --overwrite replaces it")
+    finally:
+        ledger.close()
+
+
+def clear_run(run_dir: Path) -> None:
+    """Delete what a previous run of a campaign wrote (and nothing else)."""
+    for entry in ("store.zarr", "parsl", "baseline-random"):
+        shutil.rmtree(run_dir / entry, ignore_errors=True)
+    for entry in ("ledger.sqlite", "ledger.sqlite-wal", "ledger.sqlite-shm", "report.png",
+                  "summary.json"):
+        (run_dir / entry).unlink(missing_ok=True)
+
+
+def put_interpreter_on_path() -> None:
+    """Parsl starts ``interchange.py`` and workers through PATH: make it this venv's."""
+    bin_dir = os.path.dirname(sys.executable)
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+
+
+def executor_workers(executor: Any) -> int:
+    """How many tasks ``executor`` runs at once, read from its Parsl configuration.
+
+    HighThroughputExecutor: workers per node x nodes per block x max blocks; thread
+    pools: their thread count; anything else: 1."""
+    threads = getattr(executor, "max_threads", None)
+    if isinstance(threads, int):
+        return max(1, threads)
+    per_node = getattr(executor, "workers_per_node", None)
+    provider = getattr(executor, "provider", None)
+    if per_node is not None and provider is not None:
+        if not math.isfinite(per_node):
+            per_node = 1
+        nodes = getattr(provider, "nodes_per_block", 1) or 1
+        blocks = max(1, getattr(provider, "max_blocks", 1) or 1)
+        return max(1, int(per_node) * int(nodes) * int(blocks))
+    return 1
+
+
+class ParslSession:
+    """A loaded Parsl config: the apps of each scale and of ``train``, worker counts,
+    and a shutdown that returns in bounded time."""
+
+    def __init__(self, config: Any, spec: CampaignSpec) -> None:
+        import parsl
+        from parsl.app.app import python_app
+
+        from campaign.task import fit_learner, run_app
+
+        put_interpreter_on_path()
+        self.dfk = parsl.load(config)
+        self.shutdown_incomplete = False
+        self.sim_apps = {scale.name: python_app(run_app, executors=[scale.executor_label],
+                                                data_flow_kernel=self.dfk)
+                         for scale in spec.scales}
+        self.train_app = python_app(fit_learner, executors=["train"], data_flow_kernel=self.dfk)
+        self.workers = {scale.name: executor_workers(self.dfk.executors[scale.executor_label])
+                        for scale in spec.scales}
+
+    def close(self) -> None:
+        """Parsl's cleanup, bounded in time. A SIGTERM sent to a whole job (Slurm at
+        walltime, ``timeout``) or a Ctrl-C to the terminal's process group also kills
+        Parsl's interchange, and Parsl's cleanup then blocks forever talking to it.
+        Everything is committed by now, so after ``SHUTDOWN_SECONDS`` we go on."""
+        import parsl
+
+        cleanup = threading.Thread(target=self.dfk.cleanup, name="parsl-cleanup", daemon=True)
+        cleanup.start()
+        cleanup.join(SHUTDOWN_SECONDS)
+        if cleanup.is_alive():
+            self.shutdown_incomplete = True
+            logger.warning("Parsl did not shut down within %g s (its interchange was probably "
+                           "stopped by the same signal); everything is committed, leaving it",
+                           SHUTDOWN_SECONDS)
+        parsl.clear()

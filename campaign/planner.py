@@ -1,0 +1,117 @@
+"""The planner: which source rows a promotion sends to its finer scale next.
+
+Owns: one selection (:func:`select_batch`) from a snapshot of a promotion's state
+(:class:`SelectionRequest`): featurize the source rows not featurized yet, take the
+candidates (committed, never promoted), ask the newest model's posterior over the
+candidates and the pending points, and let the acquisition choose ``k`` conditioned on
+the pending ones (quarantined rows count as pending for good). Without a model, the
+seed design picks at random. A selection touches no Parsl, store or ledger, so the async
+engine runs it off the steering thread while results keep arriving.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from campaign.spec import Promotion
+from campaign.state import CampaignState, PromotionState
+
+
+@dataclass
+class SelectionRequest:
+    """A snapshot: everything a selection reads, safe to use from another thread."""
+
+    promotion: Promotion
+    learner: Any | None  # None: seed design (random picks)
+    known_features: np.ndarray  # features of source rows [0, featurized)
+    new_source_x: np.ndarray  # source rows [featurized, committed) to featurize
+    taken: np.ndarray  # source rows already promoted
+    pending: np.ndarray  # promoted rows without a result yet, and quarantined rows
+    eligible_rounds: np.ndarray | None  # rounds mode: row round tags (pool = < round)
+    before_round: int | None
+    k: int
+    rng: np.random.Generator
+
+
+@dataclass
+class Selection:
+    """What a selection chose, with the features it computed and a record for the ledger."""
+
+    chosen: np.ndarray
+    new_features: np.ndarray
+    record: dict[str, Any]
+
+
+def snapshot(state: CampaignState, promotion_state: PromotionState, k: int,
+             rng: np.random.Generator, *, use_model: bool,
+             before_round: int | None = None) -> SelectionRequest:
+    """Copy out what :func:`select_batch` needs (O(new rows + promoted rows))."""
+    source = state.scales[promotion_state.promotion.source]
+    featurized = promotion_state.featurized
+    assert source.x is not None or source.committed_rows == 0
+    new_x = (np.zeros((0, 0)) if source.x is None
+             else source.x.values[featurized:source.committed_rows].copy())
+    known = (np.zeros((0, 0)) if promotion_state.features is None
+             else promotion_state.features.values)
+    rounds = None
+    if before_round is not None and source.row_round is not None:
+        rounds = source.row_round.values[:source.committed_rows]
+    pending = sorted(promotion_state.pending | promotion_state.quarantined)
+    return SelectionRequest(
+        promotion=promotion_state.promotion,
+        learner=promotion_state.learner if use_model else None,
+        known_features=known, new_source_x=new_x,
+        taken=np.fromiter(promotion_state.promoted, dtype=np.int64),
+        pending=np.asarray(pending, dtype=np.int64), eligible_rounds=rounds,
+        before_round=before_round, k=k, rng=rng)
+
+
+def featurize(promotion: Promotion, x: np.ndarray) -> np.ndarray:
+    """Features of source rows ``x`` (an empty (0, 0) array for no rows)."""
+    if len(x) == 0:
+        return np.zeros((0, 0))
+    return np.asarray(promotion.features(x), dtype=np.float64)
+
+
+def select_batch(request: SelectionRequest) -> Selection:
+    """Choose up to ``request.k`` source rows (see the module docstring)."""
+    new_features = featurize(request.promotion, request.new_source_x)
+    if len(new_features) and new_features.shape[0] != len(request.new_source_x):
+        # checked again, with a clear error, when the engine stores the features
+        return Selection(np.zeros(0, np.int64), new_features, {})
+    if len(request.known_features) == 0:
+        features = new_features
+    elif len(new_features) == 0:
+        features = request.known_features
+    else:
+        features = np.concatenate([request.known_features, new_features])
+    eligible = np.ones(len(features), dtype=bool)
+    if request.eligible_rounds is not None and request.before_round is not None:
+        eligible &= request.eligible_rounds[:len(features)] < request.before_round
+    pool = int(np.count_nonzero(eligible))
+    eligible[request.taken[request.taken < len(features)]] = False
+    candidates = np.flatnonzero(eligible)
+    record: dict[str, Any] = {"n_pool": pool, "n_candidates": int(len(candidates)),
+                              "n_pending": int(len(request.pending))}
+    if len(candidates) == 0 or request.k == 0:
+        return Selection(np.zeros(0, np.int64), new_features, record)
+    k = min(request.k, len(candidates))
+    if request.learner is None:
+        chosen = request.rng.choice(candidates, size=k, replace=False)
+        record.update(policy="seed design (random)")
+        return Selection(np.asarray(chosen, np.int64), new_features, record)
+    started = time.time()
+    points = np.concatenate([features[candidates], features[request.pending]])
+    posterior = request.learner.posterior(points)
+    pending_positions = np.arange(len(candidates), len(points), dtype=np.int64)
+    positions = np.asarray(request.promotion.acquisition.select(
+        posterior, k, pending_positions, request.rng), dtype=np.int64)
+    # no summary of the chosen variances: that would compute the variance of every
+    # candidate, which large-pool policies avoid (measured: 0.4 s at 70k candidates)
+    record.update(policy=type(request.promotion.acquisition).__name__,
+                  select_seconds=time.time() - started)
+    return Selection(candidates[positions], new_features, record)

@@ -1,0 +1,149 @@
+"""Resume: rebuild the in-memory campaign state from the store and the ledger, once.
+
+Owns: reading a run directory back into a :class:`~campaign.state.CampaignState` when a
+run starts (committed rows of the scales promotions draw from, training sets, walker
+positions and progress, which rows were promoted, pending or quarantined, task counts,
+compute spent), the tasks recorded but never committed (submitted again under the same
+id and seed) and the newest saved model of each promotion. After this, the engine never
+reads the store or scans the ledger to decide anything.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from campaign.ingest import SubmittedTask
+from campaign.ledger import Ledger
+from campaign.planner import featurize
+from campaign.spec import CampaignSpec, Promotion
+from campaign.state import CampaignState, PromotionState, learned_values
+from campaign.store import Store
+
+logger = logging.getLogger(__name__)
+
+
+def restore_state(spec: CampaignSpec, store: Store, ledger: Ledger,
+                  learners: list[Any]) -> CampaignState:
+    """The state of a run directory (an empty state for a new run)."""
+    state = CampaignState(spec, learners)
+    counts = ledger.task_counts()
+    spent = ledger.core_seconds()
+    for name, held in state.scales.items():
+        held.tasks = Counter(counts.get(name, {}))
+        held.committed_rows = store.rows(name)
+        held.core_seconds = spent.get(name, 0.0) * _cores(held.scale.resources)
+        if held.keep_rows and held.committed_rows:
+            data = store.read(name)
+            held.add_rows(data.x, data.meta["round"])
+    _restore_walkers(state, store, ledger)
+    for promotion_state in state.promotions:
+        _restore_promotion(state, promotion_state, store, ledger)
+    return state
+
+
+def _cores(resources: dict[str, Any]) -> float:
+    return float(resources.get("cores", 1))
+
+
+def _restore_walkers(state: CampaignState, store: Store, ledger: Ledger) -> None:
+    """Progress from the ledger; each walker's position is the last row of its newest
+    done task (its start if it has none)."""
+    newest_done: dict[str, dict[int, int]] = {}
+    for record in ledger.walker_tasks():
+        held = state.scales.get(record["scale"])
+        if held is None or record["walker"] >= len(held.walkers):
+            continue
+        walker = held.walkers[record["walker"]]
+        walker.segments = record["segments"]
+        walker.latest_task = record["task_id"]
+        if record["status"] == "quarantined":
+            walker.ended = "quarantined"
+    for task in ledger.newest_done_walker_tasks():
+        newest_done.setdefault(task[0], {})[task[1]] = task[2]
+    for scale, by_walker in newest_done.items():
+        data = store.read(scale)
+        if len(data) == 0:
+            continue
+        task_ids = data.meta["task_id"]
+        # index of the last row of each task id
+        reversed_ids = task_ids[::-1]
+        unique, first_in_reversed = np.unique(reversed_ids, return_index=True)
+        last_row = dict(zip(unique.tolist(), (len(task_ids) - 1 - first_in_reversed).tolist(),
+                            strict=True))
+        held = state.scales[scale]
+        for walker_index, task_id in by_walker.items():
+            if task_id in last_row:
+                held.walkers[walker_index].position = data.x[last_row[task_id]].reshape(
+                    held.walkers[walker_index].position.shape)
+
+
+def _restore_promotion(state: CampaignState, promotion_state: PromotionState, store: Store,
+                       ledger: Ledger) -> None:
+    promotion = promotion_state.promotion
+    source = state.scales[promotion.source]
+    if source.x is not None and len(source.x):
+        promotion_state.add_features(featurize(promotion, source.x.values), len(source.x))
+    for parent, status in ledger.promoted_rows(promotion.target):
+        promotion_state.promoted.add(parent)
+        if status == "submitted":
+            promotion_state.pending.add(parent)
+        elif status == "quarantined":
+            promotion_state.quarantined.add(parent)
+    target = store.read(promotion.target) if store.rows(promotion.target) else None
+    if target is not None and len(target):
+        values = learned_values(promotion_state, target.y)
+        promotion_state.train_rows = [int(r) for r in target.meta["parent_row"]]
+        promotion_state.train_y = [float(v) for v in values]
+        promotion_state.train_round = [int(r) for r in target.meta["round"]]
+    records = ledger.rounds(promotion_state.name)
+    if records:
+        promotion_state.last_record = {k: v for k, v in records[-1].items()
+                                       if k not in ("round", "promotion")}
+
+
+def saved_models(store: Store, promotion: str) -> list[int]:
+    """Rounds (or generations) with a saved model of ``promotion``, ascending."""
+    if f"models/{promotion}" not in store.group:
+        return []
+    return sorted(int(r) for r in store.group[f"models/{promotion}"].group_keys())
+
+
+def restore_learner(store: Store, promotion_state: PromotionState, model: int) -> None:
+    """Load saved model ``model`` into the promotion's learner."""
+    promotion_state.learner.load_state_dict(store.load_model(promotion_state.name, model))
+    promotion_state.generation = model
+    promotion_state.fitted = True
+    node = store.group[f"models/{promotion_state.name}/{model}"]
+    promotion_state.trained_on = int(node.attrs.get("n_train", 0))
+    logger.info("%s: learner restored from saved model %d", promotion_state.name, model)
+
+
+def unfinished_tasks(spec: CampaignSpec, state: CampaignState,
+                     ledger: Ledger) -> list[SubmittedTask]:
+    """Every task recorded but never committed, to be submitted again (same id, seed)."""
+    unfinished = []
+    for task in ledger.tasks(status="submitted"):
+        if task["parent_row"] >= 0:
+            promotion = next(p for p in spec.promotions if p.target == task["scale"])
+            task_input = mapped_input(promotion, state, task["parent_row"])
+        else:
+            task_input = np.asarray(json.loads(task["input"]), np.float64)
+        unfinished.append(SubmittedTask(task["task_id"], task["scale"], task["round"],
+                                        task["parent_row"], 0.0, task_input,
+                                        task["attempts"], task["walker"], task["seed"]))
+    return unfinished
+
+
+def mapped_input(promotion: Promotion, state: CampaignState, source_row: int) -> np.ndarray:
+    """The finer scale's input for one source row (through the promotion's mapping)."""
+    source = state.scales[promotion.source]
+    assert source.x is not None
+    row = source.x.values[source_row]
+    if promotion.mapping is None:
+        return np.array(row, dtype=np.float64)
+    return np.asarray(promotion.mapping(row))
