@@ -1,29 +1,56 @@
-"""Fault injection: SIGKILL the campaign driver again and again, kill workers, inject
+"""Fault injection: SIGKILL the campaign driver again and again, kill HTEX workers, inject
 failing and NaN simulations, resume after each kill, then audit the run directory.
 
 A campaign whose fine scale fails on purpose (one region always returns NaN, one always
-raises, and some seeds fail transiently) runs once without interruption (the reference)
-and once under faults: the driver is killed (with its whole process group, as a node
-failure would) at random moments and at the named fault points of
-:mod:`campaign.faults` (between the zarr write and the ledger commit, while a
-learner is being fitted, after a batch is recorded but before it is submitted, right
-after a commit), and resumed with ``campaign resume`` after each kill. A worker killed
-mid-task is tested separately (``tests/test_faults.py``): repeated worker deaths within
-seconds were seen to leave a task hanging inside Parsl's HTEX (docs/reliability.md).
+raises, and some seeds fail transiently) runs under faults in each engine mode
+(``mode="async"``, the default, and ``mode="rounds"``):
 
-The audit compares the faulty run with its own ledger and with the reference:
+* **Driver kills**, on a fixed schedule (:func:`kill_plan`): the first kills go through
+  every named point of :mod:`campaign.faults` once, in order (``between-store-and-ledger``,
+  ``during-fit``, ``after-plan``, ``after-commit``: the driver SIGKILLs itself on the
+  n-th pass of the point, ``CAMPAIGN_FAULT_POINT=<point>:<n>``); later kills alternate a
+  kill at a random moment (SIGKILL of the driver's whole process session, as a node
+  failure would, once a random share of the remaining fine tasks has finished in this
+  start, plus up to half a second) and the next point of the cycle. A point's pass number n
+  is drawn from 1..:data:`PASSES` [point], small enough that a start with work left
+  reaches it: every start plans a batch and commits, and every start that gets to the
+  end fits (the final fit). Each start is resumed with ``campaign resume``. Every event
+  records whether the kill happened (``fired``: return code -9 after the point, or the
+  driver killed at its moment) or the run finished first; ``points_fired`` counts
+  the kills per point. A driver that killed itself at a point leaves its Parsl
+  processes behind (as an OOM kill of the driver alone would): the next start must end
+  them (``campaign.processes``); ``leftover_processes`` counts those still alive at the
+  end (then the suite ends them).
+* **Worker kills** (site ``local`` only, ``worker_kills`` > 0): while a driver runs,
+  SIGKILLs of HTEX worker processes of its simulation pools (children of
+  ``process_worker_pool.py`` that hold a ``worker_<n>.log``; never the pool's manager
+  or resource-tracker process, never the ``train`` pool), at random moments, busy
+  workers first; the first event, and some later ones, kill two workers of one pool
+  within 2 s (which once left a task hanging inside Parsl 2026.10; the engine now has
+  an engine-side deadline per task). ``deadline_exceeded`` counts attempts that needed
+  that deadline.
 
-``lost``        simulations the reference completed that the faulty run never committed,
-                plus done tasks whose rows are missing from the store
-``duplicated``  rows of a task committed more than once
+The audit checks the faulty run against its own ledger and store (both modes):
+
+``lost``        done tasks whose rows are missing from the store; tasks still
+                'submitted' at the end; fine tasks recorded != the budget when the run
+                says 'task budget spent'; rounds mode also: (walker, parent_row, round)
+                tasks the uninterrupted reference completed that the faulty run did not
+``duplicated``  rows of a task committed more than once; a source row promoted twice
 ``torn``        arrays of a scale whose length differs from the committed count, rows
-                whose task is not a done task of that scale, misaligned row counts
+                whose task is not a done task of that scale, done tasks with fewer rows
+                in the store than recorded
 ``quarantined`` tasks quarantined (expected > 0: faults are injected on purpose)
 ``trained_on_quarantined``  training inputs of any saved model that are quarantined inputs
+``identical_to_uninterrupted``  rounds mode: the store equals an uninterrupted reference
+                run of the same seed (what rounds mode promises). Async mode: ``None``,
+                and no reference is run: async steering reacts to completion order and
+                timing, so two runs of one seed differ and there is nothing to equal.
 
 Usage::
 
-    python -m benchmarks.faults [--quick] [--json PATH] [--site local|threads] [--kills N]
+    python -m benchmarks.faults [--quick] [--mode async|rounds|both] [--json PATH]
+                                [--site local|threads] [--kills N] [--worker-kills N]
 """
 
 from __future__ import annotations
@@ -32,11 +59,14 @@ import argparse
 import json
 import os
 import random
+import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -46,6 +76,17 @@ import numpy as np
 from campaign.faults import FAULT_POINTS
 from campaign.ledger import Ledger
 from campaign.store import Store
+
+MODES = ("async", "rounds")
+# driver_timeout: seconds one driver start may take before the suite calls it hung
+QUICK = {"site": "threads", "kills": 6, "budget": 24, "worker_kills": 0, "driver_timeout": 300}
+FULL = {"site": "local", "kills": 20, "budget": 48, "worker_kills": 8, "driver_timeout": 900}
+# a point's pass number n is drawn from 1..PASSES[point]: commits and plans happen many
+# times per start; a fit at least once in a start that gets to its end (the final fit)
+PASSES = {"between-store-and-ledger": 3, "during-fit": 1, "after-plan": 3, "after-commit": 3}
+WORKER_KILL_GAP = (2.0, 6.0)  # seconds between worker-kill events of one driver start
+DOUBLE_KILL_WITHIN = 2.0  # a double worker kill: the second within this many seconds
+LOST_WORKER = re.compile(r"WorkerLost|ManagerLost|loss of worker", re.IGNORECASE)
 
 SCRIPT = textwrap.dedent('''
     """Müller-Brown campaign whose fine scale fails on purpose (benchmarks.faults)."""
@@ -77,6 +118,7 @@ SCRIPT = textwrap.dedent('''
                               acquisition=MaxVariance(), batch_size=4, quantity="energy")],
         budget=Budget(fine={budget}),
         seed=3,
+        mode="{mode}",
     )
 ''')
 
@@ -108,180 +150,519 @@ def _has_campaign(out: Path) -> bool:
         ledger.close()
 
 
+def _finished_tasks(out: Path, scale: str) -> int | None:
+    """Tasks of ``scale`` done or quarantined so far (None while there is no ledger):
+    a short read-only look while the driver writes (SQLite WAL readers never block it)."""
+    path = out / "ledger.sqlite"
+    if not path.exists():
+        return None
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2)
+        try:
+            return int(db.execute("SELECT COUNT(*) FROM tasks WHERE scale = ? AND status "
+                                  "!= 'submitted'", (scale,)).fetchone()[0])
+        finally:
+            db.close()
+    except sqlite3.Error:  # not created yet, or busy: look again later
+        return None
+
+
+def session_processes(session: int) -> list[Any]:
+    import psutil
+
+    found = []
+    for other in psutil.process_iter(["pid"]):
+        try:
+            if other.pid != os.getpid() and os.getsid(other.pid) == session:
+                found.append(other)
+        except (psutil.Error, ProcessLookupError):
+            continue
+    return found
+
+
+def kill_session(session: int) -> int:
+    """SIGKILL every process of a session; returns how many were killed."""
+    import psutil
+
+    killed = 0
+    for other in session_processes(session):
+        try:
+            other.kill()
+            killed += 1
+        except psutil.Error:
+            continue
+    return killed
+
+
 def kill_group(process: subprocess.Popen) -> None:
     """SIGKILL the driver and everything in its session (Parsl's interchange and worker
     pools start their own process groups, but stay in the session), as a node failure
     would."""
-    import psutil
-
-    for other in psutil.process_iter(["pid"]):
-        try:
-            if other.pid != os.getpid() and os.getsid(other.pid) == process.pid:
-                other.kill()
-        except (psutil.Error, ProcessLookupError):
-            continue
+    kill_session(process.pid)
     process.wait()
 
 
-def run_faulty(script: Path, out: Path, site: str, kills: int, reference_seconds: float,
-               rng: random.Random, log: Path) -> dict[str, Any]:
-    """Run under ``kills`` driver kills (half at random times, half at fault points)."""
-    events = []
-    driver_kills = 0
-    attempt = 0
-    while True:
-        attempt += 1
-        # a driver killed before it recorded its campaign left nothing to resume: run again
-        started = _has_campaign(out)
-        args = (campaign_command("run", str(script), "--site", site, "--out", str(out),
-                                 "--no-report") if not started else
-                campaign_command("resume", str(out), "--site", site, "--no-report"))
-        kill_left = driver_kills < kills
-        point = None
-        if kill_left and driver_kills % 2 == 1:
-            point = f"{FAULT_POINTS[(driver_kills // 2) % len(FAULT_POINTS)]}:{rng.randint(1, 2)}"
-        process = launch(args, log, point)
-        if kill_left and point is None:
-            # a resumed driver must get past start-up and some rounds before it dies
-            delay = rng.uniform(0.3 * reference_seconds, 0.6 * reference_seconds)
-            try:
-                process.wait(timeout=delay)
-            except subprocess.TimeoutExpired:
-                kill_group(process)
-                driver_kills += 1
-                events.append({"kill": driver_kills, "how": "random time", "after_s": delay})
-                continue
+# -- the kill schedule ------------------------------------------------------------------
+def kill_plan(kills: int, rng: random.Random) -> list[dict[str, Any]]:
+    """The driver kills, in order: one at each fault point first, then alternately a kill
+    at a random moment and the next fault point of the cycle. Deterministic per ``rng``
+    seed."""
+    plan: list[dict[str, Any]] = []
+    cycle = 0
+    for index in range(kills):
+        extra = index - len(FAULT_POINTS)
+        if extra < 0 or extra % 2 == 1:
+            point = FAULT_POINTS[cycle % len(FAULT_POINTS)]
+            cycle += 1
+            plan.append({"how": "fault point", "point": point,
+                         "pass": rng.randint(1, PASSES[point])})
         else:
-            process.wait(timeout=600)
-            kill_group(process)  # its workers, if any are left
-            if process.returncode == -signal.SIGKILL:
-                driver_kills += 1
-                events.append({"kill": driver_kills, "how": f"fault point {point}"})
+            # after this share of the fine tasks left has finished, plus a jitter
+            plan.append({"how": "random moment", "share": rng.uniform(0.1, 0.5),
+                         "jitter_s": rng.uniform(0.0, 0.5)})
+    return plan
+
+
+def worker_kill_plan(kills: int, rng: random.Random) -> list[str]:
+    """Worker-kill events totalling ``kills`` SIGKILLs: the first two workers of one pool
+    within 2 s ('double'), then single or double at random."""
+    events: list[str] = []
+    total = 0
+    while total < kills:
+        kind = "double" if not events else rng.choice(("single", "single", "double"))
+        if kind == "double" and total + 2 > kills:
+            kind = "single"
+        events.append(kind)
+        total += 2 if kind == "double" else 1
+    return events
+
+
+# -- worker kills -----------------------------------------------------------------------
+def sim_workers(session: int) -> dict[str, list[Any]]:
+    """HTEX worker processes of the simulation pools (``sim-*``) in a process session,
+    per pool label: children of ``process_worker_pool.py`` holding a ``worker_<n>.log``
+    open (the pool's multiprocessing manager and resource tracker hold none)."""
+    import psutil
+
+    pools: dict[str, list[Any]] = {}
+    for process in session_processes(session):
+        try:
+            command = process.cmdline()
+            if not any(part.endswith("process_worker_pool.py") for part in command):
                 continue
-        if process.returncode != 0:
-            raise RuntimeError(f"campaign exited {process.returncode}; see {log}")
-        ledger = Ledger(out / "ledger.sqlite", read_only=True)
-        finished = ledger.fact("stop_reason") is not None
-        ledger.close()
-        if finished and driver_kills >= kills:
-            break
-        if finished:  # the run ended before the planned kill: nothing more to kill
-            events.append({"kill": None, "how": "run finished before the next planned kill"})
-            break
-    return {"events": events, "driver_kills": driver_kills, "attempts": attempt}
+            logdir = next((part.split("=", 1)[1] for part in command
+                           if part.startswith("--logdir=")), "")
+            label = Path(logdir).name
+            if not label.startswith("sim-"):
+                continue
+            workers = []
+            for child in process.children():
+                try:
+                    if any(re.fullmatch(r"worker_\d+\.log", Path(f.path).name)
+                           for f in child.open_files()):
+                        workers.append(child)
+                except psutil.Error:
+                    continue
+            pools.setdefault(label, []).extend(workers)
+        except psutil.Error:
+            continue
+    return pools
 
 
-def audit(run_dir: Path, reference_dir: Path) -> dict[str, Any]:
-    """Compare a run directory with its ledger and with an uninterrupted reference."""
+def _busy_first(workers: list[Any], rng: random.Random) -> list[Any]:
+    """Workers in random order, those that used CPU in the last 0.2 s first."""
+    import psutil
+
+    def cpu(process: Any) -> float:
+        try:
+            times = process.cpu_times()
+            return times.user + times.system
+        except psutil.Error:
+            return -1.0
+
+    before = {w.pid: cpu(w) for w in workers}
+    time.sleep(0.2)
+    shuffled = list(workers)
+    rng.shuffle(shuffled)
+    return sorted(shuffled, key=lambda w: cpu(w) <= before[w.pid])
+
+
+class WorkerKiller:
+    """While one driver start runs, carries out pending worker-kill events (shared by
+    all starts of a suite) at random moments, and records what it killed."""
+
+    def __init__(self, session: int, pending: list[str], rng: random.Random,
+                 record: list[dict[str, Any]]) -> None:
+        self.session, self.pending, self.rng, self.record = session, pending, rng, record
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.thread.join(timeout=10)
+
+    def _kill(self, process: Any) -> bool:
+        import psutil
+
+        try:
+            process.kill()
+            return True
+        except psutil.Error:
+            return False
+
+    def _run(self) -> None:
+        while self.pending and not self.stopped.wait(self.rng.uniform(*WORKER_KILL_GAP)):
+            pools = {label: workers for label, workers in sim_workers(self.session).items()
+                     if workers}
+            kind = self.pending[0]
+            if kind == "double":
+                pools = {label: w for label, w in pools.items() if len(w) >= 2}
+            if not pools:
+                continue  # pools still starting (or gone): try again later
+            label = self.rng.choice(sorted(pools))
+            victims = _busy_first(pools[label], self.rng)[:2 if kind == "double" else 1]
+            killed = []
+            first = time.monotonic()
+            for index, victim in enumerate(victims):
+                if index:
+                    time.sleep(self.rng.uniform(0.2, DOUBLE_KILL_WITHIN - 0.6))
+                if self.stopped.is_set() or not self._kill(victim):
+                    break
+                killed.append((victim.pid, time.monotonic() - first))
+            if not killed:
+                continue
+            self.pending.pop(0)
+            self.record.append({"kind": kind, "pool": label, "pids": [p for p, _ in killed],
+                                "within_s": round(killed[-1][1], 2), "killed": len(killed)})
+
+
+# -- the faulty run ---------------------------------------------------------------------
+def _wait(process: subprocess.Popen, timeout: float, log: Path) -> int:
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_group(process)
+        raise RuntimeError(f"a driver start took more than {timeout:.0f} s (hung?); see "
+                           f"{log}") from None
+
+
+def _kill_at_random_moment(process: subprocess.Popen, out: Path, step: dict[str, Any],
+                           budget: int, timeout: float) -> dict[str, Any]:
+    """Kill the driver's session once ``step['share']`` of the fine tasks left has
+    finished in this start (plus ``step['jitter_s']``); or let it finish first."""
+    before = _finished_tasks(out, "fine") or 0
+    target = before + max(1, round(step["share"] * max(1, budget - before)))
+    started = time.monotonic()
+    while process.poll() is None:
+        finished = _finished_tasks(out, "fine")
+        if finished is not None and finished >= target:
+            time.sleep(step["jitter_s"])
+            if process.poll() is None:
+                kill_group(process)
+                return {"fired": True, "after_s": round(time.monotonic() - started, 2),
+                        "fine_finished_before": before, "fine_finished_at_kill": finished}
+            break
+        if time.monotonic() - started > timeout:
+            kill_group(process)
+            raise RuntimeError(f"a driver start took more than {timeout:.0f} s, "
+                               f"{finished} fine tasks finished (hung?)")
+        time.sleep(0.1)
+    process.wait()
+    return {"fired": False, "fine_finished_before": before}
+
+
+def run_faulty(script: Path, out: Path, site: str, plan: list[dict[str, Any]], budget: int,
+               log: Path, worker_events: list[str] | None = None,
+               worker_rng: random.Random | None = None,
+               driver_timeout: float = 900.0) -> dict[str, Any]:
+    """Run the campaign into ``out`` through the kill ``plan`` (and, site ``local``, the
+    worker-kill events), resuming after each kill, until it finishes."""
+    schedule = list(plan)
+    pending_workers = list(worker_events or []) if site == "local" else []
+    worker_rng = worker_rng or random.Random(0)
+    events: list[dict[str, Any]] = []
+    worker_kills: list[dict[str, Any]] = []
+    sessions: list[int] = []
+    starts = 0
+    try:
+        while True:
+            starts += 1
+            # a driver killed before it recorded its campaign left nothing to resume
+            args = (campaign_command("resume", str(out), "--site", site, "--no-report")
+                    if _has_campaign(out) else
+                    campaign_command("run", str(script), "--site", site, "--out", str(out),
+                                     "--no-report"))
+            step = schedule[0] if schedule else None
+            point = (f"{step['point']}:{step['pass']}"
+                     if step is not None and step["how"] == "fault point" else None)
+            process = launch(args, log, point)
+            sessions.append(process.pid)
+            killer = (WorkerKiller(process.pid, pending_workers, worker_rng, worker_kills)
+                      if pending_workers else None)
+            try:
+                if step is not None and step["how"] == "random moment":
+                    event = {**step, **_kill_at_random_moment(process, out, step, budget,
+                                                                 driver_timeout)}
+                    code = process.returncode
+                else:
+                    code = _wait(process, driver_timeout, log)
+                    event = {**step, "fired": code == -signal.SIGKILL} if step else {}
+            finally:
+                if killer is not None:
+                    killer.stop()
+            if step is not None:
+                schedule.pop(0)
+                events.append({"start": starts, **event, "returncode": code})
+                if event["fired"]:
+                    if step["how"] == "random moment":
+                        continue
+                    if code == -signal.SIGKILL:
+                        continue  # its Parsl processes are left for the next start to end
+            if code != 0:
+                raise RuntimeError(f"campaign exited {code}; see {log}")
+            ledger = Ledger(out / "ledger.sqlite", read_only=True)
+            finished = ledger.fact("stop_reason") is not None
+            ledger.close()
+            if not finished:
+                raise RuntimeError(f"campaign exited 0 without a stop reason; see {log}")
+            if schedule:
+                events.append({"start": starts, "how": "run finished first",
+                               "kills_not_made": len(schedule)})
+            break
+    finally:
+        # processes of earlier drivers still alive now were not ended by a later start
+        leftovers = sum(len(session_processes(s)) for s in sessions[:-1])
+        for session in sessions:
+            kill_session(session)
+    fired = [e for e in events if e.get("fired")]
+    points_fired = {point: sum(1 for e in fired if e.get("point") == point)
+                    for point in FAULT_POINTS}
+    return {"events": events, "driver_kills": len(fired), "driver_starts": starts,
+            "points_fired": points_fired,
+            "random_kills": sum(1 for e in fired if e["how"] == "random moment"),
+            "worker_kill_events": worker_kills,
+            "worker_kills": sum(e["killed"] for e in worker_kills),
+            "double_worker_kills": sum(1 for e in worker_kills
+                                       if e["killed"] == 2
+                                       and e["within_s"] <= DOUBLE_KILL_WITHIN),
+            "leftover_processes": leftovers}
+
+
+# -- the audit --------------------------------------------------------------------------
+def audit(run_dir: Path, budget: int, reference_dir: Path | None = None) -> dict[str, Any]:
+    """Check a run directory against its own ledger and store, and (rounds mode,
+    ``reference_dir``) against an uninterrupted reference run."""
     ledger = Ledger(run_dir / "ledger.sqlite", read_only=True)
     store = Store(run_dir, ledger, read_only=True)
-    reference_ledger = Ledger(reference_dir / "ledger.sqlite", read_only=True)
-    reference = Store(reference_dir, reference_ledger, read_only=True)
+    problems: list[str] = []
     torn = duplicated = lost = committed = 0
     for scale in ("coarse", "fine"):
-        rows = store.rows(scale)
-        group = store.group[scale]
-        lengths = [group["x"].shape[0]] + [a.shape[0] for _, a in group["y"].arrays()] + [
-            a.shape[0] for _, a in group["meta"].arrays()]
-        torn += sum(abs(length - rows) for length in lengths)
-        data = store.read(scale)
         done = {t["task_id"]: t for t in ledger.tasks(scale, status="done")}
-        task_ids = data.meta["task_id"]
+        committed += len(done)
+        rows = store.rows(scale)
+        if scale in store.group:
+            group = store.group[scale]
+            lengths = [group["x"].shape[0]] + [a.shape[0] for _, a in group["y"].arrays()] + [
+                a.shape[0] for _, a in group["meta"].arrays()]
+            if any(length != rows for length in lengths):
+                problems.append(f"{scale}: array lengths {sorted(set(lengths))}, {rows} "
+                                "committed")
+            torn += sum(abs(length - rows) for length in lengths)
+            task_ids = store.read(scale).meta["task_id"]
+        else:
+            task_ids = np.zeros(0, np.int64)
         unique, counts = np.unique(task_ids, return_counts=True)
-        for task_id, count in zip(unique.tolist(), counts.tolist(), strict=True):
+        in_store = dict(zip(unique.tolist(), counts.tolist(), strict=True))
+        for task_id, count in in_store.items():
             if task_id not in done:
                 torn += count
+                problems.append(f"{scale}: {count} rows of task {task_id}, not a done task")
             elif count > done[task_id]["rows"]:
                 duplicated += count - done[task_id]["rows"]
+                problems.append(f"{scale}: task {task_id} has {count} rows, recorded "
+                                f"{done[task_id]['rows']}")
             elif count < done[task_id]["rows"]:
                 torn += done[task_id]["rows"] - count
-        lost += sum(1 for task_id in done if task_id not in set(unique.tolist()))
-        committed += len(done)
-        # what the uninterrupted run completed must be here too
-        key = ("walker", "parent_row", "round")
-        ours = {tuple(t[k] for k in key) for t in done.values()}
-        theirs = {tuple(t[k] for k in key) for t in reference_ledger.tasks(scale, "done")}
-        lost += len(theirs - ours)
-    quarantined = ledger.tasks("fine", status="quarantined")
+                problems.append(f"{scale}: task {task_id} has {count} rows, recorded "
+                                f"{done[task_id]['rows']}")
+        missing = [task_id for task_id, task in done.items()
+                   if task["rows"] and task_id not in in_store]
+        lost += len(missing)
+        if missing:
+            problems.append(f"{scale}: done tasks without rows: {missing[:10]}")
+        if reference_dir is not None:  # what the uninterrupted run completed must be here
+            reference_ledger = Ledger(reference_dir / "ledger.sqlite", read_only=True)
+            key = ("walker", "parent_row", "round")
+            ours = {tuple(t[k] for k in key) for t in done.values()}
+            theirs = {tuple(t[k] for k in key)
+                      for t in reference_ledger.tasks(scale, "done")}
+            reference_ledger.close()
+            lost += len(theirs - ours)
+            if theirs - ours:
+                problems.append(f"{scale}: {len(theirs - ours)} tasks done in the reference "
+                                "and not here")
+    unfinished = ledger.tasks(status="submitted")
+    lost += len(unfinished)
+    fine = ledger.tasks("fine")
+    stop_reason = ledger.fact("stop_reason")
+    if stop_reason and "task budget spent" in stop_reason and len(fine) != budget:
+        lost += abs(budget - len(fine))
+        problems.append(f"'{stop_reason}' with {len(fine)} fine tasks recorded")
+    parents, times = np.unique([t["parent_row"] for t in fine], return_counts=True)
+    if np.any(times > 1):
+        duplicated += int(np.sum(times[times > 1] - 1))
+        problems.append(f"source rows promoted more than once: {parents[times > 1].tolist()}")
+    quarantined = ledger.tasks(status="quarantined")
     source_x = store.read("coarse").x
-    bad_inputs = {tuple(np.round(source_x[t["parent_row"]], 12)) for t in quarantined}
+    bad_inputs = {tuple(np.round(source_x[t["parent_row"]], 12)) for t in quarantined
+                  if t["scale"] == "fine"}
     trained_on_quarantined = 0
-    models = store.group["models/coarse-to-fine"] if "models" in store.group else None
-    for name in (models.group_keys() if models is not None else []):
+    models = "models/coarse-to-fine" in store.group
+    for name in (store.group["models/coarse-to-fine"].group_keys() if models else []):
         state = store.load_model("coarse-to-fine", int(name))
         if "x_train" in state:
             trained_on_quarantined += sum(tuple(np.round(row, 12)) in bad_inputs
                                           for row in state["x_train"])
-    same = all(
-        np.array_equal(store.read(scale).x, reference.read(scale).x)
-        and all(np.array_equal(store.read(scale).y[k], reference.read(scale).y[k])
-                for k in reference.read(scale).y)
-        for scale in ("coarse", "fine"))
-    worker_kills = sum(1 for t in ledger.tasks() if t["reason"] and "Lost" in t["reason"])
-    result = {"committed": committed, "lost": lost, "duplicated": duplicated, "torn": torn,
-              "worker_kills": worker_kills,
+    same = None
+    if reference_dir is not None:
+        reference_ledger = Ledger(reference_dir / "ledger.sqlite", read_only=True)
+        reference = Store(reference_dir, reference_ledger, read_only=True)
+        same = all(
+            np.array_equal(store.read(scale).x, reference.read(scale).x)
+            and all(np.array_equal(store.read(scale).y[k], reference.read(scale).y[k])
+                    for k in reference.read(scale).y)
+            for scale in ("coarse", "fine"))
+        reference_ledger.close()
+    attempts = ledger.attempts()
+    reasons = {(a["task_id"], a["attempt"]): a["reason"] or "" for a in attempts}
+    for task in ledger.tasks():  # a done task keeps the reason of its last failed attempt
+        reasons.setdefault((task["task_id"], task["attempts"] - 1), task["reason"] or "")
+    result = {"mode": ledger.fact("mode"), "stop_reason": stop_reason,
+              "committed": committed, "lost": lost, "duplicated": duplicated, "torn": torn,
               "quarantined": len(quarantined),
               "trained_on_quarantined": trained_on_quarantined,
-              "unfinished": len(ledger.tasks(status="submitted")),
-              "identical_to_uninterrupted": bool(same),
-              "retried": sum(1 for t in ledger.tasks() if t["attempts"] > 1)}
+              "unfinished": len(unfinished),
+              "identical_to_uninterrupted": same,
+              "retried": sum(1 for t in ledger.tasks() if t["attempts"] > 1),
+              "attempts_worker_lost": sum(1 for r in reasons.values() if LOST_WORKER.search(r)),
+              "deadline_exceeded": sum(1 for r in reasons.values() if "DeadlineExceeded" in r),
+              "problems": problems[:30]}
+    result["needed_deadline"] = result["deadline_exceeded"] > 0
     ledger.close()
-    reference_ledger.close()
+    return result
+
+
+# -- the suite --------------------------------------------------------------------------
+def run_mode(mode: str, folder: Path, kills: int, site: str, budget: int, seed: int,
+             worker_kills: int, driver_timeout: float = 900.0) -> dict[str, Any]:
+    """One mode: (rounds) an uninterrupted reference, then the faulty run, then the audit."""
+    folder.mkdir(parents=True, exist_ok=True)
+    script = folder / "fault_campaign.py"
+    script.write_text(SCRIPT.format(budget=budget, mode=mode))
+    log = folder / "campaign.log"
+    started = time.time()
+    reference_seconds = None
+    if mode == "rounds":
+        reference = launch(campaign_command("run", str(script), "--site", site, "--out",
+                                            str(folder / "reference"), "--no-report"), log)
+        try:
+            code = _wait(reference, driver_timeout, log)
+        finally:
+            kill_session(reference.pid)
+        if code != 0:
+            raise RuntimeError(f"reference run failed; see {log}")
+        reference_seconds = time.time() - started
+    rng = random.Random(seed)
+    faulty = run_faulty(script, folder / "faulty", site, kill_plan(kills, rng), budget, log,
+                        worker_kill_plan(worker_kills, rng) if site == "local" else [],
+                        random.Random(seed + 1), driver_timeout)
+    result = {"mode": mode, "site": site, "budget": budget, "seed": seed,
+              "planned_kills": kills, "kills": faulty.pop("driver_kills"),
+              "reference_seconds": reference_seconds, **faulty}
+    result.update(audit(folder / "faulty", budget,
+                        folder / "reference" if mode == "rounds" else None))
+    result["wall_seconds"] = time.time() - started
     return result
 
 
 def run_suite(kills: int, site: str = "threads", budget: int = 24, seed: int = 0,
-              workdir: Path | None = None) -> dict[str, Any]:
-    """The whole suite in ``workdir`` (a temporary folder by default)."""
-    rng = random.Random(seed)
+              workdir: Path | None = None, mode: str = "both",
+              worker_kills: int = 0, driver_timeout: float = 900.0) -> dict[str, Any]:
+    """The suite in ``workdir`` (a temporary folder by default). One mode returns its
+    result; ``mode="both"`` returns ``{"async": ..., "rounds": ...}``."""
+    modes = MODES if mode == "both" else (mode,)
+    if any(m not in MODES for m in modes):
+        raise ValueError(f"mode must be one of {MODES} or 'both', got {mode!r}")
     with tempfile.TemporaryDirectory(prefix="faults-") as scratch:
         folder = Path(workdir or scratch)
-        folder.mkdir(parents=True, exist_ok=True)
-        script = folder / "fault_campaign.py"
-        script.write_text(SCRIPT.format(budget=budget))
-        log = folder / "campaign.log"
-        started = time.time()
-        reference = launch(campaign_command("run", str(script), "--site", site, "--out",
-                                            str(folder / "reference"), "--no-report"), log)
-        if reference.wait(timeout=900) != 0:
-            raise RuntimeError(f"reference run failed; see {log}")
-        reference_seconds = time.time() - started
-        faulty = run_faulty(script, folder / "faulty", site, kills, reference_seconds,
-                            rng, log)
-        result = {"site": site, "budget": budget, "seed": seed,
-                  "kills": faulty["driver_kills"],
-                  "driver_starts": faulty["attempts"], "events": faulty["events"],
-                  "reference_seconds": reference_seconds,
-                  **audit(folder / "faulty", folder / "reference")}
-        result["wall_seconds"] = time.time() - started
-        return result
+        results = {m: run_mode(m, folder / m, kills, site, budget, seed, worker_kills,
+                               driver_timeout) for m in modes}
+    return results if mode == "both" else results[mode]
+
+
+def passed(result: dict[str, Any]) -> bool:
+    """Nothing lost, duplicated, torn or left unfinished, nothing quarantined trained on,
+    every fault point fired, and (rounds) the same store as the uninterrupted run."""
+    ok = result["lost"] == result["duplicated"] == result["torn"] == result["unfinished"] == 0
+    ok = ok and result["trained_on_quarantined"] == 0
+    ok = ok and all(count > 0 for count in result["points_fired"].values())
+    return ok and (result["mode"] != "rounds" or bool(result["identical_to_uninterrupted"]))
+
+
+def _print(results: dict[str, dict[str, Any]], site: str) -> None:
+    rows: list[tuple[str, list[Any]]] = [
+        ("kills", [r["kills"] for r in results.values()]),
+        ("random_kills", [r["random_kills"] for r in results.values()])]
+    rows += [(f"fired at {point}", [r["points_fired"][point] for r in results.values()])
+             for point in FAULT_POINTS]
+    rows += [(key, [r[key] for r in results.values()]) for key in (
+        "worker_kills", "double_worker_kills", "attempts_worker_lost", "deadline_exceeded",
+        "leftover_processes", "committed", "lost", "duplicated", "torn", "unfinished",
+        "quarantined", "trained_on_quarantined", "retried", "identical_to_uninterrupted",
+        "wall_seconds")]
+    width = max(len(name) for name, _ in rows)
+    print(f"fault suite on site '{site}':")
+    print(f"  {'':<{width}}" + "".join(f"  {m:>8}" for m in results))
+    for name, values in rows:
+        cells = ("n/a" if v is None else f"{v:.0f}" if isinstance(v, float) else str(v)
+                 for v in values)
+        print(f"  {name:<{width}}" + "".join(f"  {c:>8}" for c in cells))
+    for mode, result in results.items():
+        print(f"{mode}: PASS" if passed(result) else
+              f"{mode}: FAIL {result['problems'] or result['events']}")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="6 kills on threads")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"{QUICK['kills']} kills on threads, budget {QUICK['budget']}")
+    parser.add_argument("--mode", choices=(*MODES, "both"), default="both")
     parser.add_argument("--site", choices=("local", "threads"), default=None)
     parser.add_argument("--kills", type=int, default=None)
+    parser.add_argument("--worker-kills", type=int, default=None,
+                        help="HTEX worker SIGKILLs (site local only)")
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
-    site = args.site or ("threads" if args.quick else "local")
-    kills = args.kills or (6 if args.quick else 20)
-    result = run_suite(kills=kills, site=site, budget=32 if args.quick else 48)
-    keys = ("kills", "worker_kills", "committed", "lost", "duplicated", "torn", "quarantined",
-            "trained_on_quarantined", "retried", "identical_to_uninterrupted", "wall_seconds")
-    width = max(len(k) for k in keys)
-    print(f"fault suite on site '{site}':")
-    for key in keys:
-        value = result[key]
-        print(f"  {key:<{width}}  {value:.0f}" if isinstance(value, float)
-              else f"  {key:<{width}}  {value}")
-    ok = result["lost"] == result["duplicated"] == result["torn"] == 0
-    ok = ok and result["trained_on_quarantined"] == 0
-    print("PASS: lost = duplicated = torn = 0" if ok else "FAIL")
+    settings = dict(QUICK if args.quick else FULL)
+    for key in ("site", "kills", "worker_kills"):
+        if getattr(args, key) is not None:
+            settings[key] = getattr(args, key)
+    started = time.time()
+    result = run_suite(kills=settings["kills"], site=settings["site"],
+                       budget=settings["budget"], seed=args.seed, mode=args.mode,
+                       worker_kills=settings["worker_kills"],
+                       driver_timeout=settings["driver_timeout"])
+    results = result if args.mode == "both" else {args.mode: result}
+    _print(results, settings["site"])
+    print(f"total wall time {time.time() - started:.0f} s")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-    raise SystemExit(0 if ok else 1)
+        args.json.write_text(json.dumps({"settings": settings, "modes": results,
+                                         "wall_seconds": time.time() - started},
+                                        indent=2) + "\n")
+    raise SystemExit(0 if all(passed(r) for r in results.values()) else 1)
 
 
 if __name__ == "__main__":

@@ -790,6 +790,11 @@ class Engine:
             allowed = promotion.batch_size
             chosen = self.chosen_by_model.get(promotion_state.name, (None, 0))
             used = chosen[1] if chosen[0] == promotion_state.generation else 0
+            fitting = any(state is promotion_state for state, _ in self.fits.values())
+            if used >= allowed and not promotion_state.pending and not fitting:
+                # its whole batch was quarantined: no result will bring a new model
+                used = 0
+                self.chosen_by_model[promotion_state.name] = (promotion_state.generation, 0)
             if used >= allowed:
                 return
             k = min(promotion.batch_size, free, allowed - used)

@@ -110,7 +110,9 @@ def saved_models(store: Store, promotion: str) -> list[int]:
     """Rounds (or generations) with a saved model of ``promotion``, ascending."""
     if f"models/{promotion}" not in store.group:
         return []
-    return sorted(int(r) for r in store.group[f"models/{promotion}"].group_keys())
+    models = store.group[f"models/{promotion}"]
+    # ``n_train`` is written last: a model group without it was cut short by a kill
+    return sorted(int(r) for r in models.group_keys() if "n_train" in models[r].attrs)
 
 
 def restore_learner(store: Store, promotion_state: PromotionState, model: int) -> None:

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -240,3 +241,44 @@ def test_async_campaign_on_local_htex(tmp_path):
     check_consistent(tmp_path / "run", 8)
     processes = (tmp_path / "run" / "processes.json").read_text()
     assert "interchange" in processes
+
+
+COUNTER_LOCK = threading.Lock()
+
+
+def fails_after_four(x, *, seed, counter):
+    """Succeeds for the seed design, then fails every time."""
+    with COUNTER_LOCK:  # the threads site runs tasks side by side
+        calls = int(Path(counter).read_text() or 0) if Path(counter).exists() else 0
+        Path(counter).write_text(str(calls + 1))
+    if calls >= 4:
+        raise RuntimeError("fails after the seed design")
+    return toy.smeared_energy(x, seed=seed, n_samples=1024)
+
+
+def test_a_fine_scale_that_keeps_failing_stops_the_campaign(tmp_path):
+    """A model whose whole batch is quarantined chooses again (no result will bring a
+    new model), and 20 quarantined tasks in a row end the run as failed."""
+    spec = tiny_campaign(mode="async", budget=Budget(fine=40), fine_app=fails_after_four,
+                         fine_params={"counter": str(tmp_path / "calls")},
+                         scales=[Scale("coarse", app=toy.langevin, params=TINY_COARSE,
+                                       walkers=toy.initial_walkers(2), max_in_flight=1),
+                                 Scale("fine", app=fails_after_four, retries=0,
+                                       params={"counter": str(tmp_path / "calls")},
+                                       max_in_flight=1)])
+    summary = spec.run(site="threads", out=tmp_path / "run")
+    assert summary.failed
+    assert summary.stop_reason.startswith("scale 'fine' failed 20 tasks in a row")
+    assert summary.task_counts["fine"] == {"done": 4, "quarantined": 20}
+
+
+def test_a_model_cut_short_by_a_kill_is_not_restored(tmp_path):
+    from campaign.resume import saved_models
+
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    store = Store(tmp_path, ledger)
+    store.save_model("a-to-b", 1, {"w": np.ones(3)}, n_train=4, learner="L")
+    partial = store.group.require_group("models/a-to-b/2")  # killed before its attrs
+    partial.create_array("w", shape=(3,), dtype="float64")
+    assert saved_models(store, "a-to-b") == [1]
+    ledger.close()
