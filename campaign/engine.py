@@ -29,6 +29,7 @@ import collections
 import concurrent.futures
 import copy
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,11 +163,13 @@ class Engine:
                 self.state = restore_state(self.spec, self.store, self.ledger, learners)
                 with self.stop:
                     self.parsl = ParslSession(config, self.spec)
-                    self.processes_recorded = 0.0
                     self._record_processes()
                     try:
                         return self._steer()
                     finally:
+                        recorder = getattr(self, "process_recorder", None)
+                        if recorder is not None:
+                            recorder.join(10.0)
                         self.parsl.close()
                         self.shutdown_incomplete = self.parsl.shutdown_incomplete
             finally:
@@ -231,16 +234,26 @@ class Engine:
         )
 
     def _record_processes(self) -> None:
-        """Record the pids Parsl started (``campaign.processes``): often while pools are
-        starting, then every half minute, so a later run can end what a SIGKILL leaves."""
+        """Record the pids Parsl started (``campaign.processes``), so a later run can end
+        what a SIGKILL leaves: right after load, while pools start (3, 10, 30 s), then
+        every 5 minutes. It reads /proc (seconds on a loaded machine), so it runs on a
+        thread of its own and never holds up the steering loop."""
         now = time.monotonic()
-        since_start = now - getattr(self, "parsl_loaded", now)
         if not hasattr(self, "parsl_loaded"):
             self.parsl_loaded = now
-        elif now - self.processes_recorded < (2.0 if since_start < 30 else 30.0):
+            self.next_process_record = 0.0
+        if now - self.parsl_loaded < self.next_process_record:
             return
-        self.processes_recorded = now
-        record_processes(self.run_dir, self.parsl.dfk)
+        recorder = getattr(self, "process_recorder", None)
+        if recorder is not None and recorder.is_alive():
+            return
+        schedule = (3.0, 10.0, 30.0)
+        later = [t for t in schedule if t > now - self.parsl_loaded]
+        self.next_process_record = later[0] if later else now - self.parsl_loaded + 300.0
+        self.process_recorder = threading.Thread(
+            target=record_processes, args=(self.run_dir, self.parsl.dfk),
+            name="campaign-processes", daemon=True)
+        self.process_recorder.start()
 
     def _elapsed(self) -> float:
         return self.earlier_wall + time.time() - self.started
@@ -422,9 +435,8 @@ class Engine:
         if walker.latest_task != task.task_id:
             return  # an older segment (resubmitted on resume): its successor is out
         walker.position = np.asarray(position, dtype=np.float64).reshape(walker.position.shape)
-        if self.mode == "async":
+        if self.mode == "async":  # refilled once per batch of completions (one transaction)
             self.idle_walkers[task.scale].append(task.walker)
-            self._fill_walkers(task.scale)
 
     def _walker_may_run(self, scale: str, index: int) -> bool:
         walker = self.state.scales[scale].walkers[index]
@@ -638,6 +650,9 @@ class Engine:
                         self._fit_returned(future)
                     elif future in self.model_jobs:
                         self._model_job_returned(future)
+                for name, idle in self.idle_walkers.items():
+                    if idle:
+                        self._fill_walkers(name)
                 self._expire_deadlines()
                 if self.stop.stopping or self.stop_reason or self.buffer.due():
                     self._flush()
@@ -779,6 +794,11 @@ class Engine:
             # the seed design, once: then wait for the first model
             fitting = any(state is promotion_state for state, _ in self.fits.values())
             if promotion_state.pending or promotion_state.train_rows or fitting:
+                return
+            # from a pool that every walker has added to, not the first rows to arrive
+            walkers = len(source.walkers)
+            if source.tasks.get("done", 0) < walkers or (
+                    source.committed_rows < promotion.seed_design_size):
                 return
             k = promotion.seed_design_size
         else:

@@ -124,6 +124,9 @@ class Store:
         self.ledger = ledger
         self.read_only = read_only
         self.reads = 0  # whole-scale reads: the engine does them once, on resume
+        # array handles per scale once its layout is checked: a commit then costs its
+        # appends only, not ~30 zarr lookups (measured 64-180 ms per commit before)
+        self._arrays: dict[str, dict[str, zarr.Array]] = {}
         if read_only and not self.path.exists():
             raise StoreError(f"{self.path} does not exist")
         try:
@@ -208,21 +211,37 @@ class Store:
         return committed
 
     def _append(self, scale: str, committed: int, rows: Rows) -> None:
-        node = self.group.require_group(scale)
         columns = {"x": rows.x}
         columns.update({f"y/{name}": values for name, values in rows.y.items()})
         columns.update({f"meta/{name}": values for name, values in rows.meta.items()})
+        cached = self._arrays.get(scale)
+        if cached is not None and set(cached) == set(columns) and all(
+                cached[path].dtype == values.dtype
+                and cached[path].shape[1:] == values.shape[1:]
+                for path, values in columns.items()):
+            for path in columns:
+                if cached[path].shape[0] != committed:
+                    raise StoreError(f"{scale}/{path} has {cached[path].shape[0]} rows, "
+                                     f"ledger {committed}")
+            for path, values in columns.items():
+                cached[path].append(values, axis=0)
+            return
+        node = self.group.require_group(scale)
         if "x" in node:
             known = {"x"} | {f"y/{n}" for n in node["y"].array_keys()}
             known |= {f"meta/{n}" for n in node["meta"].array_keys()}
             if known != set(columns):
                 raise StoreError(f"scale '{scale}' holds arrays {sorted(known)}; new rows "
                                  f"have {sorted(columns)}")
+        arrays = {}
         for path, values in columns.items():
             array = self._require_array(node, path, values)
             if array.shape[0] != committed:  # cut back on open keeps this true
                 raise StoreError(f"{scale}/{path} has {array.shape[0]} rows, ledger {committed}")
-            array.append(values, axis=0)
+            arrays[path] = array
+        for path, values in columns.items():
+            arrays[path].append(values, axis=0)
+        self._arrays[scale] = arrays
 
     def _require_array(self, node: zarr.Group, path: str, values: np.ndarray) -> zarr.Array:
         if path in node:
