@@ -89,7 +89,7 @@ class Scale(SpecModel):
     duration seen so far), so a task that hangs inside the executor is retried too.
 
     In async mode the engine keeps ``max_in_flight`` tasks of this scale submitted
-    (default: twice the workers of the scale's executor, read from the Parsl config), so
+    (default: four times the workers of the scale's executor, read from the Parsl config), so
     no worker waits for the steering loop. ``resources["cores"]`` (default 1) is what one
     task's seconds count in a ``Budget(core_seconds=...)``.
     """
