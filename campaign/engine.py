@@ -490,11 +490,14 @@ class Engine:
                                      type(promotion_state.learner).__name__)
         record.update(n_train=int(n_train), fit_seconds=fitted["seconds"], model=path,
                       fit_started=fitted.get("started"), fit_ended=fitted.get("ended"))
-        record.update(self._reference_error(promotion_state))
+        record.update(self._reference_error(promotion_state, promotion_state.learner))
         promotion_state.last_record = record
         self.ledger.record_round(model_index, promotion_state.name, record)
 
-    def _reference_error(self, promotion_state: PromotionState) -> dict[str, Any]:
+    def _reference_error(self, promotion_state: PromotionState,
+                         learner: Any) -> dict[str, Any]:
+        """Error of ``learner`` against the promotion's reference (async mode: on the
+        model thread, the only user of the cached reference there)."""
         promotion = promotion_state.promotion
         if promotion.reference is None:
             return {}
@@ -503,7 +506,7 @@ class Engine:
             promotion_state.reference = (np.asarray(X_ref, np.float64),
                                          np.asarray(y_ref, np.float64))
         X_ref, y_ref = promotion_state.reference
-        error = promotion_state.learner.posterior(X_ref).mean - y_ref
+        error = learner.posterior(X_ref).mean - y_ref
         return {"reference_rmse": float(np.sqrt(np.mean(error**2))),
                 "reference_max_error": float(np.max(np.abs(error)))}
 
@@ -515,11 +518,19 @@ class Engine:
         if len(rows) == 0 or promotion_state.features is None:
             return
         posterior = promotion_state.learner.posterior(promotion_state.features.values[rows])
-        calibration = calibration_metrics(posterior, values)
-        record = dict(promotion_state.last_record)
-        record.update(prospective_rmse=calibration["rmse"], n_scored=int(len(rows)),
+        self._record_calibration(promotion_state, model_index,
+                                 calibration_metrics(posterior, values))
+
+    def _record_calibration(self, promotion_state: PromotionState, model_index: int,
+                            calibration: dict[str, float]) -> None:
+        """Add prospective calibration to model ``model_index``'s record and store group."""
+        record = self.ledger.round_record(model_index, promotion_state.name)
+        if record is None:
+            return
+        record.update(prospective_rmse=calibration["rmse"], n_scored=int(calibration["n"]),
                       calibration=calibration)
-        promotion_state.last_record = record
+        if model_index == promotion_state.generation:
+            promotion_state.last_record = record
         self.store.record_calibration(promotion_state.name, model_index, calibration)
         self.ledger.record_round(model_index, promotion_state.name, record)
 
@@ -725,15 +736,9 @@ class Engine:
                            promotion_state.name, n_train, type(error).__name__, error)
             promotion_state.trained_on = min(promotion_state.trained_on, n_train - 1)
             return
-        job = self.model_thread.submit(self._evaluate, promotion_state, fitted)
+        job = self.model_thread.submit(self._reference_error, promotion_state,
+                                       fitted["learner"])
         self.model_jobs[job] = ("install", promotion_state, (fitted, n_train))
-
-    def _evaluate(self, promotion_state: PromotionState, fitted: dict[str, Any]
-                  ) -> dict[str, Any]:
-        """Model thread: the reference error of a freshly fitted model."""
-        probe = copy.copy(promotion_state)
-        probe.learner = fitted["learner"]
-        return self._reference_error(probe) | {"_reference": probe.reference}
 
     def _model_job_returned(self, future: concurrent.futures.Future[Any]) -> None:
         kind, promotion_state, payload = self.model_jobs.pop(future)
@@ -742,22 +747,13 @@ class Engine:
             self.selecting.discard(promotion_state.name)
             self._selected(promotion_state, result, payload)
         elif kind == "score":
-            generation = payload
-            record = self.ledger.round_record(generation, promotion_state.name)
-            if record is not None:
-                record.update(prospective_rmse=result["rmse"], n_scored=int(result["n"]),
-                              calibration=result)
-                if generation == promotion_state.generation:
-                    promotion_state.last_record = record
-                self.store.record_calibration(promotion_state.name, generation, result)
-                self.ledger.record_round(generation, promotion_state.name, record)
+            self._record_calibration(promotion_state, payload, result)
         elif kind == "rules":
             if result and not self.stop_reason:
                 self.ledger.set_fact("stop_rule", self.rule_reasons)
                 self.stop_reason = result
         elif kind == "install":
             fitted, n_train = payload
-            promotion_state.reference = result.pop("_reference")
             promotion_state.learner = fitted["learner"]
             promotion_state.fitted = True
             promotion_state.generation += 1

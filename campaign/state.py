@@ -249,9 +249,3 @@ class CampaignState:
         taken = np.fromiter((r for r in state.promoted if r < n), dtype=np.int64)
         eligible[taken] = False
         return np.flatnonzero(eligible)
-
-    def pool_size(self, state: PromotionState, before_round: int | None = None) -> int:
-        source = self.scales[state.promotion.source]
-        if before_round is None or source.row_round is None:
-            return source.committed_rows
-        return int(np.count_nonzero(source.row_round.values < before_round))
