@@ -348,6 +348,9 @@ class Engine:
         self._count_compute(completion)
         if completion.problem is None:
             self.state.scales[task.scale].failure_streak = 0
+            if task.walker is not None and self.state.scales[task.scale].monitor is not None:
+                self._judge_segment(completion)
+                return
             self.buffer.add(task.scale, completion.rows, completion.outcome("done"))
             if task.walker is not None:
                 assert completion.rows is not None
@@ -438,6 +441,45 @@ class Engine:
         walker.position = np.asarray(position, dtype=np.float64).reshape(walker.position.shape)
         if self.mode == "async":  # refilled once per batch of completions (one transaction)
             self.idle_walkers[task.scale].append(task.walker)
+
+    def _judge_segment(self, completion: Completion) -> None:
+        """A monitored walker's segment returned: its monitor decides (on the model
+        thread when it reads the surrogate) before the rows are buffered."""
+        task = completion.task
+        assert completion.rows is not None and task.walker is not None
+        held = self.state.scales[task.scale]
+        uncertainty = None
+        drawing = self.state.promotion_from(task.scale)
+        if held.monitor.monitor.needs_model and drawing is not None and drawing.fitted:
+            uncertainty = _posterior_std(drawing.learner)
+        request = held.monitor.request(held.walkers[task.walker], completion.rows.x,
+                                       uncertainty)
+        if uncertainty is None:
+            self._segment_judged(completion, held.monitor.judge(request))
+            return
+        job = self.model_thread.submit(held.monitor.judge, request)
+        self.model_jobs[job] = ("monitor", drawing, completion)
+
+    def _segment_judged(self, completion: Completion, judgement: Any) -> None:
+        """Apply a monitor's decision: the rows carry it in ``meta``; the walker goes on
+        from its last frame or a restart frame, or stops."""
+        task = completion.task
+        assert completion.rows is not None and task.walker is not None
+        held = self.state.scales[task.scale]
+        walker = held.walkers[task.walker]
+        latest = walker.latest_task == task.task_id  # else an older segment, run again
+        action, start, meta = held.monitor.apply(walker if latest else None,
+                                                 completion.rows.x, judgement)
+        completion.rows.meta.update(meta)
+        self.buffer.add(task.scale, completion.rows, completion.outcome("done"))
+        if not latest:
+            return
+        if action == "stop":
+            walker.ended = f"stopped by monitor ({judgement.decision.reason})"
+            logger.info("%s walker %d stopped after %d segments: %s", task.scale,
+                        task.walker, walker.segments, judgement.decision.reason)
+            return
+        self._walker_returned(task, start)
 
     def _walker_may_run(self, scale: str, index: int) -> bool:
         walker = self.state.scales[scale].walkers[index]
@@ -748,6 +790,8 @@ class Engine:
             self._selected(promotion_state, result, payload)
         elif kind == "score":
             self._record_calibration(promotion_state, payload, result)
+        elif kind == "monitor":
+            self._segment_judged(payload, result)
         elif kind == "rules":
             if result and not self.stop_reason:
                 self.ledger.set_fact("stop_rule", self.rule_reasons)
@@ -1068,9 +1112,14 @@ class Engine:
         parts = []
         for name, held in self.state.scales.items():
             limit = self.spec.budget.tasks.get(name)
+            monitored = ""
+            if held.monitor is not None:
+                actions = held.monitor.actions
+                monitored = (f", monitor: {actions['restart']} restarts, "
+                             f"{actions['stop']} stops")
             parts.append(f"{name} {held.committed_rows} rows ({held.tasks_recorded}"
                          f"{'' if limit is None else f'/{limit}'} tasks, "
-                         f"{self.in_flight_by_scale[name]} running)")
+                         f"{self.in_flight_by_scale[name]} running{monitored})")
         for promotion_state in self.state.promotions:
             if promotion_state.last_record:
                 parts.append(f"{promotion_state.name}{_error_text(promotion_state.last_record)}")
@@ -1081,6 +1130,13 @@ class Engine:
 
     def _log_progress(self) -> None:
         logger.info("%.0f s | %s", self._elapsed(), " | ".join(self._progress_parts()))
+
+
+def _posterior_std(learner: Any) -> Any:
+    """Model thread: the posterior standard deviation of ``learner`` at features."""
+    def std(features: np.ndarray) -> np.ndarray:
+        return np.sqrt(np.maximum(learner.posterior(features).variance, 0.0))
+    return std
 
 
 def _prospective(learner: Any, X: np.ndarray, y: np.ndarray) -> dict[str, float]:

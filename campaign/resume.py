@@ -19,6 +19,7 @@ import numpy as np
 
 from campaign.ingest import SubmittedTask
 from campaign.ledger import Ledger
+from campaign.monitoring import ScaleMonitor, stopped_by_monitor
 from campaign.planner import featurize
 from campaign.spec import CampaignSpec, Promotion
 from campaign.state import CampaignState, PromotionState, learned_values
@@ -31,6 +32,11 @@ def restore_state(spec: CampaignSpec, store: Store, ledger: Ledger,
                   learners: list[Any]) -> CampaignState:
     """The state of a run directory (an empty state for a new run)."""
     state = CampaignState(spec, learners)
+    for name, held in state.scales.items():
+        if held.scale.monitor is not None:
+            drawing = state.promotion_from(name)
+            held.monitor = ScaleMonitor(held.scale.monitor,
+                                        None if drawing is None else drawing.promotion.features)
     counts = ledger.task_counts()
     spent = ledger.core_seconds()
     for name, held in state.scales.items():
@@ -52,7 +58,8 @@ def _cores(resources: dict[str, Any]) -> float:
 
 def _restore_walkers(state: CampaignState, store: Store, ledger: Ledger) -> None:
     """Progress from the ledger; each walker's position is the last row of its newest
-    done task (its start if it has none)."""
+    done task (its start if it has none). A monitored scale's pool is rebuilt, and a
+    walker whose newest done segment the monitor stopped stays stopped."""
     newest_done: dict[str, dict[int, int]] = {}
     for record in ledger.walker_tasks():
         held = state.scales.get(record["scale"])
@@ -76,10 +83,15 @@ def _restore_walkers(state: CampaignState, store: Store, ledger: Ledger) -> None
         last_row = dict(zip(unique.tolist(), (len(task_ids) - 1 - first_in_reversed).tolist(),
                             strict=True))
         held = state.scales[scale]
+        if held.monitor is not None:
+            held.monitor.restore(data.x, data.meta)
         for walker_index, task_id in by_walker.items():
             if task_id in last_row:
-                held.walkers[walker_index].position = data.x[last_row[task_id]].reshape(
-                    held.walkers[walker_index].position.shape)
+                walker = held.walkers[walker_index]
+                walker.position = data.x[last_row[task_id]].reshape(walker.position.shape)
+                if (walker.latest_task == task_id
+                        and stopped_by_monitor(data.meta, last_row[task_id])):
+                    walker.ended = "stopped by monitor"
 
 
 def _restore_promotion(state: CampaignState, promotion_state: PromotionState, store: Store,

@@ -92,6 +92,11 @@ class Scale(SpecModel):
     (default: four times the workers of the scale's executor, read from the Parsl config), so
     no worker waits for the steering loop. ``resources["cores"]`` (default 1) is what one
     task's seconds count in a ``Budget(core_seconds=...)``.
+
+    ``monitor`` (a ``learners.monitor.Monitor``; walker scales, async mode) judges each
+    segment as it returns: the walker continues, stops (its rows so far stay, marked in
+    ``meta/monitor``) or restarts from the most novel earlier frame. It works in the
+    features of the promotion that draws from this scale (the raw rows if none does).
     """
 
     name: str
@@ -104,6 +109,7 @@ class Scale(SpecModel):
     executor: str | None = None
     resources: dict[str, Any] = Field(default_factory=dict)
     max_in_flight: int | None = Field(default=None, ge=1)
+    monitor: Any = None
 
     def __init__(self, name: str, /, **data: Any) -> None:
         super().__init__(name=name, **data)
@@ -131,6 +137,15 @@ class Scale(SpecModel):
         if not np.all(np.isfinite(array)):
             raise ValueError("must be finite")
         return array
+
+    @field_validator("monitor")
+    @classmethod
+    def _is_monitor(cls, monitor: Any) -> Any:
+        if monitor is not None and not (callable(getattr(monitor, "decide", None))
+                                        and hasattr(monitor, "needs_model")):
+            raise ValueError("must implement decide(segment) -> Decision and needs_model "
+                             "(see learners.monitor)")
+        return monitor
 
     @property
     def executor_label(self) -> str:
@@ -291,6 +306,13 @@ class CampaignSpec(SpecModel):
             if scale.walkers is not None and scale.name in targets:
                 raise ValueError(f"scale '{scale.name}' has walkers and is a promotion target; "
                                  "choose one")
+            if scale.monitor is not None and scale.walkers is None:
+                raise ValueError(f"scale '{scale.name}': a monitor judges walker segments; "
+                                 "this scale has no walkers")
+            if scale.monitor is not None and self.mode == "rounds":
+                raise ValueError(f"scale '{scale.name}': a monitor decides as segments "
+                                 "return, which rounds mode's exact replay cannot follow; "
+                                 "use mode='async'")
         for scale in self.budget.tasks:
             if scale not in position:
                 raise ValueError(f"budget names unknown scale '{scale}'; "
@@ -328,7 +350,8 @@ class CampaignSpec(SpecModel):
             "scales": [
                 {"name": s.name, "app": qualified(s.app), "params": repr(s.params),
                  "walkers": None if s.walkers is None else int(s.walkers.shape[0]),
-                 "executor": s.executor_label}
+                 "executor": s.executor_label,
+                 **({} if s.monitor is None else {"monitor": repr(s.monitor)})}
                 for s in self.scales
             ],
             "promotions": [

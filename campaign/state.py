@@ -67,6 +67,7 @@ class WalkerState:
     segments: int = 0  # segment tasks recorded for this walker
     latest_task: int | None = None  # its newest task: only that one continues it
     ended: str | None = None  # why it runs no more segments (None while it runs)
+    scores: list[float] = field(default_factory=list)  # recent monitor scores of its segments
 
 
 @dataclass
@@ -84,6 +85,7 @@ class ScaleState:
     failure_streak: int = 0  # consecutive quarantined tasks
     durations_seen: int = 0
     longest_duration: float = 0.0
+    monitor: Any = None  # campaign.monitoring.ScaleMonitor of a monitored walker scale
 
     @property
     def tasks_recorded(self) -> int:
@@ -200,6 +202,10 @@ class CampaignState:
         for scale in spec.scales:
             if scale.walkers is not None:
                 self.scales[scale.name].walkers = [WalkerState(w.copy()) for w in scale.walkers]
+
+    def promotion_from(self, scale: str) -> PromotionState | None:
+        """The first promotion drawing candidates from ``scale`` (None if none does)."""
+        return next((p for p in self.promotions if p.promotion.source == scale), None)
 
     def promotion_into(self, scale: str) -> PromotionState | None:
         """The promotion whose target is ``scale`` (None for a broadly sampled scale)."""
