@@ -1,14 +1,21 @@
-"""The ``campaign`` command: run, demo, status and report. The CLI owns the terminal:
-library code logs, this module prints. Every error is one line and a non-zero exit."""
+"""The ``campaign`` command: run, resume, demo, status, report, export, and the lists of
+sites, learners and policies. The CLI owns the terminal: library code logs, this module
+prints. Every error is one line and a non-zero exit.
+
+Heavy libraries (torch through ``learners``, Parsl, matplotlib) are imported inside the
+commands that need them, so ``--help``, ``--version`` and ``status`` start quickly."""
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
+import re
 import sys
 import time
+from importlib import metadata
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -16,10 +23,32 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  context_settings={"help_option_names": ["-h", "--help"]},
                   help="Active-learning multiscale simulation campaigns.")
 console = Console()
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 DEMO_SCRIPT = EXAMPLES / "muller_brown.py"
+DISTRIBUTION = "multiscale-campaign"
+BUDGET_LIMITS = {"rounds": int, "wall_time": float, "core_seconds": float}
+
+
+def _version(value: bool) -> None:
+    if value:
+        try:
+            found = metadata.version(DISTRIBUTION)
+        except metadata.PackageNotFoundError:
+            found = "unknown (not installed: pip install -e .)"
+        console.print(f"{DISTRIBUTION} {found}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True,
+        help="print the installed version and exit")] = False,
+) -> None:
+    """Active-learning multiscale simulation campaigns."""
 
 
 QUIET_LIBRARIES = ("parsl", "zarr", "numcodecs", "asyncio", "matplotlib", "site_configs")
@@ -37,7 +66,7 @@ def _setup_logging(verbose: bool) -> None:
                         handlers=[handler], force=True)
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
 
@@ -59,10 +88,51 @@ def _parse_site_params(pairs: list[str]) -> dict[str, Any]:
     return params
 
 
+def _parse_budget(pairs: list[str]) -> dict[str, int | float | None]:
+    """``SCALE=N``, ``rounds=N``, ``wall_time=SECONDS``, ``core_seconds=N``; ``none``
+    removes that limit."""
+    changes: dict[str, int | float | None] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key or not value:
+            _fail(f"--budget must be SCALE=N, rounds=N, wall_time=SECONDS or "
+                  f"core_seconds=N, got '{pair}'")
+        if value.lower() == "none":
+            changes[key] = None
+            continue
+        convert = BUDGET_LIMITS.get(key, int)
+        try:
+            changes[key] = convert(value)
+        except ValueError:
+            kind = "a number of seconds" if convert is float else "an integer"
+            _fail(f"--budget {key}={value}: must be {kind} (or none)")
+    return changes
+
+
+def _with_budget(spec: Any, changes: dict[str, int | float | None]) -> Any:
+    """``spec`` with its budget changed, validated again as a whole (SpecError)."""
+    from campaign.spec import Budget
+
+    budget = spec.budget
+    limits = {key: getattr(budget, key) for key in BUDGET_LIMITS}
+    tasks = dict(budget.tasks)
+    for key, value in changes.items():
+        if key in BUDGET_LIMITS:
+            limits[key] = value
+        elif value is None:
+            tasks.pop(key, None)
+        else:
+            tasks[key] = value
+    fields = {name: getattr(spec, name) for name in type(spec).model_fields}
+    return type(spec)(**{**fields, "budget": Budget(**limits, **tasks)})
+
+
 def _run_script(script: Path, site: str, out: Path, *, overwrite: bool = False,
                 resume: bool = False, report: bool = True, grace: float = 25.0,
                 site_params: dict[str, Any] | None = None, verbose: bool = False,
-                mode: str | None = None) -> None:
+                mode: str | None = None,
+                budget: dict[str, int | float | None] | None = None) -> None:
     from campaign.engine import Engine, RunDirError
     from campaign.ledger import LedgerError
     from campaign.lock import RunLockedError
@@ -75,6 +145,8 @@ def _run_script(script: Path, site: str, out: Path, *, overwrite: bool = False,
     started = time.time()
     try:
         spec = load_campaign(script)
+        if budget:
+            spec = _with_budget(spec, budget)
         engine = Engine(spec, out, site=site, site_params=site_params or {},
                         script=str(script.resolve()), overwrite=overwrite, resume=resume,
                         grace_period=grace, mode=mode)
@@ -167,11 +239,18 @@ def resume(
     grace: Annotated[float, typer.Option(
         help="seconds to wait for running tasks after SIGTERM/SIGINT (Slurm sends SIGKILL "
              "30 s after SIGTERM by default)")] = 25.0,
+    budget: Annotated[list[str] | None, typer.Option(
+        help="change the budget before continuing: SCALE=N tasks, rounds=N, "
+             "wall_time=SECONDS, core_seconds=N, or KEY=none to lift a limit "
+             "(repeatable)")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Continue a run: committed results kept, unfinished tasks run again."""
     from campaign.ledger import Ledger, LedgerError
 
+    changes = _parse_budget(budget or [])
+    if run_dir.exists() and not run_dir.is_dir():
+        _fail(f"{run_dir} is a file, not a run directory")
     try:
         ledger = Ledger(run_dir / "ledger.sqlite", read_only=True)
     except LedgerError as error:
@@ -184,7 +263,7 @@ def resume(
         _fail(f"{run_dir} was not started from a script; resume it from Python with "
               "Campaign.run(..., resume=True)")
     _run_script(Path(script), site or recorded_site, run_dir, resume=True, report=report,
-                grace=grace, verbose=verbose, mode=recorded_mode)
+                grace=grace, verbose=verbose, mode=recorded_mode, budget=changes)
 
 
 @app.command()
@@ -200,17 +279,31 @@ def demo(
     _run_script(DEMO_SCRIPT, site, out, overwrite=overwrite, verbose=verbose)
 
 
+def _open_run(run_dir: Path) -> tuple[Any, Any]:
+    """The run's ledger and store, read-only (no cut-back, no lock), or a one-line exit.
+
+    Like ``campaign.report.open_run``, without importing ``campaign.report``: it imports
+    ``campaign.spec`` and with it ``learners`` and torch (2 s of ``campaign status``)."""
+    from campaign.ledger import Ledger, LedgerError
+    from campaign.store import Store, StoreError
+
+    if not (run_dir / "ledger.sqlite").is_file():
+        _fail(f"{run_dir} is not a campaign run directory (no ledger.sqlite)")
+    try:
+        ledger = Ledger(run_dir / "ledger.sqlite", read_only=True)
+    except LedgerError as error:
+        _fail(str(error))
+    try:
+        return ledger, Store(run_dir, ledger, read_only=True)
+    except StoreError as error:
+        ledger.close()
+        _fail(str(error))
+
+
 @app.command()
 def status(run_dir: Annotated[Path, typer.Argument(help="run directory")]) -> None:
     """Counts per scale, rounds and the current surrogate error of a run."""
-    from campaign.ledger import LedgerError
-    from campaign.report import ReportError, open_run
-
-    try:
-        ledger, store = open_run(run_dir)
-    except (ReportError, LedgerError) as error:
-        _fail(str(error))
-        return
+    ledger, store = _open_run(run_dir)
     try:
         table = Table(title=f"campaign '{ledger.fact('name')}' in {run_dir}")
         for column in ("scale", "rows", "done", "submitted", "quarantined", "retried"):
@@ -292,6 +385,91 @@ def report(
         _report(run_dir, spec, baseline)
     except ReportError as error:
         _fail(str(error))
+
+
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="run directory")],
+    scale: Annotated[str, typer.Option(help="the scale to export")],
+    fmt: Annotated[str, typer.Option(
+        "--format", "-f", help="csv (multi-value columns as name_0, name_1, ...) or netcdf "
+                               "(shapes kept; needs xarray)")] = "csv",
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="file to write (default: <run dir name>-<scale>.csv or .nc "
+                               "in the current directory)")] = None,
+) -> None:
+    """Write one scale's committed rows (x, outputs and meta, one row each) to a file."""
+    from campaign.export import SUFFIXES, ExportError, export_scale
+
+    if fmt not in SUFFIXES:
+        _fail(f"--format must be one of {', '.join(SUFFIXES)}, got '{fmt}'")
+    target = output or Path(f"{run_dir.resolve().name}-{scale}{SUFFIXES[fmt]}")
+    ledger, store = _open_run(run_dir)
+    try:
+        rows = export_scale(store, scale, fmt, target,
+                            attrs={"campaign": ledger.fact("name") or "",
+                                   "run_dir": str(run_dir.resolve())})
+    except ExportError as error:
+        _fail(str(error))
+    finally:
+        ledger.close()
+    console.print(f"wrote {target} ({rows} rows of scale '{scale}')", highlight=False,
+                  soft_wrap=True)
+
+
+def _summary(obj: Any) -> str:
+    """The first sentence of the docstring's first paragraph, reST roles and literals
+    shown as plain text."""
+    paragraph = " ".join((inspect.getdoc(obj) or "").split("\n\n", 1)[0].split())
+    text = re.sub(r":\w+:`~?([^`]+)`", lambda m: m.group(1).rsplit(".", 1)[-1], paragraph)
+    text = text.replace("``", "")
+    sentence = re.match(r"(.+?[.!?])(?=\s+[A-Z]|$)", text)
+    return sentence.group(1) if sentence else text
+
+
+def _parameters(cls: type) -> str:
+    """``name=default`` for each constructor parameter (``name`` if it has none)."""
+    shown = []
+    for parameter in inspect.signature(cls).parameters.values():
+        if parameter.kind is parameter.VAR_POSITIONAL:
+            shown.append(f"*{parameter.name}")
+        elif parameter.kind is parameter.VAR_KEYWORD:
+            shown.append(f"**{parameter.name}")
+        elif parameter.default is parameter.empty:
+            shown.append(parameter.name)
+        else:
+            default = repr(parameter.default)
+            shown.append(f"{parameter.name}={default if len(default) <= 40 else '...'}")
+    return ", ".join(shown)
+
+
+def _registry_table(title: str, registry: dict[str, type]) -> None:
+    table = Table(title=title)
+    table.add_column("name", style="bold", no_wrap=True)
+    table.add_column("class", no_wrap=True)
+    table.add_column("parameters (name=default)")
+    table.add_column("description")
+    for name, cls in registry.items():
+        table.add_row(name, cls.__name__, _parameters(cls), _summary(cls))
+    console.print(table)
+
+
+@app.command()
+def learners() -> None:
+    """List the learners a spec can name (learner="NAME") and their parameters."""
+    from learners import LEARNERS
+
+    _registry_table('learners (Promotion(learner="NAME") or learners.learner_by_name(NAME, '
+                    '**params))', LEARNERS)
+
+
+@app.command()
+def policies() -> None:
+    """List the acquisition policies a spec can name (acquisition="NAME")."""
+    from learners.acquisition import ACQUISITIONS
+
+    _registry_table('acquisition policies (Promotion(acquisition="NAME") or '
+                    'learners.acquisition.acquisition_by_name(NAME, **params))', ACQUISITIONS)
 
 
 @app.command()

@@ -58,6 +58,16 @@ def inspect_run_dir(run_dir: Path, spec: CampaignSpec, *, overwrite: bool,
     ledger_path = run_dir / "ledger.sqlite"
     if run_dir.exists() and not run_dir.is_dir():
         raise RunDirError(f"{run_dir} is a file, not a directory; choose a new --out")
+    # the lock's mkdir would fail with a traceback: say which ancestor is in the way
+    for folder in run_dir.absolute().parents:
+        if folder.exists():
+            if not folder.is_dir():
+                raise RunDirError(f"cannot create {run_dir}: {folder} is a file, not a "
+                                  "directory; choose a new --out")
+            if not run_dir.exists() and not os.access(folder, os.W_OK | os.X_OK):
+                raise RunDirError(f"cannot create {run_dir}: {folder} is not writable; "
+                                  "choose a new --out")
+            break
     if not ledger_path.exists():
         if run_dir.exists() and any(p.name not in ("campaign.lock", "processes.json")
                                     for p in run_dir.iterdir()):
