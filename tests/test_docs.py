@@ -10,7 +10,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTED = ["campaign", "campaign.spec", "campaign.store", "campaign.ledger", "campaign.lock",
               "campaign.task", "campaign.signals", "learners", "learners.acquisition",
-              "learners.gp", "learners.posterior", "apps.toy", "site_configs"]
+              "learners.gp", "learners.posterior", "learners.monitor", "apps.toy", "apps.external",
+              "site_configs"]
 
 
 @pytest.mark.parametrize("module_name", DOCUMENTED)
