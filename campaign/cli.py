@@ -132,7 +132,8 @@ def _run_script(script: Path, site: str, out: Path, *, overwrite: bool = False,
                 resume: bool = False, report: bool = True, grace: float = 25.0,
                 site_params: dict[str, Any] | None = None, verbose: bool = False,
                 mode: str | None = None,
-                budget: dict[str, int | float | None] | None = None) -> None:
+                budget: dict[str, int | float | None] | None = None,
+                baseline: bool = False) -> None:
     from campaign.engine import Engine, RunDirError
     from campaign.ledger import LedgerError
     from campaign.lock import RunLockedError
@@ -169,8 +170,14 @@ def _run_script(script: Path, site: str, out: Path, *, overwrite: bool = False,
     console.print(f"[bold]{summary.name}[/] ({summary.mode}): {summary.rounds} {steps}, "
                   f"stopped: {summary.stop_reason} ({summary.wall_seconds:.1f} s campaign, "
                   f"{time.time() - started:.1f} s with start-up)", soft_wrap=True)
+    quarantined = {name: counts["quarantined"] for name, counts in summary.task_counts.items()
+                   if counts.get("quarantined")}
+    if quarantined:
+        console.print("quarantined tasks: " + ", ".join(
+            f"{name} {count}" for name, count in quarantined.items())
+            + f" (reasons: campaign status {out})", highlight=False, soft_wrap=True)
     if report:
-        _report(out, spec, baseline=True)
+        _report(out, spec, baseline=baseline)
     _exit_if_parsl_hangs(engine)
     if summary.failed:  # it could not progress: say so with the exit code too
         console.print(f"[bold red]campaign could not progress:[/] {summary.stop_reason}",
@@ -191,6 +198,10 @@ def _report(run_dir: Path, spec: Any, baseline: bool) -> None:
     from campaign.report import summarize
 
     summary = summarize(run_dir, spec, baseline=baseline)
+    if summary.get("baseline"):
+        cost = summary["baseline"]
+        console.print(f"random baseline: {cost['tasks']} tasks, {cost['wall_seconds']:.0f} s "
+                      f"(the same budget again, on threads)", highlight=False)
     for name, entry in summary["promotions"].items():
         line = f"{name}: final reference RMSE {entry['final_reference_rmse']}"
         if entry.get("sims_to_target"):
@@ -211,6 +222,9 @@ def run(
         help="replace a previous run of this campaign")] = False,
     resume: Annotated[bool, typer.Option(help="continue a previous run in --out")] = False,
     report: Annotated[bool, typer.Option(help="write report.png and summary.json")] = True,
+    baseline: Annotated[bool, typer.Option(
+        help="also run the campaign again with random selection and compare (the same "
+             "budget again: roughly doubles the compute)")] = False,
     grace: Annotated[float, typer.Option(
         help="seconds to wait for running tasks after SIGTERM/SIGINT (Slurm sends SIGKILL "
              "30 s after SIGTERM by default)")] = 25.0,
@@ -228,7 +242,7 @@ def run(
     run_dir = out or Path("runs") / script.stem
     _run_script(script, site, run_dir, overwrite=overwrite, resume=resume, report=report,
                 grace=grace, site_params=_parse_site_params(site_param or []), verbose=verbose,
-                mode=mode)
+                mode=mode, baseline=baseline)
 
 
 @app.command()
@@ -236,6 +250,9 @@ def resume(
     run_dir: Annotated[Path, typer.Argument(help="run directory of a stopped or killed run")],
     site: Annotated[str | None, typer.Option(help="site (default: the run's own)")] = None,
     report: Annotated[bool, typer.Option(help="write report.png and summary.json")] = True,
+    baseline: Annotated[bool, typer.Option(
+        help="also run the campaign again with random selection and compare (the same "
+             "budget again: roughly doubles the compute)")] = False,
     grace: Annotated[float, typer.Option(
         help="seconds to wait for running tasks after SIGTERM/SIGINT (Slurm sends SIGKILL "
              "30 s after SIGTERM by default)")] = 25.0,
@@ -263,7 +280,8 @@ def resume(
         _fail(f"{run_dir} was not started from a script; resume it from Python with "
               "Campaign.run(..., resume=True)")
     _run_script(Path(script), site or recorded_site, run_dir, resume=True, report=report,
-                grace=grace, verbose=verbose, mode=recorded_mode, budget=changes)
+                grace=grace, verbose=verbose, mode=recorded_mode, budget=changes,
+                baseline=baseline)
 
 
 @app.command()
@@ -273,10 +291,11 @@ def demo(
     overwrite: Annotated[bool, typer.Option(help="replace a previous demo run")] = True,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Run the built-in two-scale Müller-Brown campaign and write its report."""
+    """Run the built-in two-scale Müller-Brown campaign and write its report, with the
+    random-selection baseline run after it for comparison."""
     if not DEMO_SCRIPT.is_file():
         _fail(f"demo script {DEMO_SCRIPT} not found (install the project with pip install -e .)")
-    _run_script(DEMO_SCRIPT, site, out, overwrite=overwrite, verbose=verbose)
+    _run_script(DEMO_SCRIPT, site, out, overwrite=overwrite, verbose=verbose, baseline=True)
 
 
 def _open_run(run_dir: Path) -> tuple[Any, Any]:
@@ -361,7 +380,8 @@ def status(run_dir: Annotated[Path, typer.Argument(help="run directory")]) -> No
 def report(
     run_dir: Annotated[Path, typer.Argument(help="run directory")],
     baseline: Annotated[bool, typer.Option(
-        help="run/compare the random-selection baseline")] = True,
+        help="run the random-selection baseline if the run has none yet (the same budget "
+             "again); an existing baseline is always compared")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Write report.png (learning curve vs random, pool, timeline) and summary.json."""

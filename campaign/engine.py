@@ -65,8 +65,9 @@ from campaign.resume import (
 )
 from campaign.signals import StopRequest
 from campaign.spec import CampaignSpec
-from campaign.state import PromotionState
+from campaign.state import PromotionState, learned_values
 from campaign.store import Rows, Store
+from campaign.task import BadResultError
 from learners.calibration import calibration_metrics
 
 __all__ = ["Engine", "RunDirError", "RunSummary", "task_seed"]
@@ -211,6 +212,10 @@ class Engine:
             rounds, stop_reason = self._steer_rounds()
         else:
             rounds, stop_reason = self._steer_async()
+        if not self.stop.stopping and not self.failed_reason:
+            self.failed_reason = self._quarantine_reason()
+            if self.failed_reason:
+                stop_reason = f"{stop_reason}; but {self.failed_reason}"
         wall = self._elapsed()
         self.ledger.set_fact("wall_seconds", wall)
         unfinished = 0
@@ -347,6 +352,8 @@ class Engine:
         completion = check_completion(future, task)
         self._count_compute(completion)
         if completion.problem is None:
+            self._check_against_scale(completion)
+        if completion.problem is None:
             self.state.scales[task.scale].failure_streak = 0
             if task.walker is not None and self.state.scales[task.scale].monitor is not None:
                 self._judge_segment(completion)
@@ -357,6 +364,36 @@ class Engine:
                 self._walker_returned(task, completion.rows.x[-1])
             return
         self._failed(completion, completion.problem)
+
+    def _check_against_scale(self, completion: Completion) -> None:
+        """A promotion target's result must hold the learned quantity, one number per
+        row, and every result the columns (dtype, row shape) of the scale's earlier rows:
+        otherwise the problem is deterministic. A quantity the target does not return is
+        the spec's mistake: it ends the run."""
+        task, rows = completion.task, completion.rows
+        assert rows is not None
+        held = self.state.scales[task.scale]
+        promotion_state = self.state.promotion_into(task.scale)
+        if promotion_state is not None:
+            try:
+                promotion_state.quantity_of(rows.y)
+            except BadResultError as error:
+                completion.problem, completion.deterministic = f"bad result: {error}", True
+                self.failed_reason = self.failed_reason or str(error)
+                return
+            try:
+                learned_values(promotion_state, rows.y)
+            except BadResultError as error:
+                completion.problem, completion.deterministic = f"bad result: {error}", True
+                return
+        columns = {"x": (rows.x.dtype, rows.x.shape[1:])}
+        columns.update({f"y/{k}": (v.dtype, v.shape[1:]) for k, v in rows.y.items()})
+        if held.columns is None:
+            held.columns = self.store.columns(task.scale) or columns
+        if columns != held.columns:
+            completion.problem = ("bad result: its columns " + _columns_text(columns)
+                                  + " differ from the scale's " + _columns_text(held.columns))
+            completion.deterministic = True
 
     def _count_compute(self, completion: Completion) -> None:
         if completion.started is None or completion.ended is None:
@@ -373,7 +410,9 @@ class Engine:
         scale = self.spec.scale(task.scale)
         if self.stop.stopping:
             return
-        if task.attempt <= scale.retries:
+        if completion.deterministic:
+            problem = f"{problem} (not retried: a new seed fails the same way)"
+        elif task.attempt <= scale.retries:
             seed = self._seed_for(task.task_id, task.attempt + 1)
             failed = Attempt(task.task_id, task.attempt, task.submitted, completion.started,
                              completion.ended, completion.worker, "failed", problem[:2000])
@@ -641,6 +680,21 @@ class Engine:
             if held.walkers and all(w.ended == "quarantined" for w in held.walkers):
                 self.failed_reason = f"every walker of scale '{name}' was quarantined"
                 return self.failed_reason
+        return ""
+
+    def _quarantine_reason(self) -> str:
+        """At the end: a promotion that committed no results, or a scale that lost most
+        of its tasks to quarantine, makes the run a failure, whatever ended it."""
+        for promotion_state in self.state.promotions:
+            held = self.state.scales[promotion_state.promotion.target]
+            lost = held.tasks.get("quarantined", 0)
+            if lost and not held.tasks.get("done", 0):
+                return (f"promotion {promotion_state.name} committed no results (all {lost} "
+                        f"tasks of scale '{held.scale.name}' were quarantined)")
+        for name, held in self.state.scales.items():
+            lost, done = held.tasks.get("quarantined", 0), held.tasks.get("done", 0)
+            if lost > done:
+                return f"most tasks of scale '{name}' were quarantined ({lost} of {lost + done})"
         return ""
 
     # -- async steering --------------------------------------------------------------
@@ -1137,6 +1191,11 @@ def _posterior_std(learner: Any) -> Any:
     def std(features: np.ndarray) -> np.ndarray:
         return np.sqrt(np.maximum(learner.posterior(features).variance, 0.0))
     return std
+
+
+def _columns_text(columns: dict[str, tuple[Any, tuple[int, ...]]]) -> str:
+    return "{" + ", ".join(f"{name}: {dtype}{list(shape)}"
+                           for name, (dtype, shape) in sorted(columns.items())) + "}"
 
 
 def _prospective(learner: Any, X: np.ndarray, y: np.ndarray) -> dict[str, float]:

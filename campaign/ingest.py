@@ -5,7 +5,9 @@ returned (:func:`check_completion`: an exception, a timeout, a lost worker, NaN/
 misshapen result is a *problem*, never rows), and the commit buffer
 (:class:`CommitBuffer`), which appends rows to zarr and records the committed count and
 task outcomes in the ledger under the commit rule (``Store.commit``). Deciding whether a
-problem is retried or quarantined is the engine's.
+problem is retried or quarantined is the engine's; a completion says whether its
+problem is *deterministic* (a misshapen result, or an app error such as ``TypeError``
+that a new seed would repeat).
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ from campaign.ledger import TaskOutcome
 from campaign.store import Rows, Store
 from campaign.task import BadResultError, check_result
 
+# app errors that say the code or the input is wrong, not that this attempt was unlucky:
+# a new seed fails the same way, so the task is quarantined at once instead of retried
+DETERMINISTIC_ERRORS = (TypeError, NameError, AttributeError, ImportError, SyntaxError,
+                        NotImplementedError)
 COMMIT_EVERY_ROWS = 10_000
 COMMIT_EVERY_SECONDS = 0.25  # the durability window of async mode
 
@@ -53,6 +59,7 @@ class Completion:
     started: float | None = None
     ended: float | None = None
     worker: str | None = None
+    deterministic: bool = False  # retrying with a new seed would fail the same way
 
     def outcome(self, status: str, reason: str | None = None) -> TaskOutcome:
         return TaskOutcome(self.task.task_id, status, self.started, self.ended,
@@ -69,13 +76,15 @@ def check_completion(future: concurrent.futures.Future[Any],
     try:
         returned = future.result()
     except Exception as error:  # the app raised, timed out, or its worker died
-        return Completion(task, None, f"{type(error).__name__}: {error}")
+        return Completion(task, None, f"{type(error).__name__}: {error}",
+                          deterministic=isinstance(error, DETERMINISTIC_ERRORS))
     started, ended = returned["started"], returned["ended"]
     worker = returned.get("worker")
     try:
         arrays = check_result(returned["outputs"])
-    except BadResultError as error:
-        return Completion(task, None, f"bad result: {error}", started, ended, worker)
+    except BadResultError as error:  # a misshapen result is the app's; NaN may be luck
+        return Completion(task, None, f"bad result: {error}", started, ended, worker,
+                          deterministic="non-finite" not in str(error))
     x = arrays.pop("x")
     meta = Rows.meta_for(task.task_id, x.shape[0], task.parent_row, task.round_index,
                          task.submitted, started, ended)

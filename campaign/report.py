@@ -69,7 +69,7 @@ def run_random_baseline(run_dir: Path, spec: CampaignSpec) -> Path:
 
 
 def summarize(run_dir: str | Path, spec: CampaignSpec | None = None,
-              baseline: bool = True) -> dict[str, Any]:
+              baseline: bool = False) -> dict[str, Any]:
     """Write ``report.png`` and ``summary.json`` into ``run_dir``; returns the summary.
 
     With ``baseline`` and a ``spec`` whose promotions have a reference, the random
@@ -90,6 +90,10 @@ def summarize(run_dir: str | Path, spec: CampaignSpec | None = None,
         if (run_dir / BASELINE_DIR / "ledger.sqlite").exists():
             baseline_ledger = Ledger(run_dir / BASELINE_DIR / "ledger.sqlite")
         summary = _summary(ledger, store, promotions, baseline_ledger)
+        if baseline_ledger is not None:  # what the comparison cost
+            summary["baseline"] = {
+                "tasks": sum(sum(c.values()) for c in baseline_ledger.task_counts().values()),
+                "wall_seconds": float(baseline_ledger.fact("wall_seconds", 0.0) or 0.0)}
         _plot(run_dir / "report.png", ledger, store, promotions, baseline_ledger)
         summary["extra_reports"] = _extra_reports(run_dir, spec)
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -86,6 +86,7 @@ class ScaleState:
     durations_seen: int = 0
     longest_duration: float = 0.0
     monitor: Any = None  # campaign.monitoring.ScaleMonitor of a monitored walker scale
+    columns: dict[str, Any] | None = None  # x and y/<name>: (dtype, row shape) of its rows
 
     @property
     def tasks_recorded(self) -> int:

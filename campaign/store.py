@@ -179,6 +179,18 @@ class Store:
         """Committed rows of ``scale``."""
         return self.ledger.committed_rows(scale)
 
+    def columns(self, scale: str) -> dict[str, tuple[np.dtype, tuple[int, ...]]] | None:
+        """``x`` and ``y/<name>`` of ``scale``: (dtype, row shape) from array metadata,
+        no data read (None before its first commit)."""
+        if scale not in self.group or "x" not in self.group[scale]:
+            return None
+        node = self.group[scale]
+        found = {"x": (node["x"].dtype, tuple(node["x"].shape[1:]))}
+        if "y" in node:
+            found.update({f"y/{name}": (array.dtype, tuple(array.shape[1:]))
+                          for name, array in node["y"].arrays()})
+        return found
+
     def read(self, scale: str, start: int = 0) -> ScaleData:
         """Committed rows ``start:`` of ``scale`` (empty arrays if it has none)."""
         n = self.rows(scale)

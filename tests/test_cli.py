@@ -3,6 +3,7 @@ and one clear error line for each bad input."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -74,7 +75,7 @@ def test_run_on_local_htex_then_status_and_report(tmp_path):
     fine_line = next(line for line in status.stdout.splitlines() if "│ fine" in line)
     assert fine_line.split("│")[2].strip() == "8"  # rows
 
-    report = run_cli("report", str(out))
+    report = run_cli("report", str(out), "--baseline")
     assert report.returncode == 0, report.stdout + report.stderr
     assert (out / "report.png").stat().st_size > 10_000
     summary = json.loads((out / "summary.json").read_text())
@@ -92,7 +93,11 @@ def test_run_on_threads_writes_report_by_default(tmp_path):
     done = run_cli("run", str(script), "--site", "threads", "--out", str(out))
     assert done.returncode == 0, done.stdout + done.stderr
     assert (out / "report.png").is_file() and (out / "summary.json").is_file()
+    assert not (out / "baseline-random").exists()  # the baseline is opt-in: its compute
+    compared = run_cli("report", str(out), "--baseline")
+    assert compared.returncode == 0, compared.stdout + compared.stderr
     assert (out / "baseline-random" / "ledger.sqlite").is_file()
+    assert re.search(r"random baseline: \d+ tasks, \d+ s", compared.stdout), compared.stdout
     again = run_cli("run", str(script), "--site", "threads", "--out", str(out))
     assert again.returncode == 2
     assert "already holds a run of 'user_campaign'" in again.stdout

@@ -91,7 +91,10 @@ def test_failures_are_retried_then_quarantined_never_trained_on(tmp_path):
     assert np.all(np.isfinite(fine.y["energy"]))
     for task in tasks:
         if task["status"] == "quarantined":
-            assert task["attempts"] == 3 and task["reason"].startswith("after 3 attempts: ")
+            if "not retried" in task["reason"]:  # a misshapen result: the same again
+                assert task["attempts"] == 1 and "bad result" in task["reason"]
+            else:
+                assert task["attempts"] == 3 and task["reason"].startswith("after 3 attempts: ")
             assert not np.isin(task["parent_row"], fine.meta["parent_row"])
     reasons = " ".join(t["reason"] for t in tasks if t["status"] == "quarantined")
     assert "RuntimeError: simulation blew up" in reasons or "non-finite" in reasons
