@@ -76,7 +76,12 @@ def check_completion(future: concurrent.futures.Future[Any],
     try:
         returned = future.result()
     except Exception as error:  # the app raised, timed out, or its worker died
-        return Completion(task, None, f"{type(error).__name__}: {error}",
+        text = str(error).strip()
+        if type(error).__name__ == "AppTimeout" and not text:  # Parsl says nothing
+            waited = time.time() - task.submitted
+            text = (f"ran past the scale's timeout ({waited:.1f} s after submission; Parsl "
+                    "stops the Python app, not a program it started: see apps.external)")
+        return Completion(task, None, f"{type(error).__name__}: {text}",
                           deterministic=isinstance(error, DETERMINISTIC_ERRORS))
     started, ended = returned["started"], returned["ended"]
     worker = returned.get("worker")
