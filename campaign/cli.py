@@ -508,5 +508,32 @@ def sites() -> None:
     console.print(table)
 
 
+@app.command()
+def validate(
+    script: Annotated[Path, typer.Argument(help="Python file defining `campaign = Campaign(...)`")],
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run the campaign at its smallest size on threads (one walker segment, one task per
+    promoted scale) and say what would fail, before the real run spends anything."""
+    from campaign.script import ScriptError, load_campaign
+    from campaign.spec import SpecError
+    from campaign.validate import validate as validate_spec
+
+    _setup_logging(verbose)
+    try:
+        spec = load_campaign(script)
+    except (ScriptError, SpecError) as error:
+        _fail(str(error))
+    report = validate_spec(spec)
+    counts = ", ".join(f"{name} {report.rows.get(name, 0)} rows" for name in report.task_counts)
+    if report.ok:
+        console.print(f"{spec.name}: valid ({counts}; {report.wall_seconds:.1f} s)",
+                      highlight=False, soft_wrap=True)
+        return
+    for problem in report.problems:
+        console.print(f"[bold red]problem:[/] {problem}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code=1)
+
+
 if __name__ == "__main__":
     app()

@@ -48,3 +48,23 @@ def test_a_misshapen_fine_result_and_a_failing_walker_are_named():
     report = validate(broken)
     assert not report.ok
     assert any("RuntimeError: solver not found" in p for p in report.problems)
+
+
+def test_the_cli_validates_a_script_and_exits_1_on_a_problem(tmp_path):
+    from typer.testing import CliRunner
+
+    from campaign.cli import app
+
+    runner = CliRunner()
+    good = runner.invoke(app, ["validate", "examples/muller_brown.py"],
+                         env={"COLUMNS": "300"})
+    assert good.exit_code == 0, good.output
+    assert "muller_brown: valid (coarse 100 rows, fine 1 rows" in good.output
+    script = tmp_path / "bad.py"
+    source = open("examples/muller_brown.py").read().replace('quantity="energy"',
+                                                              'quantity="enrgy"')
+    assert 'quantity="enrgy"' in source
+    script.write_text(source)
+    bad = runner.invoke(app, ["validate", str(script)], env={"COLUMNS": "300"})
+    assert bad.exit_code == 1
+    assert "problem: promotion coarse-to-fine: quantity 'enrgy'" in bad.output
