@@ -1163,21 +1163,50 @@ class Engine:
 
     # -- progress --------------------------------------------------------------------
     def _progress_parts(self) -> list[str]:
+        """One grep-able progress line's parts: per scale rows, tasks (of the budget),
+        running and quarantined; per promotion the newest model's errors; the budget
+        used and the time left it implies."""
         parts = []
         for name, held in self.state.scales.items():
             limit = self.spec.budget.tasks.get(name)
-            monitored = ""
+            extra = ""
+            if held.tasks.get("quarantined"):
+                extra += f", {held.tasks['quarantined']} quarantined"
             if held.monitor is not None:
                 actions = held.monitor.actions
-                monitored = (f", monitor: {actions['restart']} restarts, "
-                             f"{actions['stop']} stops")
+                extra += f", monitor: {actions['restart']} restarts, {actions['stop']} stops"
             parts.append(f"{name} {held.committed_rows} rows ({held.tasks_recorded}"
                          f"{'' if limit is None else f'/{limit}'} tasks, "
-                         f"{self.in_flight_by_scale[name]} running{monitored})")
+                         f"{self.in_flight_by_scale[name]} running{extra})")
         for promotion_state in self.state.promotions:
             if promotion_state.last_record:
                 parts.append(f"{promotion_state.name}{_error_text(promotion_state.last_record)}")
+        used = self._budget_used()
+        if used is not None and used[0] > 0:
+            fraction, what = used
+            left = self._elapsed() * (1.0 - fraction) / fraction
+            parts.append(f"budget {100 * fraction:.0f}% used ({what}), ~{left:.0f} s left")
         return parts
+
+    def _budget_used(self) -> tuple[float, str] | None:
+        """The most used of the budgets that end the run: (fraction, which)."""
+        budget = self.spec.budget
+        used: list[tuple[float, str]] = []
+        ending = [p.target for p in self.spec.promotions] or [
+            name for name, held in self.state.scales.items() if held.walkers]
+        for name in ending:
+            if name in budget.tasks:
+                done = self.state.scales[name].tasks_recorded
+                used.append((min(1.0, done / budget.tasks[name]),
+                             f"{name} {done}/{budget.tasks[name]} tasks"))
+        if budget.wall_time is not None:
+            used.append((min(1.0, self._elapsed() / budget.wall_time),
+                         f"wall time of {budget.wall_time:g} s"))
+        if budget.core_seconds is not None:
+            spent = sum(held.core_seconds for held in self.state.scales.values())
+            used.append((min(1.0, spent / budget.core_seconds),
+                         f"{spent:.0f} of {budget.core_seconds:g} core-seconds"))
+        return max(used) if used else None
 
     def _log_round(self, round_index: int) -> None:
         logger.info("round %d | %s", round_index, " | ".join(self._progress_parts()))

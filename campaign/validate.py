@@ -21,8 +21,8 @@ simulations of the real run.
     >>> report = validate(spec)
     >>> report.ok
     False
-    >>> print(report.problems[0])
-    promotion coarse-to-fine: quantity 'enrgy' is not an output of scale 'fine' (outputs: energy, energy_stderr)
+    >>> print(report.problems[0][:70])
+    promotion coarse-to-fine: quantity 'enrgy' is not an output of scale
 """
 
 from __future__ import annotations

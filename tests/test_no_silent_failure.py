@@ -70,3 +70,14 @@ def test_a_result_that_changes_shape_is_quarantined_not_committed(tmp_path):
     assert quarantined and all("differ from the scale's" in t["reason"] for t in quarantined)
     assert summary.rows["fine"] == 8 - len(quarantined) > 0  # the rest committed
     assert not summary.failed  # a minority lost: reported, not a failed run
+
+
+def test_progress_lines_say_budget_used_and_quarantined(tmp_path, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="campaign.engine")
+    tiny_campaign(mode="async", fine_app=shape_changes, fine_params={},
+                  budget=Budget(fine=8)).run(site="threads", out=tmp_path / "r")
+    last = [r.getMessage() for r in caplog.records if " s | coarse " in r.getMessage()][-1]
+    assert "quarantined" in last.split("| fine")[1]
+    assert "budget 100% used (fine 8/8 tasks), ~0 s left" in last
