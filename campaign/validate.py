@@ -21,7 +21,7 @@ simulations of the real run.
     >>> report = validate(spec)
     >>> report.ok
     False
-    >>> print(report.problems[0][:69])
+    >>> print(report.problems[0][:68])
     promotion coarse-to-fine: quantity 'enrgy' is not an output of scale
 """
 
