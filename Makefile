@@ -23,7 +23,15 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(RUN) $(BIN)/campaign demo --out runs/demo
 
+# Headless Chromium for tests/test_report.py, installed when missing (apt, as root), like
+# Slurm for tests/test_slurm.py; without it those tests skip and say why.
 test: $(STAMP)
+	@command -v chromium >/dev/null || [ "$$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null \
+		|| { export DEBIAN_FRONTEND=noninteractive; \
+		     apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 \
+		     || { apt-get update -qq >/dev/null 2>&1 \
+		          && apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1; } \
+		     || echo "chromium could not be installed: the browser tests will skip"; }
 	$(RUN) $(BIN)/python -m pytest -q
 
 bench: $(STAMP)

@@ -8,7 +8,9 @@ commands that need them, so ``--help``, ``--version`` and ``status`` start quick
 from __future__ import annotations
 
 import inspect
+import json
 import logging
+import math
 import os
 import re
 import sys
@@ -20,6 +22,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.table import Table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -54,16 +57,26 @@ def main(
 QUIET_LIBRARIES = ("parsl", "zarr", "numcodecs", "asyncio", "matplotlib", "site_configs")
 
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
 def _setup_logging(verbose: bool) -> None:
-    handler = RichHandler(console=console, show_path=False)
+    """Rich log lines on a terminal; plain, unwrapped, timestamped lines otherwise (a
+    Slurm job log, a pipe, a file), where Rich would hard-wrap at its width."""
+    handler: logging.Handler
+    if console.is_terminal:
+        handler = RichHandler(console=console, show_path=False)
+        handler.setFormatter(logging.Formatter("%(message)s", datefmt="%H:%M:%S"))
+    else:
+        handler = logging.StreamHandler(console.file)
+        handler.setFormatter(logging.Formatter(LOG_FORMAT, datefmt="%Y-%m-%d %H:%M:%S"))
     if not verbose:  # Parsl re-levels its own loggers on load: filter at the handler.
         # The engine reports every task failure in one line; Parsl's own account (with
         # tracebacks) stays in <run>/parsl/ and on the terminal with --verbose.
         handler.addFilter(lambda record: not record.name.startswith(QUIET_LIBRARIES)
                           or record.levelno >= (logging.CRITICAL if record.name.startswith(
                               "parsl") else logging.WARNING))
-    logging.basicConfig(level=logging.INFO, format="%(message)s", datefmt="%H:%M:%S",
-                        handlers=[handler], force=True)
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
 
 
 def _fail(message: str) -> NoReturn:
@@ -168,8 +181,9 @@ def _run_script(script: Path, site: str, out: Path, *, overwrite: bool = False,
         return
     steps = "rounds" if summary.mode == "rounds" else "models fitted"
     console.print(f"[bold]{summary.name}[/] ({summary.mode}): {summary.rounds} {steps}, "
-                  f"stopped: {summary.stop_reason} ({summary.wall_seconds:.1f} s campaign, "
-                  f"{time.time() - started:.1f} s with start-up)", soft_wrap=True)
+                  f"stopped: {summary.stop_reason} ("
+                  f"{_wall_time(summary.wall_seconds, engine, time.time() - started)})",
+                  soft_wrap=True)
     quarantined = {name: counts["quarantined"] for name, counts in summary.task_counts.items()
                    if counts.get("quarantined")}
     if quarantined:
@@ -183,6 +197,16 @@ def _run_script(script: Path, site: str, out: Path, *, overwrite: bool = False,
         console.print(f"[bold red]campaign could not progress:[/] {summary.stop_reason}",
                       soft_wrap=True)
         raise typer.Exit(code=1)
+
+
+def _wall_time(campaign_seconds: float, engine: Any, session_seconds: float) -> str:
+    """"12.0 s campaign, 15.1 s with start-up"; after a resume the campaign's total
+    (``wall_seconds`` counts every session) and this session's part, told apart."""
+    earlier = float(getattr(engine, "earlier_wall", 0.0) or 0.0)
+    if earlier <= 0.0:
+        return f"{campaign_seconds:.1f} s campaign, {session_seconds:.1f} s with start-up"
+    return (f"{campaign_seconds:.1f} s campaign in total; this session "
+            f"{campaign_seconds - earlier:.1f} s, {session_seconds:.1f} s with start-up")
 
 
 def _exit_if_parsl_hangs(engine: Any) -> None:
@@ -210,7 +234,8 @@ def _report(run_dir: Path, spec: Any, baseline: bool) -> None:
                      f"{reached['campaign']} sims vs random {reached['random']}")
         console.print(line)
     extra = "".join(f", {path}" for path in summary.get("extra_reports", []))
-    console.print(f"wrote {run_dir / 'report.png'}, {run_dir / 'summary.json'}{extra}")
+    console.print(f"wrote {run_dir / summary['html']} (with its PNGs), "
+                  f"{run_dir / 'report.png'}, {run_dir / 'summary.json'}{extra}")
 
 
 @app.command()
@@ -319,61 +344,172 @@ def _open_run(run_dir: Path) -> tuple[Any, Any]:
         _fail(str(error))
 
 
-@app.command()
-def status(run_dir: Annotated[Path, typer.Argument(help="run directory")]) -> None:
-    """Counts per scale, rounds and the current surrogate error of a run."""
-    ledger, store = _open_run(run_dir)
-    try:
-        table = Table(title=f"campaign '{ledger.fact('name')}' in {run_dir}")
-        for column in ("scale", "rows", "done", "submitted", "quarantined", "retried"):
-            table.add_column(column, justify="right" if column != "scale" else "left")
-        counts = ledger.task_counts()
-        for scale in sorted(set(counts) | set(store.scales())):
-            by_status = counts.get(scale, {})
-            retried = sum(1 for t in ledger.tasks(scale) if t["attempts"] > 1)
-            table.add_row(scale, str(store.rows(scale)),
-                          *(str(by_status.get(s, 0)) for s in
-                            ("done", "submitted", "quarantined")), str(retried))
-        console.print(table)
-        rounds = ledger.rounds()
-        stopped = (ledger.fact("stop_reason") or ledger.fact("interrupted")
-                   or "not yet (running, or killed: `campaign resume` continues it)")
-        mode = ledger.fact("mode") or "rounds"
-        steps = "rounds" if mode == "rounds" else "models fitted"
-        console.print(f"mode: {mode}; {steps}: "
-                      f"{max((r['round'] for r in rounds), default=-1) + (mode == 'rounds')}; "
-                      f"stopped: {stopped}", soft_wrap=True)
-        from campaign.processes import leftover_processes
+def _run_state(run_dir: Path, ledger: Any) -> dict[str, Any]:
+    """``{"state", "reason", "resumable", "driver"}`` of a run: ``running`` while the
+    process named in ``campaign.lock`` lives (same pid and start time); otherwise what the
+    ledger's facts recorded (``failed``, ``stop_reason``, ``interrupted``); with none of
+    them, ``killed`` if the lock still names the dead driver (it never released it) or
+    ``crashed`` if the lock was released without a stop (an exception ended the driver;
+    the engine records no traceback: it is in the driver's output)."""
+    from campaign.lock import holder_alive, read_holder
 
-        leftovers = leftover_processes(run_dir)
-        if leftovers:
-            console.print(f"{len(leftovers)} Parsl processes of a killed driver are still "
-                          f"running (pids {', '.join(str(p['pid']) for p in leftovers[:8])}); "
-                          f"`campaign resume {run_dir}` ends them", soft_wrap=True)
-        for promotion in sorted({r["promotion"] for r in rounds}):
-            scored = [r for r in ledger.rounds(promotion) if r.get("n_train")]
-            if not scored:
-                continue
-            last = scored[-1]
-            parts = [f"{promotion}: {last['n_train']} training points"]
-            for key, label in (("reference_rmse", "reference RMSE"),
-                               ("prospective_rmse", "prospective RMSE")):
-                values = [r[key] for r in scored if r.get(key) is not None]
-                if values:
-                    parts.append(f"{label} {values[-1]:.4g}")
-            console.print(", ".join(parts))
-            calibrated = [r for r in scored if r.get("calibration")]
-            if calibrated:
-                c = calibrated[-1]["calibration"]
-                console.print(f"  calibration on round {calibrated[-1]['round']}'s new results "
-                              f"(n={c['n']:.0f}, before training on them): coverage 50% "
-                              f"{c['coverage_50']:.2f}, 90% {c['coverage_90']:.2f}, z-score sd "
-                              f"{c['z_std']:.2f}, NLL {c['nll']:.3g}", highlight=False)
-        for task in ledger.tasks(status="quarantined"):
-            console.print(f"  quarantined task {task['task_id']} ({task['scale']}, parent row "
-                          f"{task['parent_row']}): {task['reason']}", highlight=False)
-    finally:
-        ledger.close()
+    holder = read_holder(run_dir)
+    alive = holder_alive(holder) if holder else False
+    resume_hint = f"`campaign resume {run_dir}` continues it"
+    if holder and alive:
+        return {"state": "running", "resumable": False, "driver": holder,
+                "reason": f"driver pid {holder['pid']} on {holder.get('host')} since "
+                          f"{holder.get('started')}"}
+    if holder and alive is None:
+        return {"state": "unknown", "resumable": False, "driver": holder,
+                "reason": f"driver pid {holder['pid']} ran on host {holder.get('host')}; "
+                          f"whether it still runs can be checked only there"}
+    stop_reason, interrupted = ledger.fact("stop_reason"), ledger.fact("interrupted")
+    if ledger.fact("failed"):
+        return {"state": "failed", "resumable": True, "driver": holder,
+                "reason": f"{stop_reason or ledger.fact('failed')} (it could not progress)"}
+    if stop_reason:
+        return {"state": "stopped", "resumable": True, "driver": holder,
+                "reason": stop_reason}
+    if interrupted:
+        return {"state": "stopped", "resumable": True, "driver": holder,
+                "reason": f"{interrupted}; {resume_hint}"}
+    if holder:
+        return {"state": "killed", "resumable": True, "driver": holder,
+                "reason": f"driver pid {holder['pid']} (started {holder.get('started')}) is "
+                          f"gone and recorded no stop: killed (SIGKILL, out of memory, or its "
+                          f"node went down); {resume_hint}"}
+    if (run_dir / "campaign.lock").is_file():
+        return {"state": "crashed", "resumable": True, "driver": None,
+                "reason": f"the driver released its lock without recording a stop: an "
+                          f"error ended it (its traceback is in the driver's output, not in "
+                          f"the run directory); {resume_hint}"}
+    return {"state": "unknown", "resumable": True, "driver": None,
+            "reason": f"no stop recorded and no lock record: killed or crashed; {resume_hint}"}
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinities as None, for strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
+
+
+def _status_record(run_dir: Path, ledger: Any, store: Any) -> dict[str, Any]:
+    """Everything ``campaign status`` shows, as plain data (``--json``)."""
+    state = _run_state(run_dir, ledger)
+    counts = ledger.task_counts()
+    scales = sorted(set(counts) | set(store.scales()))
+    rounds = ledger.rounds()
+    mode = ledger.fact("mode") or "rounds"
+    recorded = float(ledger.fact("wall_seconds", 0.0) or 0.0)
+    driver = state["driver"] or {}
+    elapsed = recorded  # every finished segment (a killed one's is not recorded)
+    if state["state"] == "running" and driver.get("started_at"):
+        elapsed += max(0.0, time.time() - float(driver["started_at"]))
+    models = {}
+    for promotion in sorted({r["promotion"] for r in rounds}):
+        scored = [r for r in ledger.rounds(promotion) if r.get("n_train")]
+        if scored:
+            models[promotion] = {"round": scored[-1]["round"],
+                                 "n_train": scored[-1]["n_train"]}
+            for key in ("reference_rmse", "prospective_rmse", "calibration"):
+                values = [r[key] for r in scored if r.get(key) is not None]  # the newest
+                models[promotion][key] = values[-1] if values else None
+    return _finite({
+        "run_dir": str(run_dir), "name": ledger.fact("name"), "mode": mode,
+        "state": state["state"], "reason": state["reason"], "resumable": state["resumable"],
+        "driver": state["driver"], "elapsed": elapsed, "resumed": ledger.fact("resumed", 0),
+        "steps": max((r["round"] for r in rounds), default=-1) + (mode == "rounds"),
+        "counts": counts, "rows": {scale: store.rows(scale) for scale in scales},
+        "retried": {scale: sum(1 for t in ledger.tasks(scale) if t["attempts"] > 1)
+                    for scale in scales},
+        "models": models,
+    })
+
+
+def _print_status(run_dir: Path, ledger: Any, record: dict[str, Any]) -> None:
+    table = Table(title=f"campaign '{record['name']}' in {run_dir}")
+    for column in ("scale", "rows", "done", "submitted", "quarantined", "retried"):
+        table.add_column(column, justify="right" if column != "scale" else "left")
+    for scale, rows in record["rows"].items():
+        by_status = record["counts"].get(scale, {})
+        table.add_row(scale, str(rows), *(str(by_status.get(s, 0)) for s in
+                                          ("done", "submitted", "quarantined")),
+                      str(record["retried"][scale]))
+    console.print(table)
+    steps = "rounds" if record["mode"] == "rounds" else "models fitted"
+    console.print(f"mode: {record['mode']}; {steps}: {record['steps']}; elapsed "
+                  f"{record['elapsed']:.1f} s"
+                  + {0: "", 1: "; resumed once"}.get(record["resumed"],
+                                                      f"; resumed {record['resumed']} times"),
+                  highlight=False, soft_wrap=True)
+    console.print(f"state: [bold]{record['state']}[/]: {escape(record['reason'])}",
+                  highlight=False, soft_wrap=True)
+    from campaign.processes import leftover_processes
+
+    leftovers = leftover_processes(run_dir)
+    if leftovers:
+        console.print(f"{len(leftovers)} Parsl processes of a killed driver are still "
+                      f"running (pids {', '.join(str(p['pid']) for p in leftovers[:8])}); "
+                      f"`campaign resume {run_dir}` ends them", soft_wrap=True)
+    for promotion, model in record["models"].items():
+        parts = [f"{promotion}: {model['n_train']} training points"]
+        for key, label in (("reference_rmse", "reference RMSE"),
+                           ("prospective_rmse", "prospective RMSE")):
+            if model.get(key) is not None:
+                parts.append(f"{label} {model[key]:.4g}")
+        console.print(", ".join(parts))
+        scored = [r for r in ledger.rounds(promotion) if r.get("n_train")]
+        calibrated = [r for r in scored if r.get("calibration")]
+        if calibrated:
+            c = calibrated[-1]["calibration"]
+            console.print(f"  calibration on round {calibrated[-1]['round']}'s new results "
+                          f"(n={c['n']:.0f}, before training on them): coverage 50% "
+                          f"{c['coverage_50']:.2f}, 90% {c['coverage_90']:.2f}, z-score sd "
+                          f"{c['z_std']:.2f}, NLL {c['nll']:.3g}", highlight=False,
+                          soft_wrap=True)
+    for task in ledger.tasks(status="quarantined"):
+        console.print(f"  quarantined task {task['task_id']} ({task['scale']}, parent row "
+                      f"{task['parent_row']}): {escape(str(task['reason']))}",
+                      highlight=False, soft_wrap=True)
+
+
+@app.command()
+def status(
+    run_dir: Annotated[Path, typer.Argument(help="run directory")],
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="print one JSON object (state, reason, counts per scale and status, "
+                       "rows, elapsed, models) instead of the table")] = False,
+    watch: Annotated[bool, typer.Option(
+        help="print again every --interval seconds until the run is no longer running "
+             "(with --json: one object per line)")] = False,
+    interval: Annotated[float, typer.Option(
+        help="seconds between prints with --watch")] = 5.0,
+) -> None:
+    """State (running, stopped, failed, killed, crashed), counts per scale, rounds and the
+    current surrogate error of a run."""
+    if interval <= 0:
+        _fail(f"--interval must be a positive number of seconds, got {interval}")
+    while True:
+        ledger, store = _open_run(run_dir)
+        try:
+            record = _status_record(run_dir, ledger, store)
+            if as_json:
+                typer.echo(json.dumps(record))
+            else:
+                if watch and console.is_terminal:
+                    console.clear()
+                _print_status(run_dir, ledger, record)
+        finally:
+            ledger.close()
+        if not watch or record["state"] != "running":
+            return
+        time.sleep(interval)
 
 
 @app.command()
@@ -384,7 +520,8 @@ def report(
              "again); an existing baseline is always compared")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Write report.png (learning curve vs random, pool, timeline) and summary.json."""
+    """Write report.html (self-contained: learning curve vs random, where the learner
+    sampled, parity, calibration, timeline, counts), report.png and summary.json."""
     from campaign.ledger import Ledger
     from campaign.report import ReportError
     from campaign.script import ScriptError, load_campaign
@@ -396,11 +533,14 @@ def report(
     script = ledger.fact("script")
     ledger.close()
     spec = None
-    if baseline and script:
+    if script:  # the spec restores saved models (surrogate map, parity) and the baseline
         try:
             spec = load_campaign(script)
         except ScriptError as error:
-            console.print(f"no random baseline: {error}")
+            console.print(f"without the campaign script (no random baseline, surrogate map "
+                          f"or parity): {error}", highlight=False, soft_wrap=True)
+    elif baseline:
+        console.print("no random baseline: the run was not started from a script")
     try:
         _report(run_dir, spec, baseline)
     except ReportError as error:

@@ -4,6 +4,13 @@ The first signal asks the engine to submit nothing new and to wait up to a grace
 for running tasks, committing what completes; a second signal stops the wait at once.
 Either way nothing committed is lost and unfinished tasks stay ``submitted`` in the
 ledger, to be run again by ``campaign resume``.
+
+>>> stop = StopRequest(grace_period=0.0)
+>>> stop.stopping
+False
+>>> stop.request("test")  # what a first SIGTERM does, from code
+>>> stop.stopping, stop.stop_now  # plan nothing new; a zero grace period is over at once
+(True, True)
 """
 
 from __future__ import annotations

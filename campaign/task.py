@@ -4,6 +4,15 @@ These are the only functions the engine ships to Parsl executors. They return re
 to the engine (the store's only writer) and never touch the run directory themselves.
 The checks of what an app returned happen here *and* in the engine: here, so a bad
 result is described where it was made; in the engine, so nothing unchecked is stored.
+
+>>> import numpy as np
+>>> checked = check_result({"x": [[0.0, 1.0]], "energy": [2.5]})
+>>> checked["x"].shape, checked["energy"].dtype
+((1, 2), dtype('float64'))
+>>> check_result({"x": [[0.0, 1.0]], "energy": [np.nan]})
+Traceback (most recent call last):
+    ...
+campaign.task.BadResultError: 'energy' has 1 non-finite values (NaN or inf)
 """
 
 from __future__ import annotations

@@ -5,6 +5,15 @@ bounds below are in units of the data's spread. Small data sometimes drives the 
 likelihood to tiny length scales (the model then predicts the mean everywhere); a Gamma
 prior and an interval constraint on the length scales, several restarts, and a warm start
 from the previous fit guard against that.
+
+>>> import numpy as np
+>>> X = np.linspace(0.0, 1.0, 12)[:, None]
+>>> gp = ExactGP(restarts=0, iterations=50).fit(X, np.sin(6.0 * X[:, 0]))
+>>> posterior = gp.posterior(np.array([[0.5], [3.0]]))
+>>> bool(abs(posterior.mean[0] - np.sin(3.0)) < 0.1)  # close to the data
+True
+>>> bool(posterior.variance[1] > 10 * posterior.variance[0])  # uncertain far from it
+True
 """
 
 from __future__ import annotations

@@ -10,6 +10,13 @@ never the model, so learners and policies compose freely.
 - :class:`GaussianProcessPosterior`: exact GP algebra in float64 from a Cholesky factor of
   the training covariance; covariance columns are computed on demand, never the ``n x n``
   matrix, and rows are processed in chunks so memory stays bounded.
+
+>>> import numpy as np
+>>> ensemble = SampledPosterior(np.array([[0.0, 1.0, 2.0], [2.0, 1.0, 4.0]]))
+>>> ensemble.mean, ensemble.variance  # per query point, over the members
+(array([1., 1., 3.]), array([2., 0., 2.]))
+>>> ensemble.sample(4, np.random.default_rng(0)).shape
+(4, 3)
 """
 
 from __future__ import annotations

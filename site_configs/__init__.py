@@ -3,6 +3,14 @@
 Every config provides one executor per label in :func:`executor_labels`: ``sim-<scale>`` for
 each scale and ``train``. Importing this package loads nothing, starts nothing and changes
 no environment; a factory resolves addresses and environments only when called.
+
+>>> executor_labels(["coarse", "fine"])
+['sim-coarse', 'sim-fine', 'train']
+>>> config = get_config("threads", scales=["coarse", "fine"], run_dir="/tmp/parsl-doc")
+>>> sorted(executor.label for executor in config.executors)
+['sim-coarse', 'sim-fine', 'train']
+>>> "slurm" in SITES
+True
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ batch is recorded, after a commit) and at random moments, resumed after each kil
 failing and NaN simulations injected. The full version is `python -m benchmarks.faults`
 (20 kills per mode, local HTEX, HTEX worker kills)."""
 
+import os
 import random
 
 import pytest
@@ -69,8 +70,10 @@ def test_worker_killed_mid_task_is_retried_and_the_campaign_goes_on(tmp_path, mo
 
     from conftest import tiny_campaign
 
-    # the app lives in this test module: HTEX workers import it by name
-    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))
+    # the app lives in this test module: HTEX workers import it by name (and with it
+    # ``benchmarks``, which is not installed: it comes from the checkout)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [str(Path(__file__).parent), str(Path(__file__).parents[1])]))
 
     from campaign import Budget
     from campaign.ledger import Ledger

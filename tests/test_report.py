@@ -1,0 +1,340 @@
+"""The report of a real (tiny) run: report.html holds every figure, self-contained, with
+tables whose counts are the ledger's; and the page loads in headless Chromium without
+console errors, every image decoded and not blank.
+
+Chromium is installed by ``make test`` when missing (Debian's ``chromium``, apt, as root),
+like Slurm for tests/test_slurm.py; where it is absent the browser tests skip and say why
+(in CI, ``CI`` set, they fail instead).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import tiny_campaign
+
+from campaign import Budget
+from campaign.report import find_gaps, open_run, parity_points, project_2d, summarize
+
+EVERY_FIGURE = {"learning-curve", "sampling", "surrogate", "parity", "calibration",
+                "timeline", "utilization"}
+WITHOUT_SPEC = {"learning-curve", "sampling", "calibration", "timeline", "utilization"}
+BROWSER_TIMEOUT_S = 120
+
+
+# -- a small real run ------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A tiny async campaign on threads, reported with its spec: (run dir, spec)."""
+    spec = tiny_campaign(mode="async", budget=Budget(fine=8))
+    out = tmp_path_factory.mktemp("report") / "run"
+    spec.run(site="threads", out=out)
+    summarize(out, spec)
+    return out, spec
+
+
+class Page(HTMLParser):
+    """Figures (id -> img src, caption) and tables (id -> rows of cell texts) of a page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.figures: dict[str, dict[str, str]] = {}
+        self.tables: dict[str, list[list[str]]] = {}
+        self.ids: set[str] = set()
+        self.external: list[str] = []
+        self._figure: str | None = None
+        self._table: str | None = None
+        self._in_caption = False
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if "id" in attrs:
+            self.ids.add(attrs["id"])
+        for name in ("src", "href"):
+            if name in attrs and not attrs[name].startswith("data:"):
+                self.external.append(f"<{tag} {name}={attrs[name][:60]}>")
+        if tag == "link":
+            self.external.append("<link>")
+        if tag == "figure":
+            self._figure = attrs["id"]
+            self.figures[self._figure] = {"src": "", "caption": ""}
+        elif tag == "img" and self._figure:
+            self.figures[self._figure]["src"] = attrs.get("src", "")
+        elif tag == "figcaption":
+            self._in_caption = True
+        elif tag == "table":
+            self._table = attrs["id"]
+            self.tables[self._table] = []
+        elif tag == "tr" and self._table:
+            self.tables[self._table].append([])
+        elif tag in ("td", "th") and self._table:
+            self._cell = []
+
+    def handle_endtag(self, tag):
+        if tag == "figure":
+            self._figure = None
+        elif tag == "figcaption":
+            self._in_caption = False
+        elif tag == "table":
+            self._table = None
+        elif tag in ("td", "th") and self._cell is not None:
+            self.tables[self._table][-1].append("".join(self._cell))
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._in_caption and self._figure:
+            self.figures[self._figure]["caption"] += data
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def parse(path: Path) -> Page:
+    page = Page()
+    page.feed(path.read_text(encoding="utf-8"))
+    return page
+
+
+def table_dicts(page: Page, table_id: str) -> list[dict[str, str]]:
+    header, *rows = page.tables[table_id]
+    return [dict(zip(header, row, strict=True)) for row in rows]
+
+
+def not_blank(png: bytes) -> bool:
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(io.BytesIO(png), format="png")
+    return pixels.ndim == 3 and pixels.shape[0] > 0 and float(pixels.std()) > 0
+
+
+@pytest.mark.slow
+def test_report_holds_every_figure_self_contained(run):
+    out, _ = run
+    page = parse(out / "report.html")
+    assert set(page.figures) == EVERY_FIGURE
+    assert page.external == []  # no external scripts, styles, fonts or images
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["figures"]) == EVERY_FIGURE and summary["html"] == "report.html"
+    for figure_id, figure in page.figures.items():
+        assert figure["src"].startswith("data:image/png;base64,"), figure_id
+        png = base64.b64decode(figure["src"].split(",", 1)[1])
+        assert png == Path(summary["figures"][figure_id]).read_bytes()
+        assert not_blank(png), figure_id
+        assert len(figure["caption"]) > 40, figure_id
+    assert (out / "report.png").stat().st_size > 10_000  # still written, as before
+
+
+@pytest.mark.slow
+def test_report_tables_count_what_the_ledger_holds(run):
+    out, _ = run
+    page = parse(out / "report.html")
+    ledger, store = open_run(out)
+    try:
+        counts = {row["scale"]: row for row in table_dicts(page, "counts")}
+        tasks = ledger.task_counts()
+        busy = ledger.core_seconds()
+        attempts = ledger.attempts()
+        assert set(counts) == {"coarse", "fine"}
+        for scale, row in counts.items():
+            assert int(row["done"]) == tasks[scale].get("done", 0)
+            assert int(row["quarantined"]) == tasks[scale].get("quarantined", 0)
+            assert int(row["rows"]) == store.rows(scale)
+            assert int(row["attempts"]) == sum(a["scale"] == scale for a in attempts)
+            assert float(row["busy seconds"]) == pytest.approx(busy[scale], abs=1e-3)
+        assert int(counts["fine"]["done"]) == 8  # the budget
+        assert "quarantine" in page.ids and "quarantine" not in page.tables  # none: a note
+        rounds = table_dicts(page, "rounds")
+        assert len(rounds) == len(ledger.rounds("coarse-to-fine"))
+        assert [int(r["n_train"]) for r in rounds] == [
+            r["n_train"] for r in ledger.rounds("coarse-to-fine")]
+    finally:
+        ledger.close()
+
+
+@pytest.mark.slow
+def test_parity_reproduces_the_recorded_prospective_error(run):
+    out, spec = run
+    ledger, store = open_run(out)
+    try:
+        points = parity_points(store, spec.promotions[0])
+        scored = [r for r in ledger.rounds("coarse-to-fine") if r.get("prospective_rmse")]
+        assert scored and len(points["row"])
+        for record in scored:  # each result predicted by the model the engine scored it with
+            mine = points["model"] == record["round"]
+            rmse = np.sqrt(np.mean((points["mean"][mine] - points["observed"][mine]) ** 2))
+            assert mine.sum() == record["n_scored"]
+            assert rmse == pytest.approx(record["prospective_rmse"], rel=1e-6)
+    finally:
+        ledger.close()
+
+
+@pytest.mark.slow
+def test_report_without_the_spec_says_what_it_cannot_show(run, tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(run[0], out)
+    for png in out.glob("report*.png"):
+        png.unlink()
+    summary = summarize(out)
+    page = parse(out / "report.html")
+    assert set(page.figures) == WITHOUT_SPEC == set(summary["figures"])
+    assert {"parity-note", "surrogate-note"} <= page.ids
+    text = (out / "report.html").read_text()
+    assert "per-result predictions are not recorded" in text
+    assert (out / "report.png").is_file() and (out / "summary.json").is_file()
+
+
+def test_gaps_are_intervals_far_longer_than_the_median():
+    starts = list(np.arange(0, 3, 0.1)) + list(30 + np.arange(0, 3, 0.1))
+    assert find_gaps(starts) == [(pytest.approx(2.9), pytest.approx(30.0))]
+    assert find_gaps(list(np.arange(0, 3, 0.1))) == []
+    assert find_gaps([0.0, 0.001, 0.5]) == []  # under the 1 s floor
+
+
+def test_projection_keeps_two_columns_and_finds_the_plane_of_many():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 2))
+    assert project_2d(x)[0] is x
+    plane = np.column_stack([x[:, 0], 3 * x[:, 1], x[:, 0] + 3 * x[:, 1]])
+    points, labels = project_2d(plane)
+    assert points.shape == (200, 2) and labels[0].startswith("PC1")
+    # all the variance lies in the plane: the projection keeps every distance
+    distances = np.linalg.norm(plane[:50, None] - plane[None, :50], axis=-1)
+    projected = np.linalg.norm(points[:50, None] - points[None, :50], axis=-1)
+    np.testing.assert_allclose(projected, distances, atol=1e-9)
+
+
+# -- the page in a browser ---------------------------------------------------------------
+# Injected as the first thing in <head>: counts uncaught errors (scripts and failed
+# resources) and console.error calls, then on load writes, for every image, whether it
+# decoded (natural size) and whether all its pixels are one colour, into <pre id="checks">.
+CHECK_SCRIPT = """<script>
+window.__errors = [];
+window.addEventListener("error", function (e) {
+  window.__errors.push(String(e.message || ("failed to load " + (e.target && e.target.tagName))));
+}, true);
+(function () {
+  var original = console.error;
+  console.error = function () {
+    window.__errors.push("console.error: " + Array.prototype.join.call(arguments, " "));
+    return original.apply(console, arguments);
+  };
+})();
+window.addEventListener("load", function () {
+  var images = Array.prototype.map.call(document.images, function (img) {
+    var blank = null;
+    if (img.naturalWidth > 0 && img.naturalHeight > 0) {
+      var canvas = document.createElement("canvas");
+      canvas.width = Math.min(img.naturalWidth, 600);
+      canvas.height = Math.min(img.naturalHeight, 600);
+      var context = canvas.getContext("2d");
+      context.drawImage(img, 0, 0, canvas.width, canvas.height);
+      var data = context.getImageData(0, 0, canvas.width, canvas.height).data;
+      blank = true;
+      for (var i = 4; i < data.length; i += 4) {
+        if (data[i] !== data[0] || data[i + 1] !== data[1] || data[i + 2] !== data[2]
+            || data[i + 3] !== data[3]) { blank = false; break; }
+      }
+    }
+    var figure = img.closest("figure");
+    return {figure: figure ? figure.id : null, complete: img.complete,
+            width: img.naturalWidth, height: img.naturalHeight, blank: blank,
+            shown: img.getBoundingClientRect().width > 0};
+  });
+  var pre = document.createElement("pre");
+  pre.id = "checks";
+  pre.textContent = JSON.stringify({images: images, errors: window.__errors});
+  document.body.appendChild(pre);
+});
+</script>"""
+
+
+def chromium_binary() -> str:
+    for name in (os.environ.get("CHROMIUM", ""), "chromium", "chromium-browser",
+                 "google-chrome"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    message = ("headless Chromium not found (make test installs Debian's chromium with apt "
+               "when run as root; or set CHROMIUM to a Chrome/Chromium binary)")
+    if os.environ.get("CI"):
+        pytest.fail(f"CI is set, so the browser test may not be skipped: {message}")
+    pytest.skip(message)
+
+
+def browser_checks(page: Path, profile: Path) -> dict:
+    """Load ``page`` with the check script injected; returns what the script found."""
+    checked = page.with_name(page.stem + "-checked.html")
+    checked.write_text(page.read_text(encoding="utf-8").replace("<head>",
+                                                                "<head>" + CHECK_SCRIPT, 1),
+                       encoding="utf-8")
+    result = subprocess.run(
+        [chromium_binary(), "--headless", "--disable-gpu", "--no-sandbox",
+         "--no-first-run", f"--user-data-dir={profile}", "--virtual-time-budget=10000",
+         "--dump-dom", checked.resolve().as_uri()],
+        capture_output=True, text=True, timeout=BROWSER_TIMEOUT_S)
+    found = re.search(r'<pre id="checks">(.*?)</pre>', result.stdout, re.S)
+    assert found, f"no check results (exit {result.returncode}): {result.stderr[-2000:]}"
+    return json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&")
+                      .replace("&lt;", "<").replace("&gt;", ">"))
+
+
+def page_problems(checks: dict, expected: set[str]) -> list[str]:
+    """Everything wrong with a loaded page: errors, missing, broken or blank figures."""
+    problems = [f"error: {error}" for error in checks["errors"]]
+    seen = {image["figure"] for image in checks["images"]}
+    problems += [f"figure {name} missing" for name in sorted(expected - seen)]
+    for image in checks["images"]:
+        if not (image["complete"] and image["width"] > 0 and image["height"] > 0):
+            problems.append(f"figure {image['figure']} did not decode")
+        elif image["blank"] is not False:
+            problems.append(f"figure {image['figure']} is blank")
+        elif not image["shown"]:
+            problems.append(f"figure {image['figure']} is not shown")
+    return problems
+
+
+@pytest.mark.slow
+def test_page_loads_in_chromium_with_every_figure(run, tmp_path):
+    chromium_binary()
+    page = tmp_path / "report.html"
+    shutil.copy(run[0] / "report.html", page)
+    checks = browser_checks(page, tmp_path / "profile")
+    assert page_problems(checks, EVERY_FIGURE) == []
+    assert len(checks["images"]) == len(EVERY_FIGURE)
+
+
+def _blank_png() -> str:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    plt.imsave(buffer, np.ones((40, 60)), cmap="gray", format="png")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+@pytest.mark.slow
+def test_browser_check_fails_on_a_broken_image_a_blank_image_and_a_script_error(run,
+                                                                                tmp_path):
+    chromium_binary()
+    good = (run[0] / "report.html").read_text(encoding="utf-8")
+    images = re.findall(r"data:image/png;base64,[A-Za-z0-9+/=]+", good)
+    broken = good.replace(images[0], "data:image/png;base64,iVBORw0KGgoAAAAN", 1)
+    blank = good.replace(images[1], "data:image/png;base64," + _blank_png(), 1)
+    scripted = good.replace("</body>", "<script>notDefined();</script></body>", 1)
+    for name, text, expected in (("broken", broken, "learning-curve did not decode"),
+                                 ("blank", blank, "sampling is blank"),
+                                 ("scripted", scripted, "notDefined")):
+        page = tmp_path / f"{name}.html"
+        page.write_text(text, encoding="utf-8")
+        problems = page_problems(browser_checks(page, tmp_path / f"profile-{name}"),
+                                 EVERY_FIGURE)
+        assert problems, name
+        assert any(expected in problem for problem in problems), (name, problems)
