@@ -282,3 +282,19 @@ def test_a_model_cut_short_by_a_kill_is_not_restored(tmp_path):
     partial.create_array("w", shape=(3,), dtype="float64")
     assert saved_models(store, "a-to-b") == [1]
     ledger.close()
+
+
+def test_the_three_scale_example_runs_its_chain(tmp_path):
+    from campaign.script import load_campaign
+
+    spec = load_campaign(ROOT / "examples" / "three_scales.py")
+    spec = spec.model_copy(update={"budget": Budget(macro=8, cg=2, fine=8)})
+    summary = spec.run(site="threads", out=tmp_path / "run")
+    assert not summary.failed
+    assert summary.task_counts == {"macro": {"done": 8}, "cg": {"done": 2},
+                                   "fine": {"done": 8}}
+    ledger, store = open_run(tmp_path / "run")
+    cg, fine = store.read("cg"), store.read("fine")
+    assert len(cg) == 2 * 10  # two short runs of 10 frames
+    np.testing.assert_array_equal(fine.x, cg.x[fine.meta["parent_row"]])
+    ledger.close()
