@@ -350,6 +350,15 @@ class Ledger:
             "USING (task_id) WHERE a.ended IS NOT NULL AND a.started IS NOT NULL "
             "GROUP BY t.scale")}
 
+    def durations(self) -> dict[str, tuple[int, float]]:
+        """(finished attempts, longest busy seconds) per scale: what the engine-side
+        deadline derives from, so a resumed run has one from its first task on."""
+        return {scale: (int(count), float(longest or 0.0))
+                for scale, count, longest in self._db.execute(
+                    "SELECT t.scale, COUNT(*), MAX(a.ended - a.started) FROM attempts a "
+                    "JOIN tasks t USING (task_id) WHERE a.ended IS NOT NULL AND "
+                    "a.started IS NOT NULL GROUP BY t.scale")}
+
     # -- rounds --------------------------------------------------------------------
     def record_round(self, round_index: int, promotion: str, record: dict[str, Any]) -> None:
         with self.transaction() as db:

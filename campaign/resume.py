@@ -3,9 +3,10 @@
 Owns: reading a run directory back into a :class:`~campaign.state.CampaignState` when a
 run starts (committed rows of the scales promotions draw from, training sets, walker
 positions and progress, which rows were promoted, pending or quarantined, task counts,
-compute spent), the tasks recorded but never committed (submitted again under the same
-id and seed) and the newest saved model of each promotion. After this, the engine never
-reads the store or scans the ledger to decide anything.
+compute spent, the durations the engine-side deadline derives from), the tasks recorded
+but never committed (submitted again under the same id and seed) and the newest saved
+model of each promotion. After this, the engine never reads the store or scans the
+ledger to decide anything.
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ def restore_state(spec: CampaignSpec, store: Store, ledger: Ledger,
                                         None if drawing is None else drawing.promotion.features)
     counts = ledger.task_counts()
     spent = ledger.core_seconds()
+    durations = ledger.durations()
     for name, held in state.scales.items():
+        held.durations_seen, held.longest_duration = durations.get(name, (0, 0.0))
         held.tasks = Counter(counts.get(name, {}))
         held.committed_rows = store.rows(name)
         held.core_seconds = spent.get(name, 0.0) * _cores(held.scale.resources)

@@ -184,3 +184,27 @@ def test_directory_of_a_driver_killed_while_starting_is_taken_over(tmp_path):
     with pytest.raises(RunDirError, match="stopped while starting"):
         spec.run(site="threads", out=run_dir, resume=True)
     assert spec.run(site="threads", out=run_dir).rows["fine"] == 4
+
+
+def test_resume_restores_the_durations_the_deadline_derives_from(tmp_path):
+    """A resumed run has an engine-side deadline from its first task on: a task hung
+    right after a resume (e.g. its worker killed) is not waited for forever."""
+    from conftest import tiny_campaign
+
+    from campaign import Budget
+    from campaign.ledger import Ledger
+    from campaign.resume import restore_state
+    from campaign.store import Store
+
+    spec = tiny_campaign(mode="async", budget=Budget(fine=4))
+    spec.run(site="threads", out=tmp_path / "run")
+    ledger = Ledger(tmp_path / "run" / "ledger.sqlite")
+    store = Store(tmp_path / "run", ledger)
+    state = restore_state(spec, store, ledger, [None])
+    for name in ("coarse", "fine"):
+        finished = [a for a in ledger.attempts() if a["scale"] == name
+                    and a["started"] is not None and a["ended"] is not None]
+        assert state.scales[name].durations_seen == len(finished) > 0
+        assert state.scales[name].longest_duration == pytest.approx(
+            max(a["ended"] - a["started"] for a in finished))
+    ledger.close()
