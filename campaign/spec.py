@@ -24,8 +24,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from learners import learner_by_name
-from learners.acquisition import Acquisition, acquisition_by_name
+from learners import default_learner, learner_by_name
+from learners.acquisition import Acquisition, acquisition_by_name, default_acquisition
 from learners.base import Learner
 from learners.stopping import StoppingRule
 
@@ -196,7 +196,9 @@ class Promotion(SpecModel):
     """Choose configurations of scale ``source`` to run at the finer scale ``target``.
 
     ``learner`` and ``acquisition`` are objects or registered names (``"exact_gp"``,
-    ``"max_variance"``, see ``learners.LEARNERS`` and ``learners.acquisition.ACQUISITIONS``).
+    ``"max_variance"``, see ``learners.LEARNERS`` and ``learners.acquisition.ACQUISITIONS``);
+    left out (or None) they are ``learners.default_learner()`` and
+    ``learners.acquisition.default_acquisition()``.
     ``features(x_source) -> (n, f)`` turns source rows into learner inputs;
     the learner is fitted on ``features(x_target)`` against the target output
     ``quantity`` (default: the target app's only output); the acquisition picks
@@ -213,8 +215,8 @@ class Promotion(SpecModel):
     source: str
     target: str
     features: Callable[[np.ndarray], np.ndarray]
-    learner: Any
-    acquisition: Any
+    learner: Any = Field(default=None, validate_default=True)
+    acquisition: Any = Field(default=None, validate_default=True)
     batch_size: int = Field(ge=1)
     quantity: str | None = None
     mapping: Callable[[np.ndarray], np.ndarray] | None = None
@@ -225,6 +227,8 @@ class Promotion(SpecModel):
     @field_validator("learner", mode="before")
     @classmethod
     def _is_learner(cls, learner: Any) -> Any:
+        if learner is None:
+            return default_learner()
         if isinstance(learner, str):
             learner = learner_by_name(learner)
         if not isinstance(learner, Learner):
@@ -235,6 +239,8 @@ class Promotion(SpecModel):
     @field_validator("acquisition", mode="before")
     @classmethod
     def _is_acquisition(cls, acquisition: Any) -> Any:
+        if acquisition is None:
+            return default_acquisition()
         if isinstance(acquisition, str):
             acquisition = acquisition_by_name(acquisition)
         if not isinstance(acquisition, Acquisition):

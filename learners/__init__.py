@@ -10,6 +10,7 @@ from __future__ import annotations
 from learners.base import Learner, NotFittedError
 from learners.ensemble import DeepEnsemble
 from learners.gp import ExactGP
+from learners.pool import PoolCurve, pool_loop
 from learners.posterior import (
     GaussianProcessPosterior,
     Posterior,
@@ -26,13 +27,16 @@ __all__ = [
     "GaussianProcessPosterior",
     "Learner",
     "NotFittedError",
+    "PoolCurve",
     "Posterior",
     "RandomForest",
     "SampledPosterior",
     "SklearnLearner",
     "SparseGP",
     "SparseGaussianProcessPosterior",
+    "default_learner",
     "learner_by_name",
+    "pool_loop",
 ]
 
 #: Learner classes by the name a campaign spec uses.
@@ -57,3 +61,13 @@ def learner_by_name(name: str, **params: object) -> Learner:
         known = ", ".join(sorted(LEARNERS))
         raise ValueError(f"unknown learner {name!r}; known: {known}") from None
     return cls(**params)
+
+
+def default_learner() -> Learner:
+    """A new instance of the learner a campaign uses when its spec names none.
+
+    An :class:`ExactGP` with its default parameters (ARD Matern 5/2, 2 restarts), the
+    learner of the demo and of every policy comparison in docs/benchmarks.md. A fresh
+    object on each call, so two promotions never share fitted state.
+    """
+    return ExactGP()

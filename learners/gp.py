@@ -18,6 +18,7 @@ True
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from typing import Any
@@ -28,7 +29,7 @@ import torch
 from scipy.linalg import cho_solve
 
 from learners.base import FittedState, check_inputs, check_targets
-from learners.kernels import KERNELS, Kernel
+from learners.kernels import KERNELS, Kernel, TorchKernel
 from learners.posterior import GaussianProcessPosterior
 
 __all__ = ["ExactGP"]
@@ -48,6 +49,9 @@ _NOISE_PRIOR = (1.1, 10.0)
 _RESTART_LENGTHSCALE = (0.2, 5.0)
 _RESTART_OUTPUTSCALE = (0.5, 2.0)
 _RESTART_NOISE = (1e-4, 1e-1)
+# state["kernel"] code of a kernel object; its parameters are under "kernel_param.<name>".
+_CUSTOM = -1
+_PARAM_PREFIX = "kernel_param."
 _STATE_KEYS = (
     "format_version", "kernel", "x_train", "y_train", "x_offset", "x_scale", "y_offset",
     "y_scale", "lengthscale", "outputscale", "noise", "constant",
@@ -58,13 +62,18 @@ class _TorchGP(gpytorch.models.ExactGP):
     """Constant mean + ScaleKernel(ARD Matern 5/2 or RBF) with priors, used only for fitting."""
 
     def __init__(
-        self, x: torch.Tensor, y: torch.Tensor, kernel: str, noise_floor: float
+        self, x: torch.Tensor, y: torch.Tensor, kernel: Any, noise_floor: float
     ) -> None:
         likelihood = gpytorch.likelihoods.GaussianLikelihood(
             noise_prior=gpytorch.priors.GammaPrior(*_NOISE_PRIOR),
             noise_constraint=gpytorch.constraints.GreaterThan(noise_floor),
         )
         super().__init__(x, y, likelihood)
+        self.mean_module = gpytorch.means.ConstantMean()
+        self.custom = not isinstance(kernel, str)
+        if self.custom:
+            self.covar_module = copy.deepcopy(kernel).to(torch.float64)
+            return
         d = x.shape[-1]
         options: dict[str, Any] = {
             "ard_num_dims": d,
@@ -75,7 +84,6 @@ class _TorchGP(gpytorch.models.ExactGP):
             base = gpytorch.kernels.RBFKernel(**options)
         else:
             base = gpytorch.kernels.MaternKernel(nu=2.5, **options)
-        self.mean_module = gpytorch.means.ConstantMean()
         self.covar_module = gpytorch.kernels.ScaleKernel(
             base, outputscale_prior=gpytorch.priors.GammaPrior(*_OUTPUTSCALE_PRIOR)
         )
@@ -83,7 +91,14 @@ class _TorchGP(gpytorch.models.ExactGP):
     def forward(self, x: torch.Tensor) -> gpytorch.distributions.MultivariateNormal:
         return gpytorch.distributions.MultivariateNormal(self.mean_module(x), self.covar_module(x))
 
-    def set_hyperparameters(self, h: dict[str, np.ndarray | float]) -> None:
+    def set_hyperparameters(self, h: dict[str, Any]) -> None:
+        if self.custom:
+            with torch.no_grad():
+                for name, parameter in self.covar_module.named_parameters():
+                    parameter.copy_(torch.as_tensor(h["params"][name], dtype=torch.float64))
+            self.initialize(**{"likelihood.noise": float(h["noise"]),
+                               "mean_module.constant": float(h["constant"])})
+            return
         self.initialize(
             **{
                 "covar_module.base_kernel.lengthscale": torch.as_tensor(
@@ -95,7 +110,13 @@ class _TorchGP(gpytorch.models.ExactGP):
             }
         )
 
-    def hyperparameters(self) -> dict[str, np.ndarray | float]:
+    def hyperparameters(self) -> dict[str, Any]:
+        if self.custom:
+            return {
+                "params": kernel_parameters(self.covar_module),
+                "noise": float(self.likelihood.noise.detach().reshape(-1)[0]),
+                "constant": float(self.mean_module.constant.detach().reshape(-1)[0]),
+            }
         lengthscale = self.covar_module.base_kernel.lengthscale.detach().numpy()
         return {
             "lengthscale": lengthscale.reshape(-1).copy(),
@@ -112,7 +133,13 @@ class ExactGP(FittedState):
     learns; learned state ends in ``_``.
 
     Args:
-        kernel: ``"matern52"`` or ``"rbf"``.
+        kernel: ``"matern52"`` or ``"rbf"`` (ARD, with the priors and bounds above, on
+            z-scored inputs), or any GPyTorch kernel instance, e.g.
+            :func:`learners.kernels.additive_kernel`, which sees the inputs in their own
+            units (no z-scoring; y is still standardized), keeps its own priors and
+            constraints, and must have a constant prior variance ``k(x, x)``. Its raw
+            parameters are the starts: the instance's own values (or the previous fit's),
+            then ``restarts`` random perturbations (standard normal in the raw space).
         restarts: random hyperparameter starts in addition to the first one; the first is
             the previous fit's hyperparameters when refitting with the same kernel and
             number of columns (warm start), else a default (length scales 1, output scale
@@ -167,11 +194,17 @@ class ExactGP(FittedState):
 
     def __repr__(self) -> str:
         defaults = ExactGP().get_params()
-        changed = [f"{k}={v!r}" for k, v in self.get_params().items() if v != defaults[k]]
+        changed = [
+            f"{k}={v!r}" if isinstance(v, (str, int, float)) else f"{k}={type(v).__name__}(...)"
+            for k, v in self.get_params().items()
+            if not isinstance(v, (str, int, float)) or v != defaults[k]
+        ]
         return f"ExactGP({', '.join(changed)})"
 
     def _check_params(self) -> None:
-        if self.kernel not in KERNELS:
+        if self._custom():
+            pass
+        elif not isinstance(self.kernel, str) or self.kernel not in KERNELS:
             raise ValueError(f"kernel must be one of {', '.join(KERNELS)}, got {self.kernel!r}")
         if int(self.restarts) != self.restarts or self.restarts < 0:
             raise ValueError(f"restarts must be an integer >= 0, got {self.restarts!r}")
@@ -183,6 +216,9 @@ class ExactGP(FittedState):
             raise ValueError(f"threads must be an integer >= 1, got {self.threads!r}")
         if not (math.isfinite(self.noise_floor) and self.noise_floor > 0):
             raise ValueError(f"noise_floor must be > 0, got {self.noise_floor!r}")
+
+    def _custom(self) -> bool:
+        return isinstance(self.kernel, gpytorch.kernels.Kernel)
 
     # -- fitted attributes ---------------------------------------------------------------
 
@@ -225,13 +261,24 @@ class ExactGP(FittedState):
         X = check_inputs(X, name="X")
         y = check_targets(y, X.shape[0], name="y")
         x_offset, x_scale = _standardizer(X)
+        if self._custom():  # a kernel object sees the inputs in their own units
+            x_offset, x_scale = np.zeros(X.shape[1]), np.ones(X.shape[1])
         y_offset, y_scale = _standardizer(y[:, None])
         Xs = (X - x_offset) / x_scale
         ys = (y - y_offset[0]) / y_scale[0]
 
         rng = np.random.default_rng(self.seed)
         starts = [self._first_start(X.shape[1])]
-        starts += [_random_start(X.shape[1], rng) for _ in range(int(self.restarts))]
+        if self._custom():
+            first = starts[0]["params"]
+            starts += [
+                {**starts[0], "params": {name: value + rng.standard_normal(value.shape)
+                                         if name in _trainable(self.kernel) else value
+                                         for name, value in first.items()}}
+                for _ in range(int(self.restarts))
+            ]
+        else:
+            starts += [_random_start(X.shape[1], rng) for _ in range(int(self.restarts))]
 
         previous_threads = torch.get_num_threads()
         torch.set_num_threads(int(self.threads))
@@ -242,10 +289,16 @@ class ExactGP(FittedState):
         finally:
             torch.set_num_threads(previous_threads)
 
+        if self._custom():
+            params = best["params"]
+            metric, prior = _custom_metric(self.kernel, params, Xs)
+            best = {**best, "lengthscale": metric, "outputscale": prior}
         self._set_state(
             {
                 "format_version": np.array([_STATE_VERSION], dtype=np.int64),
-                "kernel": np.array([KERNELS.index(self.kernel)], dtype=np.int64),
+                "kernel": np.array(
+                    [_CUSTOM if self._custom() else KERNELS.index(self.kernel)], dtype=np.int64
+                ),
                 "x_train": X.copy(),
                 "y_train": y.copy(),
                 "x_offset": x_offset,
@@ -256,15 +309,31 @@ class ExactGP(FittedState):
                 "outputscale": np.array([best["outputscale"]], dtype=np.float64),
                 "noise": np.array([best["noise"]], dtype=np.float64),
                 "constant": np.array([best["constant"]], dtype=np.float64),
+                **({} if not self._custom() else {
+                    _PARAM_PREFIX + name: np.asarray(value, dtype=np.float64).copy()
+                    for name, value in best["params"].items()
+                }),
             }
         )
         return self
 
-    def _first_start(self, d: int) -> dict[str, np.ndarray | float]:
+    def _first_start(self, d: int) -> dict[str, Any]:
         state = getattr(self, "_state", None)
+        if self._custom():
+            params = kernel_parameters(self.kernel)
+            if (state is not None and state["x_train"].shape[1] == d
+                    and int(state["kernel"][0]) == _CUSTOM
+                    and all(_PARAM_PREFIX + k in state
+                            and state[_PARAM_PREFIX + k].shape == v.shape
+                            for k, v in params.items())):
+                params = {k: state[_PARAM_PREFIX + k].copy() for k in params}
+                return {"params": params, "noise": float(state["noise"][0]),
+                        "constant": float(state["constant"][0])}
+            return {"params": params, "noise": 1e-2, "constant": 0.0}
         if (
             state is not None
             and state["x_train"].shape[1] == d
+            and int(state["kernel"][0]) != _CUSTOM
             and KERNELS[int(state["kernel"][0])] == self.kernel
         ):
             return {
@@ -310,7 +379,7 @@ class ExactGP(FittedState):
         y: torch.Tensor,
     ) -> float:
         optimizer = torch.optim.LBFGS(
-            model.parameters(),
+            [p for p in model.parameters() if p.requires_grad],
             lr=float(self.learning_rate),
             max_iter=int(self.iterations),
             line_search_fn="strong_wolfe",
@@ -329,9 +398,15 @@ class ExactGP(FittedState):
     # -- state -----------------------------------------------------------------------------
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
-        kernel = Kernel(
-            KERNELS[int(state["kernel"][0])], state["lengthscale"], float(state["outputscale"][0])
-        )
+        kernel: Kernel | TorchKernel
+        if int(state["kernel"][0]) == _CUSTOM:
+            module = copy.deepcopy(self.kernel).to(torch.float64)
+            _load_parameters(module, {k[len(_PARAM_PREFIX):]: v for k, v in state.items()
+                                      if k.startswith(_PARAM_PREFIX)})
+            kernel = TorchKernel(module, state["lengthscale"], float(state["outputscale"][0]))
+        else:
+            kernel = Kernel(KERNELS[int(state["kernel"][0])], state["lengthscale"],
+                            float(state["outputscale"][0]))
         Xs = (state["x_train"] - state["x_offset"]) / state["x_scale"]
         ys = (state["y_train"] - state["y_offset"][0]) / state["y_scale"][0]
         noise = float(state["noise"][0])
@@ -379,7 +454,9 @@ class ExactGP(FittedState):
         Keys: ``format_version``, ``kernel`` (int64 code, index into
         :data:`learners.kernels.KERNELS`), ``x_train`` (n, d), ``y_train`` (n,), ``x_offset``,
         ``x_scale`` (d,), ``y_offset``, ``y_scale``, ``outputscale``, ``noise``, ``constant``
-        (1,), ``lengthscale`` (d,).
+        (1,), ``lengthscale`` (d,). With a kernel object: ``kernel`` is -1, every raw
+        parameter of the fitted kernel is under ``"kernel_param.<parameter name>"``,
+        ``lengthscale`` is the nearest-neighbour metric and ``outputscale`` ``k(x, x)``.
 
         Raises:
             NotFittedError: before ``fit`` or ``load_state_dict``.
@@ -399,8 +476,20 @@ class ExactGP(FittedState):
         if missing:
             raise ValueError(f"state is missing keys: {', '.join(missing)}")
         loaded = {key: np.array(state[key]) for key in _STATE_KEYS}
+        if self._custom():
+            expected_params = kernel_parameters(self.kernel)
+            for name, value in expected_params.items():
+                key = _PARAM_PREFIX + name
+                if key not in state:
+                    raise ValueError(f"state is missing keys: {key}")
+                loaded[key] = np.array(state[key])
+                if loaded[key].shape != value.shape:
+                    raise ValueError(f"state[{key!r}] must have shape {value.shape}, "
+                                     f"got {loaded[key].shape}")
         for key, value in loaded.items():
             expected = np.int64 if key in ("format_version", "kernel") else np.float64
+            if key.startswith(_PARAM_PREFIX) and value.dtype != expected:
+                raise ValueError(f"state[{key!r}] must be float64, got {value.dtype}")
             if value.dtype != expected:
                 raise ValueError(f"state[{key!r}] must be {np.dtype(expected)}, got {value.dtype}")
         if int(loaded["format_version"].reshape(-1)[0]) != _STATE_VERSION:
@@ -409,7 +498,12 @@ class ExactGP(FittedState):
                 f"(expected {_STATE_VERSION})"
             )
         code = int(loaded["kernel"].reshape(-1)[0])
-        if not 0 <= code < len(KERNELS) or KERNELS[code] != self.kernel:
+        if self._custom() or code == _CUSTOM:
+            if not (self._custom() and code == _CUSTOM):
+                raise ValueError("state kernel and this learner's kernel must both be kernel "
+                                 f"objects or both names (state code {code}, "
+                                 f"kernel={self.kernel!r})")
+        elif not 0 <= code < len(KERNELS) or KERNELS[code] != self.kernel:
             name = KERNELS[code] if 0 <= code < len(KERNELS) else f"code {code}"
             raise ValueError(f"state kernel {name!r} does not match kernel={self.kernel!r}")
         X = loaded["x_train"]
@@ -454,6 +548,8 @@ def _clip_start(
     start: dict[str, np.ndarray | float], noise_floor: float
 ) -> dict[str, np.ndarray | float]:
     """Move a start strictly inside the constraints (GPyTorch rejects values on a bound)."""
+    if "params" in start:  # a kernel object: its own constraints bound the raw parameters
+        return {**start, "noise": max(float(start["noise"]), 2.0 * noise_floor)}
     low, high = _LENGTHSCALE_BOUNDS
     return {
         "lengthscale": np.clip(np.asarray(start["lengthscale"]), low * 1.01, high * 0.99),
@@ -476,3 +572,46 @@ def _jittered_cholesky(K: np.ndarray, noise: float) -> np.ndarray:
             logger.warning("Cholesky of the training covariance needed jitter %.1e", jitter)
         return L
     raise np.linalg.LinAlgError("training covariance is not positive definite even with jitter")
+
+
+def kernel_parameters(module: Any) -> dict[str, np.ndarray]:
+    """Raw (unconstrained) parameters of a GPyTorch module as float64 arrays, by name."""
+    return {name: parameter.detach().to(torch.float64).numpy().copy()
+            for name, parameter in module.named_parameters()}
+
+
+def _trainable(module: Any) -> set[str]:
+    return {name for name, parameter in module.named_parameters() if parameter.requires_grad}
+
+
+def _load_parameters(module: Any, params: dict[str, np.ndarray]) -> None:
+    with torch.no_grad():
+        for name, parameter in module.named_parameters():
+            parameter.copy_(torch.as_tensor(params[name], dtype=torch.float64))
+
+
+def _custom_metric(kernel: Any, params: dict[str, np.ndarray], Xs: np.ndarray
+                   ) -> tuple[np.ndarray, float]:
+    """Nearest-neighbour metric (d,) and constant prior variance of a fitted kernel object.
+
+    The metric is the columnwise smallest ARD length scale of the kernel's parts that
+    span all d columns (ones where there is none). Raises ValueError when ``k(x, x)``
+    varies over the training inputs (the posteriors assume a constant prior variance).
+    """
+    module = copy.deepcopy(kernel).to(torch.float64)
+    _load_parameters(module, params)
+    d = Xs.shape[1]
+    metric = np.full(d, np.inf)
+    for part in module.modules():
+        lengthscale = part.lengthscale if getattr(part, "has_lengthscale", False) else None
+        if lengthscale is not None and lengthscale.numel() == d and part.active_dims is None:
+            metric = np.minimum(metric, lengthscale.detach().numpy().reshape(-1))
+    metric[~np.isfinite(metric)] = 1.0
+    with torch.no_grad():
+        x = torch.as_tensor(Xs, dtype=torch.float64)
+        diag = module(x, x, diag=True).numpy()
+    prior = float(diag[0])
+    if not (prior > 0 and np.allclose(diag, prior, rtol=1e-6, atol=0.0)):
+        raise ValueError("kernel must have a constant positive prior variance k(x, x) "
+                         f"(got values in [{diag.min():.3g}, {diag.max():.3g}])")
+    return metric, prior

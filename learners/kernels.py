@@ -3,16 +3,22 @@
 The GP learner fits its hyperparameters with GPyTorch but predicts with these: the same
 formulas as ``gpytorch.kernels.ScaleKernel(MaternKernel(nu=2.5) | RBFKernel)``, with ARD
 length scales, so a fitted model is plain arrays that predict again without torch.
+
+Any other GPyTorch kernel (for instance :func:`additive_kernel`) predicts through
+:class:`TorchKernel`, which evaluates the fitted module in float64 torch.
 """
 
 from __future__ import annotations
 
+import copy
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.spatial.distance import cdist
 
-__all__ = ["KERNELS", "Kernel"]
+__all__ = ["KERNELS", "Kernel", "TorchKernel", "additive_kernel"]
 
 #: Kernel names understood by :class:`Kernel`, in the order of their integer codes
 #: (the code is what a learner's ``state_dict`` stores).
@@ -80,3 +86,120 @@ class Kernel:
     def diag(self, A: np.ndarray) -> np.ndarray:
         """Prior variances ``k(A[i], A[i])``: A (n, d) -> (n,) float64 (all ``outputscale``)."""
         return np.full(len(A), self.outputscale)
+
+
+class TorchKernel:
+    """A fitted GPyTorch kernel module evaluated in float64, with :class:`Kernel`'s methods.
+
+    The kernel must be stationary enough that ``k(x, x)`` is one constant (checked by the
+    learner on its training data): posteriors use ``outputscale`` as the prior variance.
+    ``lengthscale`` (d,) is only a metric for nearest-neighbour variance bounds (any
+    positive values keep those bounds valid; closer to the kernel's own, tighter).
+
+    Args:
+        module: the fitted kernel; a deep copy is kept, in eval mode and float64.
+        lengthscale: (d,) positive metric for nearest-neighbour queries.
+        outputscale: ``k(x, x)``, > 0.
+    """
+
+    def __init__(self, module: object, lengthscale: np.ndarray, outputscale: float) -> None:
+        import torch
+
+        self.module = copy.deepcopy(module).to(torch.float64).eval()
+        self.lengthscale = np.asarray(lengthscale, dtype=np.float64).reshape(-1)
+        self.outputscale = float(outputscale)
+
+    def __call__(self, A: np.ndarray, B: np.ndarray) -> np.ndarray:
+        """Cross-covariance: A (n, d), B (m, d) -> (n, m) float64."""
+        import torch
+
+        with torch.no_grad():
+            a = torch.as_tensor(np.ascontiguousarray(A), dtype=torch.float64)
+            b = torch.as_tensor(np.ascontiguousarray(B), dtype=torch.float64)
+            return self.module(a, b).to_dense().numpy().copy()
+
+    def pair(self, A: np.ndarray, B: np.ndarray) -> np.ndarray:
+        """Row-wise ``k(A[i], B[i])``: A, B (n, d) -> (n,) float64."""
+        import torch
+
+        with torch.no_grad():
+            a = torch.as_tensor(np.ascontiguousarray(A), dtype=torch.float64)
+            b = torch.as_tensor(np.ascontiguousarray(B), dtype=torch.float64)
+            return self.module(a, b, diag=True).numpy().copy()
+
+    def diag(self, A: np.ndarray) -> np.ndarray:
+        """Prior variances ``k(A[i], A[i])``: A (n, d) -> (n,) float64."""
+        return self.pair(A, A)
+
+
+def additive_kernel(
+    d: int,
+    *,
+    base: str = "matern52",
+    short: float = 0.2,
+    long: float = 2.0,
+    angles: Sequence[int] = (),
+    period: float = 2.0 * math.pi,
+) -> object:
+    """A GPyTorch kernel: short- plus long-range families, optionally a periodic part.
+
+    ``ScaleKernel(base(short)) + ScaleKernel(base(long)) [+ ScaleKernel(Periodic)]``:
+    each ``base`` is ARD over all ``d`` columns, started at length scale ``short`` and
+    ``long`` respectively and kept apart by interval constraints (the short family below
+    the geometric mean of the two, the long one above it), so the optimizer cannot merge
+    them. The short family starts with a tenth of the long one's output scale (detail on
+    a smooth trend). Columns listed in ``angles`` (radians) go instead to an ARD periodic
+    kernel with fixed ``period`` (the two families then cover the other columns), so the
+    kernel is exactly periodic in them. Length scales are in the units the learner feeds the kernel
+    (:class:`learners.ExactGP` passes the raw inputs to a kernel object).
+
+    >>> kernel = additive_kernel(3, short=0.1, long=1.0, angles=[2])
+    >>> len(kernel.kernels)
+    3
+
+    Raises:
+        ValueError: ``d < 1``, unknown ``base``, ``not 0 < short < long``, angle columns
+            outside ``[0, d)``, or ``period <= 0``.
+    """
+    import gpytorch
+    import torch
+
+    if int(d) != d or d < 1:
+        raise ValueError(f"d must be an integer >= 1, got {d!r}")
+    if base not in KERNELS:
+        raise ValueError(f"base must be one of {', '.join(KERNELS)}, got {base!r}")
+    if not (0 < short < long and math.isfinite(long)):
+        raise ValueError(f"need 0 < short < long, got short={short!r}, long={long!r}")
+    angles = [int(a) for a in angles]
+    if any(not 0 <= a < d for a in angles) or len(set(angles)) != len(angles):
+        raise ValueError(f"angles must be distinct columns in [0, {d}), got {angles!r}")
+    if not (math.isfinite(period) and period > 0):
+        raise ValueError(f"period must be > 0, got {period!r}")
+    middle = math.sqrt(short * long)
+
+    rest = [column for column in range(int(d)) if column not in angles]
+
+    def family(start: float, low: float, high: float, scale: float) -> object:
+        options: dict = {"ard_num_dims": len(rest),
+                         "lengthscale_constraint": gpytorch.constraints.Interval(low, high)}
+        if angles:
+            options["active_dims"] = torch.tensor(rest)
+        kernel = (gpytorch.kernels.RBFKernel(**options) if base == "rbf"
+                  else gpytorch.kernels.MaternKernel(nu=2.5, **options))
+        kernel.lengthscale = torch.full((1, len(rest)), float(start))
+        scaled = gpytorch.kernels.ScaleKernel(kernel)
+        scaled.outputscale = scale
+        return scaled
+
+    parts = [family(short, short / 50.0, middle, 0.1), family(long, middle, long * 50.0, 1.0)
+             ] if rest else []
+    if angles:
+        periodic = gpytorch.kernels.PeriodicKernel(
+            ard_num_dims=len(angles), active_dims=torch.tensor(angles))
+        periodic.period_length = float(period)
+        periodic.raw_period_length.requires_grad_(False)  # the period of an angle is known
+        periodic.lengthscale = torch.ones(1, len(angles))
+        scaled = gpytorch.kernels.ScaleKernel(periodic)
+        scaled.outputscale = 0.5
+        parts.append(scaled)
+    return gpytorch.kernels.AdditiveKernel(*parts).to(torch.float64)

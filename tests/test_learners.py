@@ -23,13 +23,17 @@ from learners import (
     SparseGP,
     learner_by_name,
 )
-from learners.kernels import Kernel
+from learners.kernels import Kernel, additive_kernel
 
 torch.set_num_threads(1)
 
 # New learners join the shared protocol suite by adding a factory here.
 def exact_gp() -> ExactGP:
     return ExactGP()
+
+
+def exact_gp_additive() -> ExactGP:
+    return ExactGP(kernel=additive_kernel(2))
 
 
 def sparse_gp() -> SparseGP:
@@ -51,6 +55,7 @@ def random_forest() -> RandomForest:
 
 LEARNER_FACTORIES: list = [
     pytest.param(exact_gp, id="exact_gp"),
+    pytest.param(exact_gp_additive, id="exact_gp_additive"),
     pytest.param(sparse_gp, id="sparse_gp"),
     pytest.param(deep_ensemble, id="deep_ensemble"),
     pytest.param(sklearn_gp, id="sklearn_gp"),
