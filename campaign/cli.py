@@ -227,15 +227,18 @@ def _report(run_dir: Path, spec: Any, baseline: bool) -> None:
         console.print(f"random baseline: {cost['tasks']} tasks, {cost['wall_seconds']:.0f} s "
                       f"(the same budget again, on threads)", highlight=False)
     for name, entry in summary["promotions"].items():
-        line = f"{name}: final reference RMSE {entry['final_reference_rmse']}"
+        final = entry["final_reference_rmse"]
+        shown = f"{final:.3g}" if isinstance(final, float) else str(final)
+        line = f"{name}: final reference RMSE {shown}"
         if entry.get("sims_to_target"):
             reached = entry["sims_to_target"]
             line += (f"; to reach random's final RMSE {entry['target_rmse']:.3g}: "
                      f"{reached['campaign']} sims vs random {reached['random']}")
-        console.print(line)
+        console.print(line, highlight=False, soft_wrap=True)
     extra = "".join(f", {path}" for path in summary.get("extra_reports", []))
     console.print(f"wrote {run_dir / summary['html']} (with its PNGs), "
-                  f"{run_dir / 'report.png'}, {run_dir / 'summary.json'}{extra}")
+                  f"{run_dir / 'report.png'}, {run_dir / 'summary.json'}{extra}",
+                  highlight=False, soft_wrap=True)
 
 
 @app.command()
