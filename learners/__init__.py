@@ -3,6 +3,19 @@
 A learner fits ``(X, y)`` and returns a :class:`Posterior` over candidate points;
 :mod:`learners.acquisition` turns a posterior (and pending points) into a batch choice.
 Nothing here knows about Parsl or the campaign engine.
+
+    >>> import numpy as np
+    >>> from learners.acquisition import default_acquisition
+    >>> X = np.linspace(0.0, 1.0, 8)[:, None]
+    >>> learner = default_learner().fit(X, np.sin(6 * X[:, 0]))
+    >>> pool = np.linspace(0.0, 1.0, 50)[:, None]
+    >>> posterior = learner.posterior(pool)
+    >>> posterior.mean.shape, bool(np.all(posterior.variance > 0))
+    ((50,), True)
+    >>> chosen = default_acquisition().select(posterior, 3, np.array([], dtype=int),
+    ...                                       np.random.default_rng(0))
+    >>> len(set(chosen.tolist()))
+    3
 """
 
 from __future__ import annotations

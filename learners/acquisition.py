@@ -22,6 +22,20 @@ Policies and where they come from:
 - :class:`FarthestPoint`: MuMMI-style farthest-point sampling in feature space.
 - :class:`LocalOutlier`: DeepDriveMD-style local-outlier-factor novelty.
 - :class:`CostAware`: any of the above, value divided by the simulation cost.
+
+Candidates 0-4 at 0.1, 0.5, 2.0, 2.1 and 4.0 of a GP trained on [0, 0.6]: max variance
+takes the farthest first, and a pending candidate is never chosen again:
+
+    >>> import numpy as np
+    >>> from learners import ExactGP
+    >>> X = np.array([[0.0], [0.2], [0.4], [0.6]])
+    >>> posterior = ExactGP().fit(X, np.sin(3 * X[:, 0])).posterior(
+    ...     np.array([[0.1], [0.5], [2.0], [2.1], [4.0]]))
+    >>> rng = np.random.default_rng(0)
+    >>> MaxVariance().select(posterior, 2, np.array([], dtype=int), rng).tolist()
+    [4, 3]
+    >>> MaxVariance().select(posterior, 2, np.array([4]), rng).tolist()  # 4 is pending
+    [3, 2]
 """
 
 from __future__ import annotations

@@ -10,8 +10,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 # Every module listed here must hold at least one docstring example (checked below).
 DOCUMENTED = ["campaign", "campaign.spec", "campaign.store", "campaign.lock", "campaign.task",
-              "campaign.signals", "learners.gp", "learners.posterior", "learners.monitor",
-              "learners.pool", "apps.external", "campaign.validate", "site_configs"]
+              "campaign.signals", "campaign.validate", "learners", "learners.acquisition",
+              "learners.gp", "learners.posterior", "learners.monitor", "learners.pool",
+              "apps.external", "site_configs"]
 
 
 @pytest.mark.parametrize("module_name", DOCUMENTED)
