@@ -650,9 +650,7 @@ class Engine:
             spent = sum(held.core_seconds for held in self.state.scales.values())
             if spent >= budget.core_seconds:
                 return f"core-seconds budget reached ({spent:.1f} of {budget.core_seconds:g})"
-        # promotion targets, or without promotions the walker scales, must all be spent
-        ending = [p.target for p in self.spec.promotions] or [
-            name for name, held in self.state.scales.items() if held.walkers]
+        ending = self._ending_scales()  # must all be spent
         if not ending or not all(self._scale_spent(name) for name in ending):
             return ""
         if all(name in budget.tasks and self._tasks_left(name) == 0 for name in ending):
@@ -661,6 +659,12 @@ class Engine:
         if budget.rounds is not None and self.mode == "async":
             return f"round budget reached ({budget.rounds} rounds)"
         return ""
+
+    def _ending_scales(self) -> list[str]:
+        """The scales whose task budgets end the run: promotion targets, or without
+        promotions the walker scales."""
+        return [p.target for p in self.spec.promotions] or [
+            name for name, held in self.state.scales.items() if held.walkers]
 
     def _scale_spent(self, name: str) -> bool:
         """No more tasks of ``name`` may be recorded (its walkers, if any, are done)."""
@@ -1192,8 +1196,7 @@ class Engine:
         """The most used of the budgets that end the run: (fraction, which)."""
         budget = self.spec.budget
         used: list[tuple[float, str]] = []
-        ending = [p.target for p in self.spec.promotions] or [
-            name for name, held in self.state.scales.items() if held.walkers]
+        ending = self._ending_scales()
         for name in ending:
             if name in budget.tasks:
                 done = self.state.scales[name].tasks_recorded
