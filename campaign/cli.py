@@ -146,9 +146,15 @@ def _run_script(script: Path, site: str, out: Path, *, overwrite: bool = False,
                 site_params: dict[str, Any] | None = None, verbose: bool = False,
                 mode: str | None = None,
                 budget: dict[str, int | float | None] | None = None,
-                baseline: bool = False) -> None:
+                baseline: int = 0, live: bool | None = None) -> None:
+    """Run ``script`` into ``out`` and print its summary. On a terminal, unless ``live``
+    is False, a live progress panel (``campaign.live``) shows the run, with the log
+    lines above it; off a terminal only the plain log lines."""
+    from contextlib import nullcontext
+
     from campaign.engine import Engine, RunDirError
     from campaign.ledger import LedgerError
+    from campaign.live import LiveProgress
     from campaign.lock import RunLockedError
     from campaign.script import ScriptError, load_campaign
     from campaign.spec import SpecError
@@ -161,10 +167,13 @@ def _run_script(script: Path, site: str, out: Path, *, overwrite: bool = False,
         spec = load_campaign(script)
         if budget:
             spec = _with_budget(spec, budget)
+        panel = LiveProgress(console) if live is not False and console.is_terminal else None
         engine = Engine(spec, out, site=site, site_params=site_params or {},
                         script=str(script.resolve()), overwrite=overwrite, resume=resume,
-                        grace_period=grace, mode=mode)
-        summary = engine.run()
+                        grace_period=grace, mode=mode,
+                        on_progress=None if panel is None else panel.update)
+        with panel or nullcontext():
+            summary = engine.run()
     except (ScriptError, SpecError, UnknownSiteError, RunDirError, RunLockedError, LedgerError,
             StoreError, ValueError) as error:
         _fail(str(error))
@@ -218,22 +227,27 @@ def _exit_if_parsl_hangs(engine: Any) -> None:
         os._exit(0)
 
 
-def _report(run_dir: Path, spec: Any, baseline: bool) -> None:
+def _report(run_dir: Path, spec: Any, baseline: int) -> None:
     from campaign.report import summarize
 
     summary = summarize(run_dir, spec, baseline=baseline)
     if summary.get("baseline"):
         cost = summary["baseline"]
-        console.print(f"random baseline: {cost['tasks']} tasks, {cost['wall_seconds']:.0f} s "
-                      f"(the same budget again, on threads)", highlight=False)
+        seeds = cost["seeds"]
+        console.print(f"random baseline: {seeds} seed{'s' if seeds > 1 else ''}, "
+                      f"{cost['tasks']} tasks, {cost['wall_seconds']:.0f} s "
+                      f"(the same budget again per seed, on threads)", highlight=False)
     for name, entry in summary["promotions"].items():
         final = entry["final_reference_rmse"]
         shown = f"{final:.3g}" if isinstance(final, float) else str(final)
         line = f"{name}: final reference RMSE {shown}"
         if entry.get("sims_to_target"):
             reached = entry["sims_to_target"]
-            line += (f"; to reach random's final RMSE {entry['target_rmse']:.3g}: "
-                     f"{reached['campaign']} sims vs random {reached['random']}")
+            median = " (median of seeds)" if len(reached["random_per_seed"]) > 1 else ""
+            random_sims = reached["random"]
+            random_text = "never" if random_sims is None else f"{random_sims:g}"
+            line += (f"; to reach random's final RMSE {entry['target_rmse']:.3g}{median}: "
+                     f"{reached['campaign']} sims vs random {random_text}")
         console.print(line, highlight=False, soft_wrap=True)
     extra = "".join(f", {path}" for path in summary.get("extra_reports", []))
     console.print(f"wrote {run_dir / summary['html']} (with its PNGs), "
@@ -250,9 +264,13 @@ def run(
         help="replace a previous run of this campaign")] = False,
     resume: Annotated[bool, typer.Option(help="continue a previous run in --out")] = False,
     report: Annotated[bool, typer.Option(help="write report.png and summary.json")] = True,
-    baseline: Annotated[bool, typer.Option(
-        help="also run the campaign again with random selection and compare (the same "
-             "budget again: roughly doubles the compute)")] = False,
+    baseline: Annotated[int, typer.Option(
+        metavar="N", help="also run the campaign N more times with random selection (seeds "
+                          "seed ... seed+N-1) and compare: each costs the same budget again")
+    ] = 0,
+    live: Annotated[bool, typer.Option(
+        help="a live progress panel on a terminal (log lines only when off or not a "
+             "terminal)")] = True,
     grace: Annotated[float, typer.Option(
         help="seconds to wait for running tasks after SIGTERM/SIGINT (Slurm sends SIGKILL "
              "30 s after SIGTERM by default)")] = 25.0,
@@ -270,7 +288,7 @@ def run(
     run_dir = out or Path("runs") / script.stem
     _run_script(script, site, run_dir, overwrite=overwrite, resume=resume, report=report,
                 grace=grace, site_params=_parse_site_params(site_param or []), verbose=verbose,
-                mode=mode, baseline=baseline)
+                mode=mode, baseline=baseline, live=live)
 
 
 @app.command()
@@ -278,9 +296,13 @@ def resume(
     run_dir: Annotated[Path, typer.Argument(help="run directory of a stopped or killed run")],
     site: Annotated[str | None, typer.Option(help="site (default: the run's own)")] = None,
     report: Annotated[bool, typer.Option(help="write report.png and summary.json")] = True,
-    baseline: Annotated[bool, typer.Option(
-        help="also run the campaign again with random selection and compare (the same "
-             "budget again: roughly doubles the compute)")] = False,
+    baseline: Annotated[int, typer.Option(
+        metavar="N", help="also run the campaign N more times with random selection (seeds "
+                          "seed ... seed+N-1) and compare: each costs the same budget again")
+    ] = 0,
+    live: Annotated[bool, typer.Option(
+        help="a live progress panel on a terminal (log lines only when off or not a "
+             "terminal)")] = True,
     grace: Annotated[float, typer.Option(
         help="seconds to wait for running tasks after SIGTERM/SIGINT (Slurm sends SIGKILL "
              "30 s after SIGTERM by default)")] = 25.0,
@@ -309,7 +331,7 @@ def resume(
               "Campaign.run(..., resume=True)")
     _run_script(Path(script), site or recorded_site, run_dir, resume=True, report=report,
                 grace=grace, verbose=verbose, mode=recorded_mode, budget=changes,
-                baseline=baseline)
+                baseline=baseline, live=live)
 
 
 @app.command()
@@ -317,13 +339,16 @@ def demo(
     out: Annotated[Path, typer.Option(help="run directory")] = Path("runs/demo"),
     site: Annotated[str, typer.Option(help="site config name")] = "local",
     overwrite: Annotated[bool, typer.Option(help="replace a previous demo run")] = True,
+    baseline: Annotated[int, typer.Option(
+        metavar="N", help="seeds of the random-selection baseline to compare with")] = 3,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run the built-in two-scale Müller-Brown campaign and write its report, with the
-    random-selection baseline run after it for comparison."""
+    random-selection baseline (3 seeds by default) run after it for comparison."""
     if not DEMO_SCRIPT.is_file():
         _fail(f"demo script {DEMO_SCRIPT} not found (install the project with pip install -e .)")
-    _run_script(DEMO_SCRIPT, site, out, overwrite=overwrite, verbose=verbose, baseline=True)
+    _run_script(DEMO_SCRIPT, site, out, overwrite=overwrite, verbose=verbose,
+                baseline=baseline)
 
 
 def _open_run(run_dir: Path) -> tuple[Any, Any]:
@@ -518,9 +543,10 @@ def status(
 @app.command()
 def report(
     run_dir: Annotated[Path, typer.Argument(help="run directory")],
-    baseline: Annotated[bool, typer.Option(
-        help="run the random-selection baseline if the run has none yet (the same budget "
-             "again); an existing baseline is always compared")] = False,
+    baseline: Annotated[int, typer.Option(
+        metavar="N", help="first run the random-selection baseline for N seeds where the "
+                          "run has fewer (each the same budget again); finished baselines "
+                          "are always compared")] = 0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Write report.html (self-contained: learning curve vs random, where the learner

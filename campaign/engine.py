@@ -31,6 +31,7 @@ import copy
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,7 @@ logger = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.2
 PROGRESS_SECONDS = 10.0
+LIVE_SECONDS = 1.0  # how often an ``on_progress`` callback is given a snapshot
 IN_FLIGHT_PER_WORKER = 4  # default max_in_flight: queued work hides the round trip (noop
 # tasks, 2 HTEX workers: 203 tasks/s at 2 per worker, 380 at 4, raw Parsl 412; noisy)
 DEADLINE_MARGIN = 2.0  # seconds past 2 x timeout (queue wait + start-up)
@@ -113,12 +115,18 @@ def task_seed(campaign_seed: int, task_id: int, attempt: int) -> int:
 
 
 class Engine:
-    """Runs one campaign spec into one run directory on one Parsl site."""
+    """Runs one campaign spec into one run directory on one Parsl site.
+
+    ``on_progress``, if given, is called on the steering thread with
+    :meth:`progress_snapshot` about every ``LIVE_SECONDS`` while the campaign runs, and
+    once at the end (stop reason set); one that raises is logged once and not called
+    again, and the run goes on (``campaign.live.LiveProgress.update`` is one)."""
 
     def __init__(self, spec: CampaignSpec, run_dir: str | Path, *, site: str = "local",
                  site_params: dict[str, Any] | None = None, script: str | None = None,
                  overwrite: bool = False, resume: bool = False, grace_period: float = 25.0,
-                 torch_threads: int = 1, mode: str | None = None) -> None:
+                 torch_threads: int = 1, mode: str | None = None,
+                 on_progress: Callable[[dict[str, Any]], None] | None = None) -> None:
         if overwrite and resume:
             raise ValueError("choose one of overwrite and resume")
         if mode not in (None, "async", "rounds"):
@@ -133,6 +141,7 @@ class Engine:
         self.stop = StopRequest(grace_period)
         self.torch_threads = torch_threads
         self.shutdown_incomplete = False
+        self.on_progress = on_progress
 
     @property
     def mode(self) -> str:
@@ -188,11 +197,13 @@ class Engine:
         """One transaction: a driver killed while starting leaves all or nothing."""
         facts: dict[str, Any] = {"spec": self.spec.describe(), "script": self.script,
                                  "site": self.site, "versions": versions(), "mode": self.mode}
-        if start == "resume":
+        now = time.time()
+        if start == "resume":  # sessions: when each driver started (the report's gaps)
             facts.update(resumed=self.ledger.fact("resumed", 0) + 1, interrupted=None,
-                         stop_reason=None, failed=None)
+                         stop_reason=None, failed=None,
+                         sessions=[*self.ledger.fact("sessions", []), now])
         else:
-            facts.update(name=self.spec.name, created=time.time(), wall_seconds=0.0)
+            facts.update(name=self.spec.name, created=now, wall_seconds=0.0, sessions=[now])
         self.ledger.set_facts(facts)
 
     def _steer(self) -> RunSummary:
@@ -205,6 +216,11 @@ class Engine:
             or IN_FLIGHT_PER_WORKER * self.parsl.workers[scale.name]
             for scale in self.spec.scales}
         self.failed_reason = ""
+        self.stop_reason = ""
+        self.failed_attempts: collections.Counter[str] = collections.Counter()
+        self.scores = {p.name: _score_of(p.last_record, p.generation)
+                       for p in self.state.promotions if p.last_record.get("calibration")}
+        self.last_live = float("-inf")
         started = time.time()
         self.earlier_wall = float(self.ledger.fact("wall_seconds", 0.0) or 0.0)
         self.started = started
@@ -229,6 +245,8 @@ class Engine:
             self.ledger.set_facts({"stop_reason": stop_reason,
                                    "failed": self.failed_reason or None})
             logger.info("campaign %s stopped: %s", self.spec.name, stop_reason)
+        self.stop_reason = stop_reason
+        self._report_progress(final=True)
         return RunSummary(
             run_dir=self.run_dir, name=self.spec.name, rounds=rounds,
             stop_reason=stop_reason, wall_seconds=wall,
@@ -417,6 +435,7 @@ class Engine:
             failed = Attempt(task.task_id, task.attempt, task.submitted, completion.started,
                              completion.ended, completion.worker, "failed", problem[:2000])
             attempt = self.ledger.retry(task.task_id, seed, problem[:2000], failed)
+            self.failed_attempts[task.scale] += 1
             logger.warning("task %d (%s) attempt %d failed: %s; retrying", task.task_id,
                            task.scale, task.attempt, problem)
             self._launch(SubmittedTask(task.task_id, task.scale, task.round_index,
@@ -557,6 +576,7 @@ class Engine:
             if self.stop.stop_now:
                 raise FitAbandonedError
             concurrent.futures.wait([fitting], timeout=POLL_SECONDS)
+            self._report_progress()
         return fitting.result()
 
     def _install_model(self, promotion_state: PromotionState, fitted: dict[str, Any],
@@ -610,6 +630,7 @@ class Engine:
             return
         record.update(prospective_rmse=calibration["rmse"], n_scored=int(calibration["n"]),
                       calibration=calibration)
+        self.scores[promotion_state.name] = _score_of(record, model_index)
         if model_index == promotion_state.generation:
             promotion_state.last_record = record
         self.store.record_calibration(promotion_state.name, model_index, calibration)
@@ -772,6 +793,7 @@ class Engine:
                 if time.monotonic() - last_progress >= PROGRESS_SECONDS:
                     self._log_progress()
                     last_progress = time.monotonic()
+                self._report_progress()
             self._flush()
         finally:
             self.model_thread.shutdown(wait=True, cancel_futures=True)
@@ -1020,6 +1042,7 @@ class Engine:
             self._wait_round()
             self._score_round(round_index)
             self._log_round(round_index)
+            self._report_progress()
             if self.stop.stopping:
                 break
             round_index += 1
@@ -1149,6 +1172,7 @@ class Engine:
             if self.stop.stopping or self.buffer.rows >= COMMIT_EVERY_ROWS:
                 self._flush()
             self._record_processes()
+            self._report_progress()
         self._flush()
 
     def _score_round(self, round_index: int) -> None:
@@ -1166,31 +1190,83 @@ class Engine:
             self._score(promotion_state, round_index, rows, values)
 
     # -- progress --------------------------------------------------------------------
-    def _progress_parts(self) -> list[str]:
-        """One grep-able progress line's parts: per scale rows, tasks (of the budget),
-        running and quarantined; per promotion the newest model's errors; the budget
-        used and the time left it implies."""
-        parts = []
+    def progress_snapshot(self) -> dict[str, Any]:
+        """Where the running campaign stands, as plain JSON-able values (steering thread).
+
+        Returns ``{"elapsed_seconds", "mode", "scales", "promotions", "budget_used",
+        "seconds_left", "stop_reason"}``:
+
+        * ``scales``: per scale ``{"name", "committed_rows", "tasks", "budget",
+          "monitor"}``; ``tasks`` counts ``submitted`` (every task recorded, whatever
+          became of it), ``running`` (attempts in flight: queued or running on the
+          executor), ``done`` and ``quarantined`` (outcomes committed), ``failed``
+          (failed attempts retried by this driver); ``budget`` is the scale's task
+          budget (None: none); ``monitor`` its segment monitor's ``{"restart", "stop"}``
+          counts (None: not monitored).
+        * ``promotions``: per promotion ``{"name", "generation", "n_train",
+          "fit_seconds", "reference_rmse", "prospective_rmse", "recorded", "scored"}``
+          from its newest round record (``generation``: the newest model's index, None
+          before the first; ``recorded``: whether it has a record at all); ``scored``
+          is the newest prospectively scored model's ``{"model", "n", "rmse",
+          "coverage_50", "coverage_90"}`` (None: none yet).
+        * ``budget_used``: ``{"fraction", "what"}`` of the most used budget that ends
+          the run (None: no such budget); ``seconds_left``: the time left that fraction
+          implies at the pace so far (None: nothing used yet).
+        * ``stop_reason``: why the campaign stops or stopped (None while it runs on).
+        """
+        scales = []
         for name, held in self.state.scales.items():
-            limit = self.spec.budget.tasks.get(name)
-            extra = ""
-            if held.tasks.get("quarantined"):
-                extra += f", {held.tasks['quarantined']} quarantined"
+            monitor = None
             if held.monitor is not None:
                 actions = held.monitor.actions
-                extra += f", monitor: {actions['restart']} restarts, {actions['stop']} stops"
-            parts.append(f"{name} {held.committed_rows} rows ({held.tasks_recorded}"
-                         f"{'' if limit is None else f'/{limit}'} tasks, "
-                         f"{self.in_flight_by_scale[name]} running{extra})")
+                monitor = {"restart": int(actions["restart"]), "stop": int(actions["stop"])}
+            scales.append({
+                "name": name, "committed_rows": int(held.committed_rows),
+                "tasks": {"submitted": int(held.tasks_recorded),
+                          "running": int(self.in_flight_by_scale[name]),
+                          "done": int(held.tasks.get("done", 0)),
+                          "failed": int(self.failed_attempts[name]),
+                          "quarantined": int(held.tasks.get("quarantined", 0))},
+                "budget": self.spec.budget.tasks.get(name), "monitor": monitor})
+        promotions = []
         for promotion_state in self.state.promotions:
-            if promotion_state.last_record:
-                parts.append(f"{promotion_state.name}{_error_text(promotion_state.last_record)}")
+            record = promotion_state.last_record
+            promotions.append({
+                "name": promotion_state.name,
+                "generation": promotion_state.generation if promotion_state.fitted else None,
+                "n_train": _number(record.get("n_train"), int),
+                **{key: _number(record.get(key), float)
+                   for key in ("fit_seconds", "reference_rmse", "prospective_rmse")},
+                "recorded": bool(record),
+                "scored": self.scores.get(promotion_state.name)})
+        elapsed = self._elapsed()
         used = self._budget_used()
+        seconds_left = None
         if used is not None and used[0] > 0:
-            fraction, what = used
-            left = self._elapsed() * (1.0 - fraction) / fraction
-            parts.append(f"budget {100 * fraction:.0f}% used ({what}), ~{left:.0f} s left")
-        return parts
+            seconds_left = elapsed * (1.0 - used[0]) / used[0]
+        stop_reason = self.stop_reason or None
+        if self.stop.stopping:
+            stop_reason = f"interrupted by {self.stop.signal_name}"
+        return {"elapsed_seconds": elapsed, "mode": self.mode, "scales": scales,
+                "promotions": promotions,
+                "budget_used": None if used is None else {"fraction": float(used[0]),
+                                                          "what": used[1]},
+                "seconds_left": seconds_left, "stop_reason": stop_reason}
+
+    def _report_progress(self, *, final: bool = False) -> None:
+        """Give ``on_progress`` a snapshot, at most every ``LIVE_SECONDS`` unless ``final``."""
+        if self.on_progress is None:
+            return
+        now = time.monotonic()
+        if not final and now - self.last_live < LIVE_SECONDS:
+            return
+        self.last_live = now
+        try:
+            self.on_progress(self.progress_snapshot())
+        except Exception as error:  # a display must never end a campaign
+            logger.warning("progress callback %r failed (%s: %s); not calling it again",
+                           self.on_progress, type(error).__name__, error)
+            self.on_progress = None
 
     def _budget_used(self) -> tuple[float, str] | None:
         """The most used of the budgets that end the run: (fraction, which)."""
@@ -1212,10 +1288,52 @@ class Engine:
         return max(used) if used else None
 
     def _log_round(self, round_index: int) -> None:
-        logger.info("round %d | %s", round_index, " | ".join(self._progress_parts()))
+        logger.info("round %d | %s", round_index,
+                    " | ".join(_progress_parts(self.progress_snapshot())))
 
     def _log_progress(self) -> None:
-        logger.info("%.0f s | %s", self._elapsed(), " | ".join(self._progress_parts()))
+        snapshot = self.progress_snapshot()
+        logger.info("%.0f s | %s", snapshot["elapsed_seconds"],
+                    " | ".join(_progress_parts(snapshot)))
+
+
+def _progress_parts(snapshot: dict[str, Any]) -> list[str]:
+    """One grep-able progress line's parts: per scale rows, tasks (of the budget),
+    running and quarantined; per promotion the newest model's errors; the budget used
+    and the time left it implies."""
+    parts = []
+    for scale in snapshot["scales"]:
+        tasks, limit, extra = scale["tasks"], scale["budget"], ""
+        if tasks["quarantined"]:
+            extra += f", {tasks['quarantined']} quarantined"
+        if scale["monitor"] is not None:
+            actions = scale["monitor"]
+            extra += f", monitor: {actions['restart']} restarts, {actions['stop']} stops"
+        parts.append(f"{scale['name']} {scale['committed_rows']} rows ({tasks['submitted']}"
+                     f"{'' if limit is None else f'/{limit}'} tasks, "
+                     f"{tasks['running']} running{extra})")
+    for promotion in snapshot["promotions"]:
+        if promotion["recorded"]:
+            parts.append(f"{promotion['name']}{_error_text(promotion)}")
+    used, left = snapshot["budget_used"], snapshot["seconds_left"]
+    if used is not None and left is not None:
+        parts.append(f"budget {100 * used['fraction']:.0f}% used ({used['what']}), "
+                     f"~{left:.0f} s left")
+    return parts
+
+
+def _number(value: Any, kind: type) -> Any:
+    """``value`` as a plain int or float (JSON-able), None if missing."""
+    return None if value is None else kind(value)
+
+
+def _score_of(record: dict[str, Any], model_index: int) -> dict[str, Any]:
+    """The prospective score in a round record that has a ``calibration`` entry."""
+    calibration = record["calibration"]
+    return {"model": int(model_index), "n": int(calibration["n"]),
+            "rmse": float(calibration["rmse"]),
+            "coverage_50": float(calibration["coverage_50"]),
+            "coverage_90": float(calibration["coverage_90"])}
 
 
 def _posterior_std(learner: Any) -> Any:

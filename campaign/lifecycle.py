@@ -110,10 +110,12 @@ def inspect_run_dir(run_dir: Path, spec: CampaignSpec, *, overwrite: bool,
 
 def clear_run(run_dir: Path) -> None:
     """Delete what a previous run of a campaign wrote (and nothing else)."""
-    for entry in ("store.zarr", "parsl", "baseline-random"):
+    baselines = [path.name for path in run_dir.glob("baseline-random*") if path.is_dir()]
+    for entry in ("store.zarr", "parsl", *baselines):
         shutil.rmtree(run_dir / entry, ignore_errors=True)
+    reports = [path.name for path in run_dir.glob("report-*.png")]
     for entry in ("ledger.sqlite", "ledger.sqlite-wal", "ledger.sqlite-shm", "report.png",
-                  "summary.json"):
+                  "report.html", "summary.json", "processes.json", *reports):
         (run_dir / entry).unlink(missing_ok=True)
 
 

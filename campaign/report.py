@@ -1,8 +1,8 @@
 """What a person looks at after a run: ``report.html`` (self-contained, with its PNGs),
 ``report.png`` (the three main panels in one image) and ``summary.json``.
 
-The page shows the learning curve (this campaign against random selection, run on
-demand into ``<run>/baseline-random``), where the learner sampled (a 2-D projection of
+The page shows the learning curve (this campaign against random selection, N seeds run
+on demand into ``<run>/baseline-random[-i]``, their median and range), where the learner sampled (a 2-D projection of
 the source rows with the chosen points per model generation, and the surrogate's mean and
 standard deviation behind them when the spec is given and the rows are 2-D), parity and
 calibration of the surrogate on results it had not been trained on, every attempt on a
@@ -77,60 +77,94 @@ def sims_to_reach(n: np.ndarray, error: np.ndarray, target: float) -> int | None
     return int(n[reached[0]]) if len(reached) else None
 
 
-def run_random_baseline(run_dir: Path, spec: CampaignSpec) -> Path:
-    """Run ``spec`` again with random selection in every promotion, on threads."""
+def baseline_dir(run_dir: Path, index: int) -> Path:
+    """Where the random baseline of seed offset ``index`` lives: ``baseline-random`` for
+    the first (the campaign's own seed), ``baseline-random-<index>`` after it."""
+    return run_dir / (BASELINE_DIR if index == 0 else f"{BASELINE_DIR}-{index}")
+
+
+def _baseline_complete(path: Path) -> bool:
+    """A baseline run that ended (a killed one has no stop reason and is run again)."""
+    if not (path / "ledger.sqlite").exists():
+        return False
+    ledger = Ledger(path / "ledger.sqlite")
+    try:
+        return ledger.fact("stop_reason") is not None
+    finally:
+        ledger.close()
+
+
+def completed_baselines(run_dir: Path) -> list[Path]:
+    """The finished random baselines of a run, first seed first (a gap ends the list)."""
+    found = []
+    while _baseline_complete(baseline_dir(run_dir, len(found))):
+        found.append(baseline_dir(run_dir, len(found)))
+    return found
+
+
+def run_random_baseline(run_dir: Path, spec: CampaignSpec, index: int = 0) -> Path:
+    """Run ``spec`` again with random selection in every promotion, on threads, with seed
+    ``spec.seed + index``, into :func:`baseline_dir` ``(run_dir, index)``."""
     from campaign.engine import Engine
     from learners.acquisition import Random
 
     promotions = [p.model_copy(update={"acquisition": Random()}) for p in spec.promotions]
-    baseline = spec.model_copy(update={"promotions": promotions})
-    out = run_dir / BASELINE_DIR
-    logger.info("running the random-selection baseline into %s", out)
+    baseline = spec.model_copy(update={"promotions": promotions, "seed": spec.seed + index})
+    out = baseline_dir(run_dir, index)
+    logger.info("running the random-selection baseline %d (seed %d) into %s", index + 1,
+                spec.seed + index, out)
     Engine(baseline, out, site="threads", overwrite=True).run()
     return out
 
 
 def summarize(run_dir: str | Path, spec: CampaignSpec | None = None,
-              baseline: bool = False) -> dict[str, Any]:
+              baseline: int | bool = 0) -> dict[str, Any]:
     """Write ``report.html`` with its PNGs, ``report.png`` and ``summary.json`` into
     ``run_dir``; returns the summary.
 
-    With ``baseline`` and a ``spec`` whose promotions have a reference, the random
-    baseline is run first if ``<run>/baseline-random`` does not hold it yet. With a
-    ``spec``, saved models are loaded for the surrogate map and the parity plot.
+    With ``baseline`` = N > 0 and a ``spec`` whose promotions have a reference, random
+    baselines of seeds ``spec.seed`` ... ``spec.seed + N - 1`` are run first where
+    ``<run>/baseline-random[-i]`` does not hold a finished one yet (``True`` means 1).
+    Every finished baseline found is compared: the learning curve shows their median and
+    range, and the summary's ``sims_to_target`` the median over seeds. With a ``spec``,
+    saved models are loaded for the surrogate map and the parity plot.
     """
     run_dir = Path(run_dir)
+    count = int(baseline)
+    if count < 0:
+        raise ReportError(f"baseline must be a number of seeds >= 0, got {baseline!r}")
     ledger, store = open_run(run_dir)
+    baselines: list[Ledger] = []
     try:
         promotions = [p["source"] + "-to-" + p["target"]
                       for p in ledger.fact("spec", {}).get("promotions", [])]
         has_reference = any(learning_curve(ledger, p)[0].size for p in promotions)
-        baseline_ledger = None
-        if baseline and spec is not None and has_reference:
-            if not (run_dir / BASELINE_DIR / "ledger.sqlite").exists() or (
-                Ledger(run_dir / BASELINE_DIR / "ledger.sqlite").fact("stop_reason") is None
-            ):
-                run_random_baseline(run_dir, spec)
-        if (run_dir / BASELINE_DIR / "ledger.sqlite").exists():
-            baseline_ledger = Ledger(run_dir / BASELINE_DIR / "ledger.sqlite")
-        summary = _summary(ledger, store, promotions, baseline_ledger)
-        if baseline_ledger is not None:  # what the comparison cost
+        if count and spec is not None and has_reference:
+            for index in range(count):
+                if not _baseline_complete(baseline_dir(run_dir, index)):
+                    run_random_baseline(run_dir, spec, index)
+        baselines = [Ledger(path / "ledger.sqlite") for path in completed_baselines(run_dir)]
+        summary = _summary(ledger, store, promotions, baselines)
+        if baselines:  # what the comparison cost
             summary["baseline"] = {
-                "tasks": sum(sum(c.values()) for c in baseline_ledger.task_counts().values()),
-                "wall_seconds": float(baseline_ledger.fact("wall_seconds", 0.0) or 0.0)}
-        _plot(run_dir / "report.png", ledger, store, promotions, baseline_ledger)
+                "seeds": len(baselines),
+                "tasks": sum(sum(sum(c.values()) for c in b.task_counts().values())
+                             for b in baselines),
+                "wall_seconds": sum(float(b.fact("wall_seconds", 0.0) or 0.0)
+                                    for b in baselines)}
+        _plot(run_dir / "report.png", ledger, store, promotions, baselines)
         summary["extra_reports"] = _extra_reports(run_dir, spec)
-        figures, notes = _figures(run_dir, ledger, store, promotions, baseline_ledger, spec)
+        figures, notes = _figures(run_dir, ledger, store, promotions, baselines, spec)
         figures += _extra_figures(run_dir, summary["extra_reports"])
         (run_dir / HTML_NAME).write_text(
             render_html(run_dir, ledger, store, figures, notes, summary), encoding="utf-8")
         summary["html"] = HTML_NAME
         summary["figures"] = {figure.id: figure.file for figure in figures}
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        if baseline_ledger is not None:
-            baseline_ledger.close()
         return summary
     finally:
+        for opened in baselines:
+            opened.close()
         ledger.close()
 
 
@@ -160,8 +194,24 @@ def _extra_figures(run_dir: Path, paths: list[str]) -> list[Figure]:
     return figures
 
 
+def random_band(curves: list[tuple[np.ndarray, np.ndarray]]
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(n, median, low, high) of several learning curves: each curve linearly
+    interpolated onto the union of their n, over the range every curve covers."""
+    curves = [(n, e) for n, e in curves if len(n)]
+    if not curves:
+        empty = np.zeros(0)
+        return np.zeros(0, np.int64), empty, empty, empty
+    first = max(int(n[0]) for n, _ in curves)
+    last = min(int(n[-1]) for n, _ in curves)
+    grid = np.unique(np.concatenate([n for n, _ in curves]))
+    grid = grid[(grid >= first) & (grid <= last)]
+    values = np.vstack([np.interp(grid, n, e) for n, e in curves])
+    return grid, np.median(values, axis=0), values.min(axis=0), values.max(axis=0)
+
+
 def _summary(ledger: Ledger, store: Store, promotions: list[str],
-             baseline: Ledger | None) -> dict[str, Any]:
+             baselines: list[Ledger]) -> dict[str, Any]:
     summary: dict[str, Any] = {
         "name": ledger.fact("name"),
         "site": ledger.fact("site"),
@@ -182,19 +232,26 @@ def _summary(ledger: Ledger, store: Store, promotions: list[str],
         prospective = [r["prospective_rmse"] for r in ledger.rounds(name)
                        if r.get("prospective_rmse") is not None]
         entry["last_prospective_rmse"] = prospective[-1] if prospective else None
-        if baseline is not None:
-            n_random, error_random = learning_curve(baseline, name)
-            entry["random_curve"] = {"n_simulations": n_random.tolist(),
-                                     "reference_rmse": error_random.tolist()}
-            if len(error_random) and len(error):
-                target = float(error_random[-1])
+        curves = [learning_curve(b, name) for b in baselines]
+        if curves:
+            entry["random_curves"] = [{"seed_offset": i, "n_simulations": n_r.tolist(),
+                                       "reference_rmse": e_r.tolist()}
+                                      for i, (n_r, e_r) in enumerate(curves)]
+            finals = [float(e_r[-1]) for _, e_r in curves if len(e_r)]
+            if finals and len(error):
+                # the target is the median seed's final error; each seed's count to it
+                target = float(np.median(finals))
                 ours = sims_to_reach(n, error, target)
+                per_seed = [sims_to_reach(n_r, e_r, target) for n_r, e_r in curves]
+                reached = [count for count in per_seed if count is not None]
+                random_median = float(np.median(reached)) if reached else None
                 entry["target_rmse"] = target
-                entry["sims_to_target"] = {"campaign": ours,
-                                           "random": sims_to_reach(n_random, error_random,
-                                                                   target)}
-                entry["ratio_vs_random"] = (entry["sims_to_target"]["random"] / ours
-                                            if ours else None)
+                entry["random_final_rmse"] = {"median": target, "min": min(finals),
+                                              "max": max(finals), "seeds": len(finals)}
+                entry["sims_to_target"] = {"campaign": ours, "random": random_median,
+                                           "random_per_seed": per_seed}
+                entry["ratio_vs_random"] = (random_median / ours
+                                            if ours and random_median is not None else None)
         summary["promotions"][name] = entry
     return summary
 
@@ -210,10 +267,10 @@ def _pyplot() -> Any:
 
 
 def _plot(path: Path, ledger: Ledger, store: Store, promotions: list[str],
-          baseline: Ledger | None) -> None:
+          baselines: list[Ledger]) -> None:
     plt = _pyplot()
     figure, axes = plt.subplots(1, 3, figsize=(16, 4.8))
-    _plot_learning_curves(axes[0], ledger, promotions, baseline)
+    _plot_learning_curves(axes[0], ledger, promotions, baselines)
     if promotions:
         _plot_sampling(axes[1], ledger, store, promotions[0])
     else:
@@ -234,7 +291,7 @@ def _save(figure: Any, run_dir: Path, figure_id: str, caption: str) -> Figure:
 
 
 def _figures(run_dir: Path, ledger: Ledger, store: Store, promotions: list[str],
-             baseline: Ledger | None, spec: CampaignSpec | None
+             baselines: list[Ledger], spec: CampaignSpec | None
              ) -> tuple[list[Figure], dict[str, str]]:
     """Write the page's PNGs; returns the figures and, per section, a note saying what
     could not be shown and why."""
@@ -245,13 +302,19 @@ def _figures(run_dir: Path, ledger: Ledger, store: Store, promotions: list[str],
 
     figure, axes = plt.subplots(1, columns, figsize=(6.4 * columns, 4.4), squeeze=False)
     for axis, name in zip(axes[0], promotions or [""], strict=True):
-        _plot_learning_curves(axis, ledger, [name] if name else [], baseline)
-    if baseline is None:
-        about = ("No random baseline in this run (campaign report DIR --baseline runs one, "
-                 "the same budget again).")
-    else:
+        _plot_learning_curves(axis, ledger, [name] if name else [], baselines)
+    if not baselines:
+        about = ("No random baseline in this run (campaign report DIR --baseline N runs N "
+                 "seeds of it, each the same budget again).")
+    elif len(baselines) == 1:
         about = ("Dashed: the same campaign with random selection, one seed "
-                 f"({BASELINE_DIR}/), so no spread between seeds is shown.")
+                 f"({BASELINE_DIR}/), so no spread between seeds is shown "
+                 "(--baseline N runs N seeds).")
+    else:
+        about = (f"Dashed: the median of {len(baselines)} seeds of the same campaign with "
+                 f"random selection ({BASELINE_DIR}*/), shaded: their range (min to max), "
+                 "each seed interpolated linearly between its fits, over the simulation "
+                 "counts every seed reached.")
     figures.append(_save(figure, run_dir, "learning-curve",
                          "Surrogate RMSE against the reference after each model fit, "
                          "against the number of finer-scale simulations it was trained on. "
@@ -300,13 +363,22 @@ def _figures(run_dir: Path, ledger: Ledger, store: Store, promotions: list[str],
 
     spans = _attempt_spans(ledger)
     fits = _fit_spans(ledger, promotions)
-    gaps = find_gaps([span["started"] for span in spans])
     resumed = int(ledger.fact("resumed", 0) or 0)
-    gap_text = (f"Shaded: gaps between attempt starts longer than {GAP_FACTOR:g}x the median "
-                f"and at least {GAP_MIN_SECONDS:g} s ({len(gaps)} here).")
-    resume_text = (f" The ledger records {resumed} resume(s) (a count, not a time: a resume "
-                   "shows as a gap or as new workers)." if resumed else
-                   " The run was never resumed.")
+    sessions = ledger.fact("sessions")
+    if sessions is not None:  # recorded driver start times: the gaps are exact
+        gaps = resume_gaps(sessions, ledger.attempts(), fits)
+        gap_text = (f"Shaded: the {len(gaps)} resume gap(s), from the last event the "
+                    "previous driver recorded (an attempt submitted, started or ended, or a "
+                    "fit ended) to the first attempt started after the next driver began "
+                    "(the ledger records when each driver started).")
+        resume_text = "" if resumed else " The run was never resumed."
+    else:  # a run recorded before driver start times were kept
+        gaps = find_gaps([span["started"] for span in spans])
+        gap_text = (f"Shaded: gaps between attempt starts longer than {GAP_FACTOR:g}x the "
+                    f"median and at least {GAP_MIN_SECONDS:g} s ({len(gaps)} here; this run's "
+                    "ledger predates recorded driver start times).")
+        resume_text = (f" The ledger records {resumed} resume(s)." if resumed
+                       else " The run was never resumed.")
     lanes = len({span["worker"] for span in spans}) + (1 if fits else 0)
     figure, axis = plt.subplots(figsize=(11, max(3.0, min(14.0, 1.2 + 0.28 * lanes))))
     _plot_timeline(axis, spans, fits, gaps)
@@ -332,20 +404,28 @@ def _no_data(axis: Any, text: str) -> None:
 
 
 def _plot_learning_curves(axis: Any, ledger: Ledger, promotions: list[str],
-                          baseline: Ledger | None) -> None:
+                          baselines: list[Ledger]) -> None:
     plotted = False
     for name in promotions:
-        for source, label, style in ((ledger, "this campaign", "o-"),
-                                     (baseline, "random selection", "s--")):
-            if source is None:
-                continue
-            n, error = learning_curve(source, name)
-            if not len(n):
-                n, error = learning_curve(source, name, "prospective_rmse")
-                label += " (prospective error)"
-            if len(n):
-                axis.plot(n, error, style, label=f"{name}: {label}", markersize=4)
-                plotted = True
+        label, key = "this campaign", "reference_rmse"
+        n, error = learning_curve(ledger, name)
+        if not len(n):
+            key = "prospective_rmse"
+            n, error = learning_curve(ledger, name, key)
+            label += " (prospective error)"
+        if len(n):
+            axis.plot(n, error, "o-", label=f"{name}: {label}", markersize=4)
+            plotted = True
+        curves = [learning_curve(b, name, key) for b in baselines]
+        grid, median, low, high = random_band(curves)
+        if len(grid):
+            seeds = sum(1 for c in curves if len(c[0]))
+            what = "random selection" + (f" (median of {seeds} seeds)" if seeds > 1 else "")
+            line, = axis.plot(grid, median, "s--", label=f"{name}: {what}", markersize=4)
+            if seeds > 1:
+                axis.fill_between(grid, low, high, alpha=0.2, color=line.get_color(),
+                                  label=f"{name}: random range (min to max)")
+            plotted = True
     axis.set_xlabel("finer-scale simulations (training points)")
     axis.set_ylabel("surrogate RMSE vs reference")
     axis.set_title("learning curve" + (f": {promotions[0]}" if len(promotions) == 1 else ""))
@@ -612,6 +692,26 @@ def _fit_spans(ledger: Ledger, promotions: list[str]) -> list[tuple[float, float
             if r.get("fit_started") is not None and r.get("fit_ended") is not None]
 
 
+def resume_gaps(sessions: list[float], attempts: list[dict[str, Any]],
+                fits: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """(from, to) of each resume's downtime: from the last event recorded before a driver
+    started (an attempt submitted, started or ended, a fit ended) to the first attempt
+    that started after it (the driver's own start if none did)."""
+    events = np.sort(np.asarray(
+        [a[key] for a in attempts for key in ("submitted", "started", "ended")
+         if a.get(key) is not None] + [end for _, end in fits], np.float64))
+    starts = np.sort(np.asarray([a["started"] for a in attempts
+                                 if a.get("started") is not None], np.float64))
+    gaps = []
+    for began in sorted(sessions)[1:]:
+        before = events[events < began]
+        if not len(before):
+            continue
+        after = starts[starts >= began]
+        gaps.append((float(before[-1]), float(after[0]) if len(after) else float(began)))
+    return gaps
+
+
 def find_gaps(starts: list[float], factor: float = GAP_FACTOR,
               minimum: float = GAP_MIN_SECONDS) -> list[tuple[float, float]]:
     """(from, to) of each interval between consecutive attempt starts longer than
@@ -809,7 +909,8 @@ def render_html(run_dir: Path, ledger: Ledger, store: Store, figures: list[Figur
              {"fact": "resumed", "value": int(ledger.fact("resumed", 0) or 0)},
              {"fact": "run directory", "value": str(run_dir)}]
     if summary.get("baseline"):
-        facts.append({"fact": "random baseline (one seed)",
+        seeds = summary["baseline"]["seeds"]
+        facts.append({"fact": f"random baseline ({seeds} seed{'s' if seeds > 1 else ''})",
                       "value": f"{summary['baseline']['tasks']} tasks, "
                                f"{summary['baseline']['wall_seconds']:.0f} s"})
 

@@ -75,13 +75,13 @@ def test_run_on_local_htex_then_status_and_report(tmp_path):
     fine_line = next(line for line in status.stdout.splitlines() if "│ fine" in line)
     assert fine_line.split("│")[2].strip() == "8"  # rows
 
-    report = run_cli("report", str(out), "--baseline")
+    report = run_cli("report", str(out), "--baseline", "1")
     assert report.returncode == 0, report.stdout + report.stderr
     assert (out / "report.png").stat().st_size > 10_000
     summary = json.loads((out / "summary.json").read_text())
     entry = summary["promotions"]["coarse-to-fine"]
     assert entry["curve"]["n_simulations"] == [4, 8]
-    assert entry["random_curve"]["n_simulations"] == [4, 8]
+    assert entry["random_curves"][0]["n_simulations"] == [4, 8]
     assert summary["tasks"]["fine"] == {"done": 8}
     assert summary["site"] == "local"
 
@@ -94,10 +94,10 @@ def test_run_on_threads_writes_report_by_default(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     assert (out / "report.png").is_file() and (out / "summary.json").is_file()
     assert not (out / "baseline-random").exists()  # the baseline is opt-in: its compute
-    compared = run_cli("report", str(out), "--baseline")
+    compared = run_cli("report", str(out), "--baseline", "1")
     assert compared.returncode == 0, compared.stdout + compared.stderr
     assert (out / "baseline-random" / "ledger.sqlite").is_file()
-    assert re.search(r"random baseline: \d+ tasks, \d+ s", compared.stdout), compared.stdout
+    assert re.search(r"random baseline: 1 seed, \d+ tasks, \d+ s", compared.stdout), compared.stdout
     again = run_cli("run", str(script), "--site", "threads", "--out", str(out))
     assert again.returncode == 2
     assert "already holds a run of 'user_campaign'" in again.stdout

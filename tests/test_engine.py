@@ -162,8 +162,16 @@ def test_run_dir_holding_another_campaign_is_refused(tmp_path, tiny):
         tiny.run(site="threads", out=tmp_path / "notes")
     assert (tmp_path / "notes" / "thesis.tex").read_text() == "precious"
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == before
+    written_earlier = ["report.html", "report-timeline.png", "summary.json", "report.png"]
+    for name in written_earlier:  # what the previous run's report and baselines left
+        (tmp_path / "run" / name).write_text("old")
+    (tmp_path / "run" / "baseline-random-2").mkdir()
+    (tmp_path / "run" / "my-notes.txt").write_text("mine")
     summary = tiny.run(site="threads", out=tmp_path / "run", overwrite=True)
     assert summary.rows["fine"] == 12
+    left = {p.name for p in (tmp_path / "run").iterdir()}
+    assert not left & {*written_earlier, "baseline-random-2"}, left
+    assert (tmp_path / "run" / "my-notes.txt").read_text() == "mine"  # not the run's: kept
 
 
 def test_unknown_site_is_refused_before_anything_is_written(tmp_path, tiny):

@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -24,7 +25,9 @@ import pytest
 from conftest import tiny_campaign
 
 from campaign import Budget
-from campaign.report import find_gaps, open_run, parity_points, project_2d, summarize
+from campaign.ledger import Ledger
+from campaign.report import (find_gaps, learning_curve, open_run, parity_points, project_2d,
+                             random_band, resume_gaps, sims_to_reach, summarize)
 
 EVERY_FIGURE = {"learning-curve", "sampling", "surrogate", "parity", "calibration",
                 "timeline", "utilization"}
@@ -191,6 +194,83 @@ def test_report_without_the_spec_says_what_it_cannot_show(run, tmp_path):
     text = (out / "report.html").read_text()
     assert "per-result predictions are not recorded" in text
     assert (out / "report.png").is_file() and (out / "summary.json").is_file()
+
+
+@pytest.mark.slow
+def test_baseline_of_several_seeds_gives_median_and_range(run, tmp_path):
+    source, spec = run
+    out = tmp_path / "run"
+    shutil.copytree(source, out)
+    summary = summarize(out, spec, baseline=2)
+    assert (out / "baseline-random" / "ledger.sqlite").is_file()
+    assert (out / "baseline-random-1" / "ledger.sqlite").is_file()
+    assert summary["baseline"]["seeds"] == 2
+    seeds = []
+    for index, path in enumerate([out / "baseline-random", out / "baseline-random-1"]):
+        ledger = Ledger(path / "ledger.sqlite", read_only=True)
+        seeds.append(ledger.fact("spec")["seed"])
+        curve = learning_curve(ledger, "coarse-to-fine")
+        ledger.close()
+        recorded = summary["promotions"]["coarse-to-fine"]["random_curves"][index]
+        assert recorded["n_simulations"] == curve[0].tolist()
+        assert recorded["reference_rmse"] == pytest.approx(curve[1].tolist())
+    assert seeds == [spec.seed, spec.seed + 1]
+    entry = summary["promotions"]["coarse-to-fine"]
+    finals = [c["reference_rmse"][-1] for c in entry["random_curves"]]
+    assert entry["target_rmse"] == pytest.approx(float(np.median(finals)))
+    per_seed = [sims_to_reach(np.asarray(c["n_simulations"]), np.asarray(c["reference_rmse"]),
+                              entry["target_rmse"]) for c in entry["random_curves"]]
+    assert entry["sims_to_target"]["random_per_seed"] == per_seed
+    reached = [n for n in per_seed if n is not None]
+    assert entry["sims_to_target"]["random"] == (float(np.median(reached)) if reached else None)
+    page = parse(out / "report.html")
+    assert "median of 2 seeds" in page.figures["learning-curve"]["caption"]
+    facts = {row["fact"]: row["value"] for row in table_dicts(page, "facts")}
+    assert "random baseline (2 seeds)" in facts
+    again = summarize(out, spec, baseline=1)  # finished baselines are kept and compared
+    assert again["baseline"]["seeds"] == 2
+
+
+def test_random_band_interpolates_over_the_shared_range():
+    curves = [(np.array([4, 8, 12]), np.array([4.0, 2.0, 1.0])),
+              (np.array([4, 6, 10]), np.array([6.0, 4.0, 2.0]))]
+    n, median, low, high = random_band(curves)
+    assert n.tolist() == [4, 6, 8, 10]  # 12 is past the second curve's last fit
+    assert median.tolist() == pytest.approx([5.0, 3.5, 2.5, 1.75])
+    assert low.tolist() == pytest.approx([4.0, 3.0, 2.0, 1.5])
+    assert high.tolist() == pytest.approx([6.0, 4.0, 3.0, 2.0])
+    assert random_band([])[0].size == 0
+
+
+def test_resume_gaps_run_from_the_last_event_to_the_next_start():
+    attempts = [{"submitted": 0.0, "started": 1.0, "ended": 2.0},
+                {"submitted": 1.5, "started": 2.5, "ended": None},  # killed while running
+                {"submitted": 50.0, "started": 53.0, "ended": 54.0}]
+    assert resume_gaps([0.0, 49.0], attempts, fits=[(2.0, 3.0)]) == [(3.0, 53.0)]
+    assert resume_gaps([0.0], attempts, fits=[]) == []  # never resumed
+    # a resume that ran nothing yet: the gap ends at the driver's start
+    assert resume_gaps([0.0, 60.0], attempts[:2], fits=[]) == [(2.5, 60.0)]
+
+
+@pytest.mark.slow
+def test_a_resumed_run_records_its_driver_starts_and_shows_the_gap(tmp_path):
+    out = tmp_path / "run"
+    tiny_campaign(mode="async", budget=Budget(fine=4)).run(site="threads", out=out)
+    time.sleep(1.0)
+    tiny_campaign(mode="async", budget=Budget(fine=8)).run(site="threads", out=out,
+                                                           resume=True)
+    ledger = Ledger(out / "ledger.sqlite", read_only=True)
+    sessions, attempts = ledger.fact("sessions"), ledger.attempts()
+    ledger.close()
+    assert len(sessions) == 2 and sessions[0] < sessions[1]
+    (low, high), = resume_gaps(sessions, attempts, fits=[])
+    first_session = [a for a in attempts if a["submitted"] < sessions[1]]
+    assert low == max(a[k] for a in first_session for k in ("submitted", "started", "ended")
+                      if a[k] is not None)
+    assert low < sessions[1] <= high
+    summarize(out, tiny_campaign(mode="async", budget=Budget(fine=8)))
+    caption = parse(out / "report.html").figures["timeline"]["caption"]
+    assert "the 1 resume gap(s)" in caption
 
 
 def test_gaps_are_intervals_far_longer_than_the_median():
