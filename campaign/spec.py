@@ -115,9 +115,10 @@ class Scale(SpecModel):
     configuration it produced. A scale without walkers runs only what a promotion
     chooses for it.
 
-    ``refresh_params(data) -> dict``, if given, is called by the engine before every
-    round with ``{scale name: committed rows}`` (``campaign.store.ScaleData``) and its
-    result is merged into ``params`` for that round's tasks: the way a scale's own model
+    ``refresh_params(data) -> dict``, if given, is called by the engine with
+    ``{scale name: committed rows}`` (``campaign.store.ScaleData``) before every round in
+    rounds mode, and at the start and after each model fit in async mode; its result is
+    merged into ``params`` for the tasks submitted after it: the way a scale's own model
     (e.g. a coarse-grained force field fitted to finer results) is retrained as data
     arrives. It runs in the engine process; keep it quick or make it a promotion.
 
@@ -200,8 +201,10 @@ class Promotion(SpecModel):
     left out (or None) they are ``learners.default_learner()`` and
     ``learners.acquisition.default_acquisition()``.
     ``features(x_source) -> (n, f)`` turns source rows into learner inputs;
-    the learner is fitted on ``features(x_target)`` against the target output
-    ``quantity`` (default: the target app's only output); the acquisition picks
+    the learner is fitted on the features of the promoted source rows (each target
+    result is paired with ``features`` of the source row it was promoted from, also when
+    a ``mapping`` changes the input or a target task returns several rows) against the
+    target output ``quantity`` (default: the target app's only output); the acquisition picks
     ``batch_size`` candidates per round; ``mapping(x_source_row) -> target input``
     (default: the row itself) builds the finer scale's input. ``reference() ->
     (features, values)`` is optional ground truth used to measure surrogate error.

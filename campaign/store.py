@@ -9,8 +9,10 @@ Layout (DESIGN)::
 
 Only the engine writes. :meth:`Store.commit` writes the rows to zarr first, then records
 the new row count in the ledger in one transaction; on open, arrays longer than their
-committed count (a torn write) are cut back. Every array carries ``dimension_names`` so
-``xarray.open_zarr(path, group="<scale>/y")`` reads it.
+committed count (a torn write) are cut back. Every row array (``x``, ``y/*``,
+``meta/*``) carries ``dimension_names`` so ``xarray.open_zarr(path, group="<scale>/y")``
+reads it; the model arrays under ``models/`` do not (open scale groups one at a time,
+not the whole store as one datatree).
 
     >>> import tempfile, numpy as np
     >>> from campaign.ledger import Ledger
