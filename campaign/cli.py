@@ -236,7 +236,8 @@ def _report(run_dir: Path, spec: Any, baseline: int) -> None:
         seeds = cost["seeds"]
         console.print(f"random baseline: {seeds} seed{'s' if seeds > 1 else ''}, "
                       f"{cost['tasks']} tasks, {cost['wall_seconds']:.0f} s "
-                      f"(the same budget again per seed, on threads)", highlight=False)
+                      f"(the same budget again per seed, on threads)", highlight=False,
+                      soft_wrap=True)
     for name, entry in summary["promotions"].items():
         final = entry["final_reference_rmse"]
         shown = f"{final:.3g}" if isinstance(final, float) else str(final)

@@ -243,8 +243,10 @@ def _summary(ledger: Ledger, store: Store, promotions: list[str],
                 target = float(np.median(finals))
                 ours = sims_to_reach(n, error, target)
                 per_seed = [sims_to_reach(n_r, e_r, target) for n_r, e_r in curves]
-                reached = [count for count in per_seed if count is not None]
-                random_median = float(np.median(reached)) if reached else None
+                # a seed that never reached the target counts as more than any count
+                counts = [math.inf if count is None else count for count in per_seed]
+                random_median = float(np.median(counts))
+                random_median = None if math.isinf(random_median) else random_median
                 entry["target_rmse"] = target
                 entry["random_final_rmse"] = {"median": target, "min": min(finals),
                                               "max": max(finals), "seeds": len(finals)}
