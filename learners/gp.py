@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import time
 from typing import Any
 
 import gpytorch
@@ -56,6 +57,10 @@ _STATE_KEYS = (
     "format_version", "kernel", "x_train", "y_train", "x_offset", "x_scale", "y_offset",
     "y_scale", "lengthscale", "outputscale", "noise", "constant",
 )
+
+
+class _OutOfTimeError(Exception):
+    """The fit-time budget ran out (not a RuntimeError: a failed start is one)."""
 
 
 class _TorchGP(gpytorch.models.ExactGP):
@@ -140,10 +145,24 @@ class ExactGP(FittedState):
             constraints, and must have a constant prior variance ``k(x, x)``. Its raw
             parameters are the starts: the instance's own values (or the previous fit's),
             then ``restarts`` random perturbations (standard normal in the raw space).
-        restarts: random hyperparameter starts in addition to the first one; the first is
-            the previous fit's hyperparameters when refitting with the same kernel and
-            number of columns (warm start), else a default (length scales 1, output scale
-            1, noise 0.01). The start with the best penalized marginal likelihood is kept.
+        restarts: random hyperparameter starts in addition to the first one on a cold fit;
+            the first is the previous fit's hyperparameters when refitting with the same
+            kernel and number of columns (warm start: this object's last fit or a
+            ``load_state_dict``, re-expressed in the new data's standardization), else a
+            default (length scales 1, output scale 1, noise 0.01). The hyperparameters
+            with the best penalized marginal likelihood evaluated over all starts are kept.
+        warm_restarts: random starts in addition to the warm start on a warm fit (at most
+            ``restarts``). The default 0 makes a refit one short L-BFGS run from the last
+            optimum; the length-scale prior and bounds, not restarts, then guard against
+            collapse (a cold fit keeps its ``restarts``).
+        max_fit_seconds: wall-clock budget of the hyperparameter optimization, or None for
+            none. Before each marginal-likelihood evaluation but the first, the fit stops
+            if that evaluation would end past the budget, judged by the duration of the
+            previous one; the best hyperparameters evaluated so far are kept, starts not
+            reached are skipped and ``stopped_early_`` is set. The first evaluation always
+            runs, and the float64 Cholesky for prediction comes after the budget, so a fit
+            on large n can still take longer than it. A fit stopped by the budget depends
+            on the machine's speed: it is reproducible only when the budget is not hit.
         iterations: maximum L-BFGS iterations per start.
         learning_rate: L-BFGS step length (strong-Wolfe line search), in the optimizer's
             unconstrained hyperparameter space.
@@ -154,7 +173,11 @@ class ExactGP(FittedState):
 
     Fitted (read-only) attributes: ``n_train_``, ``n_features_in_``, ``lengthscale_``
     ((d,) standardized X units), ``outputscale_``, ``noise_`` and ``constant_``
-    (standardized y units).
+    (standardized y units). Describing the last ``fit`` of this object (absent after
+    ``load_state_dict`` alone): ``n_evaluations_`` (marginal-likelihood evaluations, each
+    one Cholesky of the n x n covariance and its gradient), ``n_starts_`` (starts run),
+    ``warm_started_``, ``stopped_early_`` (the budget cut the fit short) and
+    ``fit_seconds_``.
 
     Prediction is exact in float64: a Cholesky of ``K_train + noise I`` and candidate rows
     in chunks of 10,000, so 10^5 candidates x 1,000 training points fit in bounded memory.
@@ -169,6 +192,8 @@ class ExactGP(FittedState):
         seed: int = 0,
         threads: int = 1,
         noise_floor: float = 1e-6,
+        warm_restarts: int = 0,
+        max_fit_seconds: float | None = None,
     ) -> None:
         self.kernel = kernel
         self.restarts = restarts
@@ -177,6 +202,8 @@ class ExactGP(FittedState):
         self.seed = seed
         self.threads = threads
         self.noise_floor = noise_floor
+        self.warm_restarts = warm_restarts
+        self.max_fit_seconds = max_fit_seconds
 
     # -- scikit-learn style parameters -------------------------------------------------
 
@@ -190,14 +217,17 @@ class ExactGP(FittedState):
             "seed": self.seed,
             "threads": self.threads,
             "noise_floor": self.noise_floor,
+            "warm_restarts": self.warm_restarts,
+            "max_fit_seconds": self.max_fit_seconds,
         }
 
     def __repr__(self) -> str:
         defaults = ExactGP().get_params()
+        plain = (str, int, float, type(None))
         changed = [
-            f"{k}={v!r}" if isinstance(v, (str, int, float)) else f"{k}={type(v).__name__}(...)"
+            f"{k}={v!r}" if isinstance(v, plain) else f"{k}={type(v).__name__}(...)"
             for k, v in self.get_params().items()
-            if not isinstance(v, (str, int, float)) or v != defaults[k]
+            if not isinstance(v, plain) or v != defaults[k]
         ]
         return f"ExactGP({', '.join(changed)})"
 
@@ -216,6 +246,13 @@ class ExactGP(FittedState):
             raise ValueError(f"threads must be an integer >= 1, got {self.threads!r}")
         if not (math.isfinite(self.noise_floor) and self.noise_floor > 0):
             raise ValueError(f"noise_floor must be > 0, got {self.noise_floor!r}")
+        if (isinstance(self.warm_restarts, bool) or int(self.warm_restarts) != self.warm_restarts
+                or self.warm_restarts < 0):
+            raise ValueError(f"warm_restarts must be an integer >= 0, got {self.warm_restarts!r}")
+        budget = self.max_fit_seconds
+        if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float))
+                                   or not math.isfinite(budget) or budget <= 0):
+            raise ValueError(f"max_fit_seconds must be None or a number > 0, got {budget!r}")
 
     def _custom(self) -> bool:
         return isinstance(self.kernel, gpytorch.kernels.Kernel)
@@ -260,6 +297,7 @@ class ExactGP(FittedState):
         self._check_params()
         X = check_inputs(X, name="X")
         y = check_targets(y, X.shape[0], name="y")
+        started = time.perf_counter()
         x_offset, x_scale = _standardizer(X)
         if self._custom():  # a kernel object sees the inputs in their own units
             x_offset, x_scale = np.zeros(X.shape[1]), np.ones(X.shape[1])
@@ -268,24 +306,27 @@ class ExactGP(FittedState):
         ys = (y - y_offset[0]) / y_scale[0]
 
         rng = np.random.default_rng(self.seed)
-        starts = [self._first_start(X.shape[1])]
+        first, warm = self._first_start(X.shape[1], x_offset, x_scale, y_offset, y_scale)
+        starts = [first]
+        restarts = min(int(self.restarts), int(self.warm_restarts)) if warm else int(self.restarts)
         if self._custom():
             first = starts[0]["params"]
             starts += [
                 {**starts[0], "params": {name: value + rng.standard_normal(value.shape)
                                          if name in _trainable(self.kernel) else value
                                          for name, value in first.items()}}
-                for _ in range(int(self.restarts))
+                for _ in range(restarts)
             ]
         else:
-            starts += [_random_start(X.shape[1], rng) for _ in range(int(self.restarts))]
+            starts += [_random_start(X.shape[1], rng) for _ in range(restarts)]
 
+        deadline = None if self.max_fit_seconds is None else started + float(self.max_fit_seconds)
         previous_threads = torch.get_num_threads()
         torch.set_num_threads(int(self.threads))
         try:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(self.seed)
-                best = self._optimize(Xs, ys, starts)
+                best, evaluations, n_starts, stopped = self._optimize(Xs, ys, starts, deadline)
         finally:
             torch.set_num_threads(previous_threads)
 
@@ -315,9 +356,21 @@ class ExactGP(FittedState):
                 }),
             }
         )
+        self.n_evaluations_ = evaluations
+        self.n_starts_ = n_starts
+        self.warm_started_ = warm
+        self.stopped_early_ = stopped
+        self.fit_seconds_ = time.perf_counter() - started
+        logger.debug("GP fit on %d points: %s, %d starts, %d evaluations, %.2f s%s", len(X),
+                     "warm" if warm else "cold", n_starts, evaluations, self.fit_seconds_,
+                     ", stopped by max_fit_seconds" if stopped else "")
         return self
 
-    def _first_start(self, d: int) -> dict[str, Any]:
+    def _first_start(
+        self, d: int, x_offset: np.ndarray, x_scale: np.ndarray, y_offset: np.ndarray,
+        y_scale: np.ndarray,
+    ) -> tuple[dict[str, Any], bool]:
+        """The first start and whether it is a warm start from the current state."""
         state = getattr(self, "_state", None)
         if self._custom():
             params = kernel_parameters(self.kernel)
@@ -326,50 +379,72 @@ class ExactGP(FittedState):
                     and all(_PARAM_PREFIX + k in state
                             and state[_PARAM_PREFIX + k].shape == v.shape
                             for k, v in params.items())):
+                # Raw parameters in their own units: no conversion is generic enough.
                 params = {k: state[_PARAM_PREFIX + k].copy() for k in params}
                 return {"params": params, "noise": float(state["noise"][0]),
-                        "constant": float(state["constant"][0])}
-            return {"params": params, "noise": 1e-2, "constant": 0.0}
+                        "constant": float(state["constant"][0])}, True
+            return {"params": params, "noise": 1e-2, "constant": 0.0}, False
         if (
             state is not None
             and state["x_train"].shape[1] == d
             and int(state["kernel"][0]) != _CUSTOM
             and KERNELS[int(state["kernel"][0])] == self.kernel
         ):
+            # The same hyperparameters in raw units, re-expressed in the new standardization.
+            ratio = float(state["y_scale"][0]) / float(y_scale[0])
             return {
-                "lengthscale": state["lengthscale"].copy(),
-                "outputscale": float(state["outputscale"][0]),
-                "noise": float(state["noise"][0]),
-                "constant": float(state["constant"][0]),
-            }
-        return {"lengthscale": np.ones(d), "outputscale": 1.0, "noise": 1e-2, "constant": 0.0}
+                "lengthscale": state["lengthscale"] * state["x_scale"] / x_scale,
+                "outputscale": float(state["outputscale"][0]) * ratio**2,
+                "noise": float(state["noise"][0]) * ratio**2,
+                "constant": (float(state["constant"][0]) * float(state["y_scale"][0])
+                             + float(state["y_offset"][0]) - float(y_offset[0]))
+                            / float(y_scale[0]),
+            }, True
+        return {"lengthscale": np.ones(d), "outputscale": 1.0, "noise": 1e-2,
+                "constant": 0.0}, False
 
     def _optimize(
-        self, Xs: np.ndarray, ys: np.ndarray, starts: list[dict[str, np.ndarray | float]]
-    ) -> dict[str, np.ndarray | float]:
+        self, Xs: np.ndarray, ys: np.ndarray, starts: list[dict[str, np.ndarray | float]],
+        deadline: float | None,
+    ) -> tuple[dict[str, np.ndarray | float], int, int, bool]:
+        """L-BFGS from each start in turn; returns (best hyperparameters, evaluations,
+        starts run, stopped by the deadline)."""
         x = torch.as_tensor(Xs, dtype=torch.float64)
         y = torch.as_tensor(ys, dtype=torch.float64)
         model = _TorchGP(x, y, self.kernel, float(self.noise_floor)).to(torch.float64)
         mll = gpytorch.mlls.ExactMarginalLogLikelihood(model.likelihood, model)
         model.train()
-        best: dict[str, np.ndarray | float] | None = None
-        best_loss = math.inf
+        # The best point of every evaluation so far, so a cut-short start still counts.
+        track: dict[str, Any] = {"best": None, "loss": math.inf, "evaluations": 0,
+                                 "seconds": 0.0}
+        stopped = False
+        n_starts = 0
         # Exact Cholesky algebra for the sizes we fit (GPyTorch otherwise switches to CG).
         with gpytorch.settings.max_cholesky_size(10**6):
             for index, start in enumerate(starts):
+                if _out_of_time(track, deadline):
+                    stopped = True
+                    break
+                n_starts += 1
                 model.set_hyperparameters(_clip_start(start, float(self.noise_floor)))
                 try:
-                    loss = self._run_lbfgs(model, mll, x, y)
+                    self._run_lbfgs(model, mll, x, y, track, deadline)
+                except _OutOfTimeError:
+                    stopped = True
+                    break
                 except (RuntimeError, ValueError) as error:  # NotPSDError is a RuntimeError
                     logger.warning("GP start %d failed: %s", index, error)
                     continue
-                logger.debug("GP start %d: loss %.6g", index, loss)
-                if math.isfinite(loss) and loss < best_loss:
-                    best_loss, best = loss, model.hyperparameters()
+                logger.debug("GP start %d: best loss so far %.6g", index, track["loss"])
+        if stopped:
+            logger.info("GP fit stopped by max_fit_seconds=%s after %d evaluations (%d of %d "
+                        "starts)", self.max_fit_seconds, track["evaluations"], n_starts,
+                        len(starts))
+        best = track["best"]
         if best is None:
             logger.warning("all %d GP starts failed; keeping the first start", len(starts))
             best = _clip_start(starts[0], float(self.noise_floor))
-        return best
+        return best, int(track["evaluations"]), n_starts, stopped
 
     def _run_lbfgs(
         self,
@@ -377,7 +452,9 @@ class ExactGP(FittedState):
         mll: gpytorch.mlls.ExactMarginalLogLikelihood,
         x: torch.Tensor,
         y: torch.Tensor,
-    ) -> float:
+        track: dict[str, Any],
+        deadline: float | None,
+    ) -> None:
         optimizer = torch.optim.LBFGS(
             [p for p in model.parameters() if p.requires_grad],
             lr=float(self.learning_rate),
@@ -386,14 +463,20 @@ class ExactGP(FittedState):
         )
 
         def closure() -> torch.Tensor:
+            if _out_of_time(track, deadline):
+                raise _OutOfTimeError
+            began = time.perf_counter()
             optimizer.zero_grad()
             loss = -mll(model(x), y)
             loss.backward()
+            track["evaluations"] += 1
+            track["seconds"] = time.perf_counter() - began
+            value = float(loss.detach())
+            if math.isfinite(value) and value < track["loss"]:
+                track["loss"], track["best"] = value, model.hyperparameters()
             return loss
 
         optimizer.step(closure)
-        with torch.no_grad():
-            return float(-mll(model(x), y))
 
     # -- state -----------------------------------------------------------------------------
 
@@ -520,7 +603,16 @@ class ExactGP(FittedState):
             if loaded[key].shape != shape:
                 raise ValueError(f"state[{key!r}] must have shape {shape}, got {loaded[key].shape}")
         self._set_state(loaded)
+        for name in ("n_evaluations_", "n_starts_", "warm_started_", "stopped_early_",
+                     "fit_seconds_"):
+            self.__dict__.pop(name, None)  # they described a fit this state did not come from
         return self
+
+
+def _out_of_time(track: dict[str, Any], deadline: float | None) -> bool:
+    """Whether one more evaluation, as long as the last one, would end past the deadline."""
+    return (deadline is not None and track["evaluations"] > 0
+            and time.perf_counter() + track["seconds"] > deadline)
 
 
 def _standardizer(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

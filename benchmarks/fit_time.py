@@ -1,0 +1,209 @@
+"""Fit time of the surrogates, cold and warm, and the selection time of LocalOutlier.
+
+The problem is :mod:`benchmarks.selection_scale`'s: 6 features drawn from a mixture of
+five Gaussians, target ``sum(sin x) + 0.1 |x|^2`` without noise, test RMSE on 2,000 fresh
+points from the same mixture. For each size n, a learner is fitted on n points (``cold``:
+a fresh object), then the same object is refitted after 10% more points arrive
+(``warm``: 1.1 n points, what an active-learning round does), and, as the accuracy
+reference of the warm fit, a fresh object is fitted on the 1.1 n points (``cold`` with
+``n_train`` 1.1 n; skipped for the learners and sizes in ``skip_reference``). Learners,
+on one torch thread:
+
+- ``ExactGP``: defaults (2 random restarts on a cold fit, none on a warm one). Capped at
+  ``cap`` seconds through ``max_fit_seconds`` so that the 5,000-point fit ends; a capped
+  fit is reported as ``> seconds`` (``stopped_early``: it had not converged when the cap
+  stopped it), its RMSE is that of the best hyperparameters reached.
+- ``ExactGP(max_fit_seconds=B)``: the fit-time budget.
+- ``ExactGP(warm_restarts=2)``, warm only, at the sizes in ``old_warm``: the refit as it
+  was before ``warm_restarts`` existed (the warm start plus 2 random restarts), from the
+  same cold fit.
+- ``DeepEnsemble``: defaults (cold: at most 1,500 steps; warm: at most 300; early
+  stopping on a 10% held-out split per member from 100 points on).
+- ``SparseGP``: defaults (300 Adam steps; a cold fit first fits an exact GP on 512
+  points), for comparison at sizes where the exact GP is slow.
+
+``steps`` counts optimizer work: marginal-likelihood evaluations (each a Cholesky of the
+n x n covariance and its gradient) for ``ExactGP``, Adam steps for the others.
+
+Selection: a greedy batch of ``k`` from a pool of ``pool`` candidates (6 features, the
+same mixture) against ``known`` training points, ``LocalOutlier()`` (incremental LOF
+update per pick) versus ``LocalOutlier(incremental=False)`` (scikit-learn's LOF refitted
+at every pick), with whether the two batches are identical.
+
+Records: ``fits``: ``{"learner", "n", "n_train", "fit", "seconds", "steps", "rmse",
+"stopped_early", "warm_started"}``; ``selection``: ``{"policy", "pool", "known", "k",
+"seconds", "same_picks"}``.
+
+Run: ``python -m benchmarks.fit_time [--quick] [--json PATH]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from benchmarks.selection_scale import _mixture, _truth
+
+logger = logging.getLogger("benchmarks.fit_time")
+
+FULL = {"sizes": [100, 1000, 5000], "budget": 10.0, "cap": 600.0, "pool": 20_000,
+        "known": 500, "k": 32, "features": 6, "old_warm": [100, 1000],
+        "skip_reference": {"ExactGP": [5000]}}
+QUICK = {"sizes": [100, 300], "budget": 1.0, "cap": 60.0, "pool": 2_000, "known": 100,
+         "k": 32, "features": 6, "old_warm": [300], "skip_reference": {}}
+GROWTH = 1.1  # a warm refit sees 10% more points
+N_TEST = 2000
+
+
+def learners(settings: dict[str, Any]) -> dict[str, Any]:
+    """Name -> factory of a fresh learner, as benchmarked."""
+    from learners import DeepEnsemble, ExactGP, SparseGP
+
+    return {
+        "ExactGP": lambda: ExactGP(max_fit_seconds=settings["cap"]),
+        f"ExactGP(max_fit_seconds={settings['budget']:g})":
+            lambda: ExactGP(max_fit_seconds=settings["budget"]),
+        "DeepEnsemble": DeepEnsemble,
+        "SparseGP": SparseGP,
+    }
+
+
+def _steps(learner: Any) -> int:
+    for name in ("n_evaluations_", "n_steps_"):
+        if hasattr(learner, name):
+            return int(getattr(learner, name))
+    return int(learner.steps)  # SparseGP runs all its Adam steps
+
+
+def fit_record(name: str, learner: Any, fit: str, n: int, X: np.ndarray, y: np.ndarray,
+               X_test: np.ndarray, y_test: np.ndarray) -> dict[str, Any]:
+    """Fit ``learner`` on (X, y), time it, and score it on the test points."""
+    started = time.perf_counter()
+    learner.fit(X, y)
+    seconds = time.perf_counter() - started
+    rmse = float(np.sqrt(np.mean((learner.posterior(X_test).mean - y_test) ** 2)))
+    record = {"learner": name, "n": n, "n_train": len(X), "fit": fit, "seconds": seconds,
+              "steps": _steps(learner), "rmse": rmse,
+              "stopped_early": bool(getattr(learner, "stopped_early_", False)),
+              "warm_started": bool(getattr(learner, "warm_started_", fit == "warm"))}
+    logger.info("%s n=%d %s: %.2f s, %d steps, rmse %.4g%s", name, len(X), fit, seconds,
+                record["steps"], rmse, " (stopped early)" if record["stopped_early"] else "")
+    return record
+
+
+def warm_up(settings: dict[str, Any]) -> None:
+    """One tiny fit per learner, so that one-time costs (imports, first torch calls) are
+    not in the first figure."""
+    rng = np.random.default_rng(1)
+    X = _mixture(30, settings["features"], rng)
+    for factory in learners(settings).values():
+        factory().fit(X, _truth(X))
+
+
+def fits(settings: dict[str, Any], names: list[str] | None = None) -> list[dict[str, Any]]:
+    """Cold and warm fit records for every learner and size."""
+    records = []
+    factories = learners(settings)
+    warm_up(settings)
+    for n in settings["sizes"]:
+        rng = np.random.default_rng(n)
+        X = _mixture(int(round(GROWTH * n)), settings["features"], rng)
+        y = _truth(X)
+        X_test = _mixture(N_TEST, settings["features"], rng)
+        y_test = _truth(X_test)
+        for name, factory in factories.items():
+            if names is not None and name not in names:
+                continue
+            learner = factory()
+            records.append(fit_record(name, learner, "cold", n, X[:n], y[:n], X_test, y_test))
+            if name == "ExactGP" and n in settings.get("old_warm", ()):
+                old = copy.deepcopy(learner)
+                old.warm_restarts = old.restarts
+                records.append(fit_record(f"ExactGP(warm_restarts={old.restarts})", old, "warm",
+                                          n, X, y, X_test, y_test))
+            records.append(fit_record(name, learner, "warm", n, X, y, X_test, y_test))
+            if n not in settings.get("skip_reference", {}).get(name, ()):
+                records.append(fit_record(name, factory(), "cold", n, X, y, X_test, y_test))
+    return records
+
+
+def selection(settings: dict[str, Any], seed: int = 0) -> list[dict[str, Any]]:
+    """LocalOutlier batch time, incremental versus refit, on one pool."""
+    from learners.acquisition import LocalOutlier
+    from learners.posterior import SampledPosterior
+
+    rng = np.random.default_rng(seed)
+    pool = _mixture(settings["pool"], settings["features"], rng)
+    known = _mixture(settings["known"], settings["features"], rng)
+    posterior = SampledPosterior(np.zeros((2, len(pool))), 0.0, X=pool, X_train=known,
+                                 gaussian=True)
+    chosen, records = {}, []
+    for policy in (LocalOutlier(), LocalOutlier(incremental=False)):
+        started = time.perf_counter()
+        chosen[policy.incremental] = policy.select(posterior, settings["k"],
+                                                   np.empty(0, dtype=np.int64), rng)
+        records.append({"policy": repr(policy), "pool": settings["pool"],
+                        "known": settings["known"], "k": settings["k"],
+                        "seconds": time.perf_counter() - started})
+    same = bool(np.array_equal(chosen[True], chosen[False]))
+    for record in records:
+        record["same_picks"] = same
+    return records
+
+
+def table(report: dict[str, Any]) -> str:
+    """The fit records as a text table, then the selection records."""
+    lines = [f"{'learner':28s}{'n':>6s}{'fit':>6s}{'seconds':>10s}{'steps':>7s}{'rmse':>9s}"]
+    for r in report["fits"]:
+        # A default fit stopped by the cap had not converged: it needs longer than that.
+        seconds = (f"> {r['seconds']:.0f}" if r["learner"] == "ExactGP" and r["stopped_early"]
+                   else f"{r['seconds']:.2f}")
+        lines.append(f"{r['learner']:28s}{r['n_train']:6d}{r['fit']:>6s}{seconds:>10s}"
+                     f"{r['steps']:7d}{r['rmse']:9.4f}" + ("  stopped early"
+                                                         if r["stopped_early"] else ""))
+    lines.append("")
+    for r in report["selection"]:
+        lines.append(f"{r['policy']:40s} batch of {r['k']} from {r['pool']:,} "
+                     f"({r['known']} known): {r['seconds']:.2f} s, same picks: {r['same_picks']}")
+    return "\n".join(lines)
+
+
+def run(settings: dict[str, Any], names: list[str] | None = None) -> dict[str, Any]:
+    """The whole benchmark at ``settings`` on one torch thread."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return {"benchmark": "fit_time", "settings": settings,
+                "fits": fits(settings, names), "selection": selection(settings)}
+    finally:
+        torch.set_num_threads(previous)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line entry point (see the module docstring)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="n = 100 and 300 only (< 60 s)")
+    parser.add_argument("--json", type=Path, help="write the report here")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    started = time.perf_counter()
+    report = run(QUICK if args.quick else FULL)
+    report["quick"] = args.quick
+    report["seconds"] = time.perf_counter() - started
+    print(table(report))
+    print(f"total {report['seconds']:.0f} s")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
