@@ -2,12 +2,12 @@
 ``report.png`` (the three main panels in one image) and ``summary.json``.
 
 The page shows the learning curve (this campaign against random selection, N seeds run
-on demand into ``<run>/baseline-random[-i]``, their median and range), where the learner sampled (a 2-D projection of
-the source rows with the chosen points per model generation, and the surrogate's mean and
-standard deviation behind them when the spec is given and the rows are 2-D), parity and
-calibration of the surrogate on results it had not been trained on, every attempt on a
-timeline per worker with utilization and gaps, and tables of counts, costs and
-quarantine reasons.
+on demand into ``<run>/baseline-random[-i]``, their median and range), where the learner
+sampled (a 2-D projection of the source rows with the chosen points per model
+generation, and the surrogate's mean and standard deviation behind them when the spec
+is given and the rows are 2-D), parity and calibration of the surrogate on results it
+had not been trained on, every attempt on a timeline per worker with utilization and
+resume gaps, and tables of counts, costs and quarantine reasons.
 """
 
 from __future__ import annotations

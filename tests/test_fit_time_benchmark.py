@@ -37,4 +37,5 @@ def test_quick_mode_runs(tmp_path, capsys):
     fit_time.main(["--quick", "--json", str(path)])
     report = json.loads(path.read_text())
     assert report["quick"] and {r["n"] for r in report["fits"]} == {100, 300}
+    assert {r["learner"] for r in report["fits"]} >= {"ExactGP", "DeepEnsemble"}
     assert "ExactGP" in capsys.readouterr().out

@@ -26,8 +26,17 @@ from conftest import tiny_campaign
 
 from campaign import Budget
 from campaign.ledger import Ledger
-from campaign.report import (find_gaps, learning_curve, open_run, parity_points, project_2d,
-                             random_band, resume_gaps, sims_to_reach, summarize)
+from campaign.report import (
+    find_gaps,
+    learning_curve,
+    open_run,
+    parity_points,
+    project_2d,
+    random_band,
+    resume_gaps,
+    sims_to_reach,
+    summarize,
+)
 
 EVERY_FIGURE = {"learning-curve", "sampling", "surrogate", "parity", "calibration",
                 "timeline", "utilization"}
