@@ -256,6 +256,13 @@ def _report(run_dir: Path, spec: Any, baseline: int) -> None:
                   highlight=False, soft_wrap=True)
 
 
+BaselineOption = Annotated[int, typer.Option(
+    metavar="N", help="also run the campaign N more times with random selection (seeds "
+                      "seed ... seed+N-1) and compare: each costs the same budget again")]
+LiveOption = Annotated[bool, typer.Option(
+    help="a live progress panel on a terminal (log lines only when off or not a terminal)")]
+
+
 @app.command()
 def run(
     script: Annotated[Path, typer.Argument(help="Python file defining `campaign = Campaign(...)`")],
@@ -265,13 +272,8 @@ def run(
         help="replace a previous run of this campaign")] = False,
     resume: Annotated[bool, typer.Option(help="continue a previous run in --out")] = False,
     report: Annotated[bool, typer.Option(help="write report.png and summary.json")] = True,
-    baseline: Annotated[int, typer.Option(
-        metavar="N", help="also run the campaign N more times with random selection (seeds "
-                          "seed ... seed+N-1) and compare: each costs the same budget again")
-    ] = 0,
-    live: Annotated[bool, typer.Option(
-        help="a live progress panel on a terminal (log lines only when off or not a "
-             "terminal)")] = True,
+    baseline: BaselineOption = 0,
+    live: LiveOption = True,
     grace: Annotated[float, typer.Option(
         help="seconds to wait for running tasks after SIGTERM/SIGINT (Slurm sends SIGKILL "
              "30 s after SIGTERM by default)")] = 25.0,
@@ -297,13 +299,8 @@ def resume(
     run_dir: Annotated[Path, typer.Argument(help="run directory of a stopped or killed run")],
     site: Annotated[str | None, typer.Option(help="site (default: the run's own)")] = None,
     report: Annotated[bool, typer.Option(help="write report.png and summary.json")] = True,
-    baseline: Annotated[int, typer.Option(
-        metavar="N", help="also run the campaign N more times with random selection (seeds "
-                          "seed ... seed+N-1) and compare: each costs the same budget again")
-    ] = 0,
-    live: Annotated[bool, typer.Option(
-        help="a live progress panel on a terminal (log lines only when off or not a "
-             "terminal)")] = True,
+    baseline: BaselineOption = 0,
+    live: LiveOption = True,
     grace: Annotated[float, typer.Option(
         help="seconds to wait for running tasks after SIGTERM/SIGINT (Slurm sends SIGKILL "
              "30 s after SIGTERM by default)")] = 25.0,
