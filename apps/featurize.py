@@ -58,8 +58,11 @@ class RowDihedrals:
     are ignored.
     """
 
-    def __init__(self, quadruples: Sequence[Sequence[int]]) -> None:
+    def __init__(self, quadruples: Sequence[Sequence[int]], encoding: str = "sincos") -> None:
+        if encoding not in ("sincos", "angles"):
+            raise ValueError(f"encoding must be 'sincos' or 'angles', got {encoding!r}")
         self.quadruples = np.asarray(quadruples, dtype=np.int64).reshape(-1, 4)
+        self.encoding = encoding
 
     def angles(self, x: np.ndarray) -> np.ndarray:
         """Dihedrals of rows ``x`` (n, d) with d >= 3 * (largest site + 1): (n, m) radians."""
@@ -71,12 +74,16 @@ class RowDihedrals:
         return dihedral_angles(positions[:, self.quadruples])
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        """Features (n, 2m): sin and cos of each dihedral, interleaved."""
+        """Features: (n, 2m) sin and cos of each dihedral, interleaved, or with
+        ``encoding="angles"`` the (n, m) dihedrals in radians (for periodic kernels)."""
         angles = self.angles(x)
+        if self.encoding == "angles":
+            return angles
         return np.stack([np.sin(angles), np.cos(angles)], axis=-1).reshape(len(angles), -1)
 
     def __repr__(self) -> str:
-        return f"RowDihedrals({self.quadruples.tolist()})"
+        extra = "" if self.encoding == "sincos" else f", encoding={self.encoding!r}"
+        return f"RowDihedrals({self.quadruples.tolist()}{extra})"
 
 
 class BackboneDihedrals(AnalysisBase):

@@ -1,4 +1,4 @@
-"""Ramachandran report of a CG -> AA campaign run.
+"""Ramachandran and free-energy reports of a CG -> AA campaign run.
 
 ``ramachandran_figure(run_dir, path)`` draws (left) the (phi, psi) of every CG candidate in
 the store with the configurations each round chose for AA simulation, coloured by round,
@@ -14,12 +14,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from apps.featurize import RowDihedrals
 
-__all__ = ["chosen_by_round", "ramachandran_figure"]
+__all__ = ["chosen_by_round", "fes_figure", "fes_report", "ramachandran_figure",
+           "ramachandran_report"]
 
 
 def chosen_by_round(run_dir: str | Path, promotion: str) -> dict[int, list[int]]:
@@ -110,3 +112,129 @@ def ramachandran_report(run_dir: str | Path) -> Path:
     """Report hook (``Campaign(reports=[ramachandran_report])``): writes
     ``<run_dir>/ramachandran.png`` for the default cg -> aa promotion."""
     return ramachandran_figure(run_dir, Path(run_dir) / "ramachandran.png")
+
+
+def fes_figure(run_dir: str | Path, path: str | Path, *, source: str = "cg",
+               target: str = "aa", cg_order: int = 4) -> Path:
+    """Write the free-energy report of an FES campaign (``examples/alanine_fes.py``).
+
+    Four panels: the newest model's FES (kJ/mol, lowest grid bin 0) with the windows
+    chosen per round on top; its standard deviation (of F relative to its average over
+    the torus); its error against the reference FES (constant aligned on the reference's
+    low-free-energy region, outlined); and the learning curve, reference RMSE against AA
+    windows, beside the CG model's own FES error when its dihedral correction (order
+    ``cg_order``) is force-matched to the bead forces of the windows committed so far.
+    The reference is ``apps/data/alanine_fes_reference.json``. A run whose model is not
+    a ``learners.GradientGP`` on (phi, psi) angles is refused (ValueError).
+
+    Returns ``path``.
+    """
+    import warnings
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from apps import cg
+    from apps.fes import alanine_beads, load_reference, reference_grid
+    from campaign.report import open_run
+    from campaign.resume import saved_models
+    from learners import GradientGP
+
+    run_dir = Path(run_dir)
+    promotion = f"{source}-to-{target}"
+    reference = load_reference()
+    points, fes_ref, region = reference_grid(reference)
+    n = len(reference["centres"])
+    degrees = np.degrees(reference["centres"])
+    ledger, store = open_run(run_dir)
+    try:
+        models = saved_models(store, promotion)
+        if not models:
+            raise ValueError(f"run {run_dir} has no saved model of {promotion} yet")
+        learner = GradientGP().load_state_dict(store.load_model(promotion, models[-1]))
+        rounds = {r["round"]: list(r["chosen_rows"]) for r in ledger.rounds(promotion)
+                  if r.get("chosen_rows")}
+        curve = [(r["n_train"], r["reference_rmse"]) for r in ledger.rounds(promotion)
+                 if r.get("reference_rmse") is not None and r.get("n_train")]
+        aa = store.read(target)
+        pool = store.read(source)
+        centres = np.degrees(np.asarray(aa.y["restraint_centre"]).reshape(len(aa), -1)) \
+            if len(aa) else np.zeros((0, 2))
+        aa_round = np.asarray(aa.meta["round"]) if len(aa) else np.zeros(0, int)
+        beads = alanine_beads()
+        cg_curve = []
+        if len(aa) and "bead_forces" in aa.y:
+            positions = np.asarray(aa.y["bead_positions"]).reshape(len(aa), -1, beads.n_beads, 3)
+            forces = np.asarray(aa.y["bead_forces"]).reshape(len(aa), -1, beads.n_beads, 3)
+            prior = cg.chain_force_field(beads.masses, positions[0, 0], order=cg_order)
+            basis, _ = cg.correction_basis(points, cg_order)
+            for count in sorted({*range(4, len(aa) + 1, 4), len(aa)}):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    fitted = cg.fit_force_matching(prior, positions[:count].reshape(
+                        -1, beads.n_beads, 3), forces[:count].reshape(-1, beads.n_beads, 3))
+                error = (basis @ fitted.weights - fes_ref)[region]
+                cg_curve.append((count, float(np.sqrt(np.mean((error - error.mean()) ** 2)))))
+        name = ledger.fact("name")
+    finally:
+        ledger.close()
+    if learner.n_features_in_ != 2:
+        raise ValueError("the FES report needs a GradientGP on (phi, psi)")
+    posterior = learner.posterior(points)
+    fes = posterior.mean - posterior.mean.min()
+    sd = np.sqrt(posterior.variance)
+    difference = posterior.mean - fes_ref
+    difference = difference - difference[region].mean()
+
+    figure, axes = plt.subplots(2, 2, figsize=(11, 9))
+    extent = (-180, 180, -180, 180)
+
+    def show(axis: Any, values: np.ndarray, title: str, cmap: str, **kwargs: Any) -> None:
+        image = axis.imshow(values.reshape(n, n).T, origin="lower", extent=extent, cmap=cmap,
+                            aspect="equal", **kwargs)
+        axis.contour(degrees, degrees, region.reshape(n, n).T, levels=[0.5], colors="k",
+                     linewidths=0.8)
+        figure.colorbar(image, ax=axis, shrink=0.85)
+        axis.set(xlabel="phi (degrees)", ylabel="psi (degrees)", title=title)
+
+    show(axes[0, 0], np.minimum(fes, 40.0), "learned FES (kJ/mol) and chosen windows",
+         "viridis")
+    if len(pool):
+        angles = np.degrees(RowDihedrals(((0, 1, 2, 3), (1, 2, 3, 4))).angles(pool.x))
+        axes[0, 0].scatter(angles[:, 0], angles[:, 1], s=2, c="0.85", alpha=0.5)
+    colours = plt.cm.autumn(np.linspace(0, 1, max(len(set(aa_round.tolist())), 1)))
+    for colour, round_index in zip(colours, sorted(set(aa_round.tolist())), strict=False):
+        picked = centres[aa_round == round_index]
+        axes[0, 0].scatter(picked[:, 0], picked[:, 1], s=22, color=colour, edgecolors="k",
+                           linewidths=0.4, label=f"round {round_index}")
+    if len(rounds) <= 12 and len(aa):
+        axes[0, 0].legend(fontsize=6, loc="upper right", ncol=2)
+    show(axes[0, 1], sd, "posterior sd of F (kJ/mol)", "magma")
+    limit = max(float(np.abs(difference[region]).max()), 1.0)
+    show(axes[1, 0], difference, "learned - reference (kJ/mol, aligned on the outlined "
+         "region)", "coolwarm", vmin=-limit, vmax=limit)
+    curve_axis = axes[1, 1]
+    if curve:
+        curve_axis.plot(*zip(*curve, strict=True), "o-", label="learned FES (GradientGP)")
+    if cg_curve:
+        curve_axis.plot(*zip(*cg_curve, strict=True), "s--",
+                        label="CG model's FES (force matched)")
+    curve_axis.axhline(4.184, color="0.5", lw=0.8, ls=":", label="1 kcal/mol")
+    curve_axis.set(xlabel="AA windows", ylabel="FES RMSE vs reference (kJ/mol)",
+                   title="error on the region F_ref <= "
+                         f"{reference['settings']['region_kj']:.0f} kJ/mol")
+    curve_axis.set_yscale("log")
+    curve_axis.legend(fontsize=8)
+    figure.suptitle(f"campaign '{name}': free-energy surface from umbrella windows")
+    figure.tight_layout()
+    path = Path(path)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def fes_report(run_dir: str | Path) -> Path:
+    """Report hook (``Campaign(reports=[fes_report])``): writes ``<run_dir>/fes.png``."""
+    return fes_figure(run_dir, Path(run_dir) / "fes.png")

@@ -608,6 +608,8 @@ class Engine:
                                          np.asarray(y_ref, np.float64))
         X_ref, y_ref = promotion_state.reference
         error = learner.posterior(X_ref).mean - y_ref
+        if getattr(learner, "defined_up_to_constant", False):
+            error = error - error.mean()  # e.g. a free energy learned from its gradient
         return {"reference_rmse": float(np.sqrt(np.mean(error**2))),
                 "reference_max_error": float(np.max(np.abs(error)))}
 
@@ -618,9 +620,8 @@ class Engine:
         the store (``models/<promotion>/<index>`` attribute ``calibration``)."""
         if len(rows) == 0 or promotion_state.features is None:
             return
-        posterior = promotion_state.learner.posterior(promotion_state.features.values[rows])
-        self._record_calibration(promotion_state, model_index,
-                                 calibration_metrics(posterior, values))
+        self._record_calibration(promotion_state, model_index, _prospective(
+            promotion_state.learner, promotion_state.features.values[rows], values))
 
     def _record_calibration(self, promotion_state: PromotionState, model_index: int,
                             calibration: dict[str, float]) -> None:
@@ -1349,7 +1350,12 @@ def _columns_text(columns: dict[str, tuple[Any, tuple[int, ...]]]) -> str:
 
 
 def _prospective(learner: Any, X: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    """Model thread: calibration of ``learner`` on points it was not trained on."""
+    """Calibration of ``learner`` on points it was not trained on (model thread in async
+    mode). A learner of structured observations (``observation_posterior``, e.g. the
+    gradient windows of ``learners.GradientGP``) is scored on what they measured."""
+    if hasattr(learner, "observation_posterior"):
+        posterior, observed = learner.observation_posterior(X, y)
+        return calibration_metrics(posterior, observed)
     return calibration_metrics(learner.posterior(X), y)
 
 

@@ -592,7 +592,8 @@ def parity_points(store: Store, promotion: Any) -> dict[str, np.ndarray]:
     quantity = promotion.quantity or (next(iter(target.y)) if len(target.y) == 1 else None)
     if quantity not in target.y:
         return empty
-    observed = np.asarray(target.y[quantity], np.float64).reshape(len(target), -1)[:, 0]
+    observed_rows = np.asarray(target.y[quantity], np.float64).reshape(len(target), -1)
+    observed = observed_rows[:, 0]
     parents = np.asarray(target.meta["parent_row"], np.int64)
     models = [(m, int(store.group[f"models/{promotion.name}/{m}"].attrs["n_train"]))
               for m in saved_models(store, promotion.name)]
@@ -605,11 +606,15 @@ def parity_points(store: Store, promotion: Any) -> dict[str, np.ndarray]:
         if n_train == 0 or len(rows) == 0:
             continue
         learner = _load_learner(store, promotion, model)
-        posterior = learner.posterior(
-            np.asarray(promotion.features(source.x[parents[rows]]), np.float64))
+        features = np.asarray(promotion.features(source.x[parents[rows]]), np.float64)
+        if hasattr(learner, "observation_posterior"):  # structured observations
+            posterior, measured = learner.observation_posterior(features, observed_rows[rows])
+            rows = np.repeat(rows, len(measured) // len(rows))
+        else:
+            posterior, measured = learner.posterior(features), observed[rows]
         out["row"].append(rows)
         out["model"].append(np.full(len(rows), model))
-        out["observed"].append(observed[rows])
+        out["observed"].append(measured)
         out["mean"].append(posterior.mean)
         out["sd"].append(np.sqrt(np.maximum(posterior.variance + posterior.noise_variance,
                                             0.0)))

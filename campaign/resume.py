@@ -23,7 +23,7 @@ from campaign.ledger import Ledger
 from campaign.monitoring import ScaleMonitor, stopped_by_monitor
 from campaign.planner import featurize
 from campaign.spec import CampaignSpec, Promotion
-from campaign.state import CampaignState, PromotionState, learned_values
+from campaign.state import CampaignState, PromotionState, learned_values, target_list
 from campaign.store import Store
 
 logger = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ def _restore_promotion(state: CampaignState, promotion_state: PromotionState, st
     if target is not None and len(target):
         values = learned_values(promotion_state, target.y)
         promotion_state.train_rows = [int(r) for r in target.meta["parent_row"]]
-        promotion_state.train_y = [float(v) for v in values]
+        promotion_state.train_y = target_list(values)
         promotion_state.train_round = [int(r) for r in target.meta["round"]]
     records = ledger.rounds(promotion_state.name)
     if records:

@@ -123,7 +123,7 @@ class PromotionState:
     pending: set[int] = field(default_factory=set)  # ... not yet committed
     quarantined: set[int] = field(default_factory=set)
     train_rows: list[int] = field(default_factory=list)  # source row of each result
-    train_y: list[float] = field(default_factory=list)
+    train_y: list[Any] = field(default_factory=list)  # floats, or (k,) rows
     train_round: list[int] = field(default_factory=list)
     trained_on: int = 0  # training points the newest model (or its fit) saw
     reference: tuple[np.ndarray, np.ndarray] | None = None
@@ -176,15 +176,26 @@ class PromotionState:
 
 
 def learned_values(state: PromotionState, outputs: dict[str, np.ndarray]) -> np.ndarray:
-    """One number per row of the quantity ``state`` learns (BadResultError otherwise)."""
+    """The quantity ``state`` learns: one number per row, (n,), or for a learner with
+    ``multi_column_targets`` (e.g. ``learners.GradientGP``: gradient windows) one (k,)
+    vector per row, (n, k). BadResultError otherwise."""
     quantity = state.quantity_of(outputs)
     values = np.asarray(outputs[quantity], dtype=np.float64)
     if values.ndim > 1:
+        if getattr(state.learner, "multi_column_targets", False) and values.ndim == 2:
+            return values
         if values.shape[1:] != (1,):
             raise BadResultError(f"quantity '{quantity}' must be one number per row to be "
                                  f"learned, got rows of shape {values.shape[1:]}")
         values = values[:, 0]
     return values
+
+
+def target_list(values: np.ndarray) -> list[Any]:
+    """Learned values as list items: floats, or (k,) rows for multi-column targets."""
+    if values.ndim == 1:
+        return [float(v) for v in values]
+    return [np.array(row, dtype=np.float64) for row in values]
 
 
 class CampaignState:
@@ -239,7 +250,7 @@ class CampaignState:
         for parent in np.unique(parents):
             target_of.pending.discard(int(parent))
         target_of.train_rows.extend(int(p) for p in parents)
-        target_of.train_y.extend(float(v) for v in values)
+        target_of.train_y.extend(target_list(values))
         target_of.train_round.extend(int(r) for r in rounds)
         return [int(p) for p in parents]
 

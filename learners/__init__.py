@@ -23,6 +23,7 @@ from __future__ import annotations
 from learners.base import Learner, NotFittedError
 from learners.ensemble import DeepEnsemble
 from learners.gp import ExactGP
+from learners.gradient_gp import GradientGP
 from learners.pool import PoolCurve, pool_loop
 from learners.posterior import (
     GaussianProcessPosterior,
@@ -38,6 +39,7 @@ __all__ = [
     "DeepEnsemble",
     "ExactGP",
     "GaussianProcessPosterior",
+    "GradientGP",
     "Learner",
     "NotFittedError",
     "PoolCurve",
@@ -59,6 +61,7 @@ LEARNERS: dict[str, type] = {
     "deep_ensemble": DeepEnsemble,
     "sklearn": SklearnLearner,
     "random_forest": RandomForest,
+    "gradient_gp": GradientGP,
 }
 
 

@@ -240,18 +240,20 @@ class Fantasies:
             out -= U @ U[columns].T
         return out
 
-    def add(self, position: int, column: np.ndarray | None = None) -> np.ndarray | None:
+    def add(self, position: int, column: np.ndarray | None = None,
+            noise: float | None = None) -> np.ndarray | None:
         """Fantasize an observation at ``position``; returns the rank-one update vector
         ``u`` (``Cov_new = Cov - u u^T``), or None if the point was already determined.
 
         Args:
             column: the *unconditioned* covariance column of ``position`` if known.
+            noise: this observation's noise variance (default: :attr:`noise`).
         """
         if column is None:
             column = self.posterior.covariance(np.array([position]))[:, 0]
         if self.rank:
             column = column - self.factor[:, : self.rank] @ self.factor[position, : self.rank]
-        denominator = column[position] + self.noise
+        denominator = column[position] + (self.noise if noise is None else float(noise))
         if denominator <= self.tolerance:
             return None
         if self.rank == self.factor.shape[1]:
@@ -410,20 +412,34 @@ def _spread_subset(X: np.ndarray, size: int, rng: np.random.Generator) -> np.nda
     return np.array(chosen, dtype=np.int64)
 
 
+def _reference_points(posterior: Posterior, pending: np.ndarray, rng: np.random.Generator,
+                      n_reference: int | None, reference: str, below: float | None
+                      ) -> tuple[np.ndarray, float]:
+    """Pool points the variance is integrated over, and the weight that scales their sum
+    to the whole (non-pending, and with ``below`` low-mean) pool."""
+    free = np.setdiff1d(np.arange(posterior.n, dtype=np.int64), pending)
+    if below is not None and free.size:
+        mean = posterior.mean[free]
+        low = free[mean - mean.min() <= below]
+        free = low if low.size >= 2 else free
+    total = free.size
+    if reference == "spread" and posterior.X is not None:
+        size = free.size if n_reference is None else min(n_reference, free.size)
+        free = np.sort(free[_spread_subset(posterior.X[free], size, rng)])
+    elif n_reference is not None and free.size > n_reference:
+        free = np.sort(rng.choice(free, size=n_reference, replace=False))
+    # Summed over the reference sample, scaled to an estimate over the whole pool.
+    return free, total / max(free.size, 1)
+
+
 class _IntegratedVarianceScorer:
     def __init__(self, posterior: Posterior, pending: np.ndarray, rng: np.random.Generator,
-                 n_reference: int | None, reference: str):
+                 n_reference: int | None, reference: str, below: float | None = None):
         self.fantasies = Fantasies(posterior, pending.size + 16)
         self.fantasies.add_many(pending)
-        free = np.setdiff1d(np.arange(posterior.n, dtype=np.int64), pending)
-        if reference == "spread" and posterior.X is not None:
-            size = free.size if n_reference is None else min(n_reference, free.size)
-            free = np.sort(free[_spread_subset(posterior.X[free], size, rng)])
-        elif n_reference is not None and free.size > n_reference:
-            free = np.sort(rng.choice(free, size=n_reference, replace=False))
+        free, self.weight = _reference_points(posterior, pending, rng, n_reference,
+                                              reference, below)
         self.reference = free
-        # Summed over the reference sample, scaled to an estimate over the whole pool.
-        self.weight = (posterior.n - pending.size) / max(free.size, 1)
         self.cross = self.fantasies.conditioned(free)  # (n, s)
 
     def scores(self) -> np.ndarray:
@@ -438,6 +454,69 @@ class _IntegratedVarianceScorer:
     def add(self, position: int) -> None:
         update = self.fantasies.add(position)
         if update is not None:
+            self.cross -= np.outer(update, update[self.reference])
+
+
+class _AugmentedView:
+    """The augmented functionals of a gradient posterior (F and dF/dx_j at every point,
+    ``learners.gradient_gp.GradientGPPosterior``) seen as a posterior by :class:`Fantasies`."""
+
+    def __init__(self, posterior: Posterior) -> None:
+        self.base = posterior
+        self.n = posterior.n_augmented
+        self.variance = posterior.augmented_variance()
+        self.noise_variance = float(np.mean(posterior.gradient_noise))
+
+    def covariance(self, columns: np.ndarray) -> np.ndarray:
+        return self.base.augmented_covariance(np.asarray(columns, dtype=np.int64))
+
+
+class _GradientIntegratedVarianceScorer:
+    """Integrated variance of F when a point is observed through its gradient (an umbrella
+    window measures dF/dx, d numbers, not F): the value of point x is the summed reduction
+    ``trace(C_x S_x^-1 C_x^T)`` over the reference points, with ``C_x`` the conditioned
+    covariances of F there with x's gradient components and ``S_x`` their conditioned
+    covariance plus the window noise."""
+
+    def __init__(self, posterior: Posterior, pending: np.ndarray, rng: np.random.Generator,
+                 n_reference: int | None, reference: str, below: float | None = None):
+        self.n, self.d = posterior.n, posterior.d
+        self.noise = np.asarray(posterior.gradient_noise, dtype=np.float64)
+        view = _AugmentedView(posterior)
+        self.fantasies = Fantasies(view, self.d * (pending.size + 16))
+        # Observed components of every point: (n, d) augmented positions.
+        self.observed = self.n * (1 + np.arange(self.d))[None, :] + np.arange(self.n)[:, None]
+        # Conditioned d x d covariance of each point's gradient components: (n, d, d).
+        self.block = posterior.gradient_blocks()
+        for position in pending:
+            self._fantasize(int(position))
+        free, self.weight = _reference_points(posterior, pending, rng, n_reference,
+                                              reference, below)
+        self.reference = free
+        self.cross = self.fantasies.conditioned(free)  # (N, s)
+
+    def _fantasize(self, position: int) -> list[np.ndarray]:
+        updates = []
+        for j, column in enumerate(self.observed[position]):
+            update = self.fantasies.add(int(column), noise=self.noise[j])
+            if update is not None:
+                u = update[self.observed]  # (n, d)
+                self.block -= u[:, :, None] * u[:, None, :]
+                updates.append(update)
+        return updates
+
+    def scores(self) -> np.ndarray:
+        C = self.cross[self.observed]  # (n, d, s)
+        M = np.einsum("nis,njs->nij", C, C)
+        S = self.block + np.diag(self.noise)[None]
+        try:
+            solved = np.linalg.solve(S, M)
+        except np.linalg.LinAlgError:
+            solved = np.linalg.lstsq(S.reshape(-1, self.d), M.reshape(-1, self.d))[0]
+        return self.weight * np.maximum(np.trace(solved, axis1=1, axis2=2), 0.0)
+
+    def add(self, position: int) -> None:
+        for update in self._fantasize(position):
             self.cross -= np.outer(update, update[self.reference])
 
 
@@ -462,28 +541,49 @@ class IntegratedVariance(GreedyAcquisition):
     pool covers rather than weighted by the pool's density, which targets a uniform error
     metric instead of a pool-weighted one.
 
+    Gradient observations: when the posterior says ``observes_gradients`` (a
+    ``learners.GradientGP`` of a free energy learned from umbrella windows), observing a
+    point measures the d components of dF/dx there with the windows' typical noise, not F;
+    pending and chosen points are fantasized as such, and the value of a point is the
+    summed reduction of F's variance over the reference points, ``trace(C S^-1 C^T)``
+    with C the covariances of F there with the point's gradient components and S their
+    covariance plus noise. Memory: ``(1 + d) n x n_reference`` floats.
+
     Args:
         n_reference: largest number of pool points the reduction is summed over, or None
             for all of them.
         reference: ``"random"`` (pool-weighted) or ``"spread"`` (uniform over the pool's
             support).
+        below: if given (y units), integrate only over pool points whose posterior mean is
+            within ``below`` of the pool's lowest mean: error matters where the quantity
+            is low, e.g. the basins of a free-energy surface (kJ/mol).
     """
 
-    def __init__(self, n_reference: int | None = 512, reference: str = "random"):
+    def __init__(self, n_reference: int | None = 512, reference: str = "random",
+                 below: float | None = None):
         if n_reference is not None and (int(n_reference) != n_reference or n_reference < 1):
             raise ValueError(f"n_reference must be an integer >= 1 or None, got {n_reference!r}")
         if reference not in ("random", "spread"):
             raise ValueError(f"reference must be 'random' or 'spread', got {reference!r}")
+        if below is not None and not (math.isfinite(below) and below > 0):
+            raise ValueError(f"below must be > 0 or None, got {below!r}")
         self.n_reference = n_reference
         self.reference = reference
+        self.below = None if below is None else float(below)
         self._params = {"n_reference": n_reference, "reference": reference}
+        if below is not None:
+            self._params["below"] = self.below
 
     def scorer(
         self, posterior: Posterior, pending: np.ndarray, rng: np.random.Generator
     ) -> Scorer:
         """Estimated reduction of the pool's summed variance (y units squared)."""
+        if getattr(posterior, "observes_gradients", False):
+            return _GradientIntegratedVarianceScorer(posterior, pending, rng,
+                                                     self.n_reference, self.reference,
+                                                     self.below)
         return _IntegratedVarianceScorer(posterior, pending, rng, self.n_reference,
-                                         self.reference)
+                                         self.reference, self.below)
 
 
 class _OptimisticScorer:

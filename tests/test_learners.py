@@ -14,6 +14,7 @@ from learners import (
     LEARNERS,
     DeepEnsemble,
     ExactGP,
+    GradientGP,
     Learner,
     NotFittedError,
     Posterior,
@@ -53,6 +54,14 @@ def random_forest() -> RandomForest:
 
 
 
+def gradient_gp() -> GradientGP:
+    return GradientGP(periodic=False)
+
+
+def gradient_gp_periodic() -> GradientGP:
+    return GradientGP(periodic=True)
+
+
 LEARNER_FACTORIES: list = [
     pytest.param(exact_gp, id="exact_gp"),
     pytest.param(exact_gp_additive, id="exact_gp_additive"),
@@ -60,15 +69,23 @@ LEARNER_FACTORIES: list = [
     pytest.param(deep_ensemble, id="deep_ensemble"),
     pytest.param(sklearn_gp, id="sklearn_gp"),
     pytest.param(random_forest, id="random_forest"),
+    pytest.param(gradient_gp, id="gradient_gp"),
+    pytest.param(gradient_gp_periodic, id="gradient_gp_periodic"),
 ]
 # Trees are piecewise constant: they fit a smooth function only roughly, and their spread
 # does not grow away from the data (the distance checks are skipped for them).
 TREES = {random_forest}
 
 
+# A periodic kernel (period 2 pi) is uncertain again only up to half a period away.
+PERIODIC = {gradient_gp_periodic}
+
+
 def skip_for_trees(factory: Callable[[], Learner]) -> None:
     if factory in TREES:
         pytest.skip("tree ensembles predict a constant outside the data")
+    if factory in PERIODIC:
+        pytest.skip("a periodic kernel's variance is periodic, not growing with distance")
 
 
 def truth(X: np.ndarray) -> np.ndarray:
@@ -383,7 +400,7 @@ def test_gp_repr_shows_changed_parameters():
 def test_learner_registry():
     assert isinstance(learner_by_name("exact_gp", seed=2), ExactGP)
     assert set(LEARNERS) == {"exact_gp", "sparse_gp", "deep_ensemble", "sklearn",
-                             "random_forest"}
+                             "random_forest", "gradient_gp"}
     for name in LEARNERS:
         assert isinstance(learner_by_name(name), Learner)
     with pytest.raises(ValueError, match="exact_gp"):
