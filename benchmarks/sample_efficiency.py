@@ -18,7 +18,8 @@ answer different questions (DESIGN):
   coarse scale goes). Random selection follows this density.
 
 Also reported: final calibration of the last surrogate on the reference set (coverage of
-the 90% predictive interval, std of z-scores; :func:`learners.calibration.calibration_metrics`),
+the 90% interval of the latent function, without observation noise, since the reference
+values are noise-free; std of z-scores; :func:`learners.calibration.calibration_metrics`),
 and for ``channel`` the rare-event discovery: fine simulations until the first one inside
 the narrow trough.
 
@@ -195,7 +196,9 @@ def score_run(problem: Problem, run_dir: Path, seed: int,
             uniform.append(float(np.sqrt(np.mean((learner.posterior(X_ref).mean - F_ref)**2))))
             error = learner.posterior(pool_points).mean - pool_truth
             pooled.append(float(np.sqrt(np.mean(error**2))))
-        calibration = (calibration_metrics(learner.posterior(X_ref), F_ref)
+        # F_ref is the exact, noise-free function: score the latent intervals.
+        calibration = (calibration_metrics(learner.posterior(X_ref), F_ref,
+                                           include_noise=False)
                        if learner is not None else {})
         first_rare = None
         pool_rare = None

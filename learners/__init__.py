@@ -31,6 +31,7 @@ from learners.posterior import (
     SampledPosterior,
     SparseGaussianProcessPosterior,
 )
+from learners.recalibration import Recalibrated
 from learners.scikit import RandomForest, SklearnLearner
 from learners.sparse_gp import SparseGP
 
@@ -45,6 +46,7 @@ __all__ = [
     "PoolCurve",
     "Posterior",
     "RandomForest",
+    "Recalibrated",
     "SampledPosterior",
     "SklearnLearner",
     "SparseGP",
@@ -62,6 +64,7 @@ LEARNERS: dict[str, type] = {
     "sklearn": SklearnLearner,
     "random_forest": RandomForest,
     "gradient_gp": GradientGP,
+    "recalibrated": Recalibrated,
 }
 
 

@@ -21,17 +21,22 @@ _Z50 = 0.6744897501960817
 _Z90 = 1.6448536269514722
 
 
-def calibration_metrics(posterior: Posterior, y_true: np.ndarray) -> dict[str, float]:
+def calibration_metrics(posterior: Posterior, y_true: np.ndarray,
+                        include_noise: bool = True) -> dict[str, float]:
     """Calibration of ``posterior`` (over n points) against observed values ``y_true``.
 
     The predictive distribution of a new observation at point i is normal with mean
     ``posterior.mean[i]`` and variance ``posterior.variance[i] + posterior.noise_variance``
-    (latent uncertainty plus observation noise). A zero predictive variance is floored at
+    (latent uncertainty plus observation noise). Against noise-free values (an exact
+    reference function) pass ``include_noise=False``: the intervals are then those of the
+    latent function, ``posterior.variance`` only; with the noise in, they would cover
+    noise-free values too often. A zero predictive variance is floored at
     ``1e-12`` times the variance of ``y_true`` (or 1e-300) so the z-scores stay finite.
 
     Args:
         posterior: predictions at the n points the values were observed at.
         y_true: (n,) observed values, n >= 1, finite.
+        include_noise: add ``posterior.noise_variance`` to each point's variance.
 
     Returns:
         ``{"n", "coverage_50", "coverage_90", "nll", "z_std", "z_mean", "rmse"}``:
@@ -51,7 +56,8 @@ def calibration_metrics(posterior: Posterior, y_true: np.ndarray) -> dict[str, f
     if not np.all(np.isfinite(y)):
         raise ValueError("y_true contains non-finite values")
     floor = max(1e-12 * float(np.var(y)), 1e-300)
-    variance = np.maximum(posterior.variance + posterior.noise_variance, floor)
+    noise = posterior.noise_variance if include_noise else 0.0
+    variance = np.maximum(posterior.variance + noise, floor)
     error = y - posterior.mean
     z = error / np.sqrt(variance)
     nll = 0.5 * (np.log(2.0 * math.pi * variance) + z * z)

@@ -253,6 +253,8 @@ class GradientGP(FittedState):
         lengthscale: start of the length scales (input units; radians when periodic).
         iterations: L-BFGS iterations per start. restarts: extra random starts on the
             first fit (refits start from the previous hyperparameters only).
+        lengthscale_prior_sd: sd of the log-normal prior on each length scale around
+            ``lengthscale`` (smaller: length scales stay nearer it with few data).
         noise_floor: smallest learned noise variance (standardized units).
         threads: torch threads during fit (restored after).
         seed: of the random restarts.
@@ -268,7 +270,7 @@ class GradientGP(FittedState):
 
     def __init__(self, periodic: bool = True, lengthscale: float = 1.0, iterations: int = 60,
                  restarts: int = 1, noise_floor: float = 1e-6, threads: int = 1,
-                 seed: int = 0) -> None:
+                 seed: int = 0, lengthscale_prior_sd: float = 1.5) -> None:
         self.periodic = bool(periodic)
         self.lengthscale = float(lengthscale)
         self.iterations = int(iterations)
@@ -276,6 +278,7 @@ class GradientGP(FittedState):
         self.noise_floor = float(noise_floor)
         self.threads = int(threads)
         self.seed = int(seed)
+        self.lengthscale_prior_sd = float(lengthscale_prior_sd)
         self._state: dict[str, np.ndarray] | None = None
         if not self.lengthscale > 0:
             raise ValueError(f"lengthscale must be > 0, got {lengthscale!r}")
@@ -416,7 +419,8 @@ class GradientGP(FittedState):
             alpha = torch.cholesky_solve(y[:, None], L)[:, 0]
             nll = 0.5 * (y @ alpha) + torch.log(torch.diagonal(L)).sum()
             # Weak log-normal priors keep the length scale near the data's scale.
-            prior = 0.5 * ((log_l - math.log(self.lengthscale)) ** 2).sum() / 1.5**2
+            prior = 0.5 * ((log_l - math.log(self.lengthscale)) ** 2).sum() / (
+                self.lengthscale_prior_sd**2)
             return (nll + prior) / len(y)
 
         def closure() -> torch.Tensor:

@@ -61,3 +61,48 @@ def test_zero_variance_and_bad_input():
         calibration_metrics(posterior, np.zeros(3))
     with pytest.raises(ValueError, match="y_true"):
         calibration_metrics(posterior, np.array([np.nan, 1.0]))
+
+
+def test_noise_free_values_are_scored_against_the_latent_intervals():
+    rng = np.random.default_rng(2)
+    n = 20000
+    mean = rng.normal(size=n)
+    variance = rng.uniform(0.5, 2.0, size=n)
+    truth = mean + rng.standard_normal(n) * np.sqrt(variance)  # the latent function itself
+    posterior = _Normal(mean, variance, noise_variance=1.0)
+    with_noise = calibration_metrics(posterior, truth)
+    latent = calibration_metrics(posterior, truth, include_noise=False)
+    assert latent["coverage_90"] == pytest.approx(0.9, abs=0.01)
+    assert latent["z_std"] == pytest.approx(1.0, abs=0.02)
+    assert with_noise["coverage_90"] > 0.96  # the noise inflates noise-free coverage
+
+
+def test_recalibration_brings_an_overconfident_model_into_range():
+    from learners import ExactGP, Recalibrated
+    from learners.recalibration import ScaledPosterior
+
+    class Overconfident(ExactGP):
+        """An exact GP whose predictive sd is 4x too small."""
+
+        def posterior(self, X):
+            return ScaledPosterior(super().posterior(X), 0.25)
+
+    rng = np.random.default_rng(3)
+    X = rng.uniform(0, 1, size=(200, 2))
+    y = np.sin(4 * X[:, 0]) * np.cos(3 * X[:, 1]) + 0.1 * rng.standard_normal(200)
+    raw = Overconfident(restarts=0, iterations=30)
+    wrapped = Recalibrated(Overconfident(restarts=0, iterations=30), min_points=20)
+    raw_cover, wrapped_cover = [], []
+    for n in range(40, 200, 20):
+        for learner, cover in ((raw, raw_cover), (wrapped, wrapped_cover)):
+            if n > 40:  # prospective: the model fitted on n - 20 points, on the next 20
+                metrics = calibration_metrics(learner.posterior(X[n - 20:n]), y[n - 20:n])
+                cover.append(metrics["coverage_90"])
+            learner.fit(X[:n], y[:n])
+    assert np.mean(raw_cover) < 0.6
+    assert 0.8 <= np.mean(wrapped_cover[2:]) <= 0.98  # once 20+ z-scores were collected
+    assert 2.0 < wrapped.scale_ < 8.0
+    restored = Recalibrated(Overconfident(restarts=0, iterations=30)).load_state_dict(
+        wrapped.state_dict())
+    np.testing.assert_allclose(restored.posterior(X[:5]).variance,
+                               wrapped.posterior(X[:5]).variance)

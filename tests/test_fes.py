@@ -286,3 +286,31 @@ def test_tiny_fes_campaign_on_threads(tmp_path):
     written = summarize(tmp_path / "run", spec, baseline=False)["extra_reports"]
     assert written == [str(tmp_path / "run" / "fes.png")]
     assert (tmp_path / "run" / "fes.png").stat().st_size > 20_000
+
+
+# -- the benchmark's pieces, on the reference's own short windows as a pool -----------------
+def test_fes_benchmark_policies_and_grid_on_a_small_pool():
+    from apps.fes import load_reference
+    from benchmarks import fes
+
+    reference = load_reference()
+    w = reference["windows"]
+    rows = np.random.default_rng(0).choice(len(w["centre"]), size=80, replace=False)
+    pool = {"centre": w["centre"][rows],
+            "window": np.hstack([w["short_mean_force"], w["short_stderr"],
+                                 w["short_location"]])[rows],
+            "seconds": np.ones(len(rows))}
+    settings = {"batch": 4, "budget": 32, "below": 30.0}
+    for policy in ("learner", "learner_low", "random", "farthest"):
+        result = fes.run_policy(policy, pool, reference, settings, seed=0)
+        counts = [count for count, _ in result["curve"]]
+        assert counts == list(range(4, 33, 4)) and len(set(result["chosen"])) == 32
+        assert result["curve"][-1][1] < result["curve"][0][1]  # more windows, less error
+        assert 0.0 <= result["coverage_90"] <= 1.0 and result["core_seconds"] == 32.0
+    grid = fes.grid_baseline(reference)
+    assert [n for n, _ in grid["grid"]] == [16, 36, 64, 144, 576]
+    assert grid["grid"][-1][1] < grid["grid"][0][1]
+    assert fes.windows_to([(4, 9.0), (8, 3.0), (12, 1.0)], 4.184) == 8
+    assert fes.windows_to([(4, 9.0)], 4.184) is None
+    truth = np.array([0.0, 1.0, 2.0])
+    assert fes.aligned_rmse(truth + 5.0, truth, np.ones(3, bool)) == pytest.approx(0.0)

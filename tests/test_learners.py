@@ -19,6 +19,7 @@ from learners import (
     NotFittedError,
     Posterior,
     RandomForest,
+    Recalibrated,
     SampledPosterior,
     SklearnLearner,
     SparseGP,
@@ -54,6 +55,10 @@ def random_forest() -> RandomForest:
 
 
 
+def recalibrated_gp() -> Recalibrated:
+    return Recalibrated(ExactGP())
+
+
 def gradient_gp() -> GradientGP:
     return GradientGP(periodic=False)
 
@@ -69,6 +74,7 @@ LEARNER_FACTORIES: list = [
     pytest.param(deep_ensemble, id="deep_ensemble"),
     pytest.param(sklearn_gp, id="sklearn_gp"),
     pytest.param(random_forest, id="random_forest"),
+    pytest.param(recalibrated_gp, id="recalibrated_gp"),
     pytest.param(gradient_gp, id="gradient_gp"),
     pytest.param(gradient_gp_periodic, id="gradient_gp_periodic"),
 ]
@@ -400,7 +406,7 @@ def test_gp_repr_shows_changed_parameters():
 def test_learner_registry():
     assert isinstance(learner_by_name("exact_gp", seed=2), ExactGP)
     assert set(LEARNERS) == {"exact_gp", "sparse_gp", "deep_ensemble", "sklearn",
-                             "random_forest", "gradient_gp"}
+                             "random_forest", "gradient_gp", "recalibrated"}
     for name in LEARNERS:
         assert isinstance(learner_by_name(name), Learner)
     with pytest.raises(ValueError, match="exact_gp"):
