@@ -29,7 +29,11 @@ same ``batch`` random frames. Recorded per policy (median over seeds): windows t
 4.184 kJ/mol (1 kcal/mol) and 2 kJ/mol (a run that never does counts as ``budget +
 batch`` and is flagged ``censored``), ratios against the grid and random, the basin free
 energies against the reference, the 90% interval coverage on the region's grid bins at the
-end (intervals of F minus its region mean), AA core-seconds, and the CG model's own FES
+end (intervals of F minus its region mean; also with the reference's MBAR uncertainty
+added, and against the least-squares reconstruction of the same reference windows), the
+prospective calibration of the predicted gradients (each batch's measured mean forces
+against the model fitted before it; the last 10 batches), AA core-seconds, and the CG
+model's own FES
 error when its dihedral correction is force-matched to the bead forces of the windows
 chosen so far (learner vs random).
 
@@ -207,6 +211,7 @@ def run_policy(policy: str, pool: dict[str, np.ndarray], reference: dict[str, An
     grid_points, fes_ref, region = reference_grid(reference)
     chosen = list(rng.choice(n, size=batch, replace=False))
     curve, cg_curve = [], []
+    gradient_z: list[np.ndarray] = []  # prospective: each batch against the model before it
     learner = GradientGP()
     acquisition = {"learner": IntegratedVariance(),
                    "learner_low": IntegratedVariance(below=settings["below"])}.get(policy)
@@ -230,14 +235,21 @@ def run_policy(policy: str, pool: dict[str, np.ndarray], reference: dict[str, An
         else:
             posterior = learner.posterior(centres)
             picks = [int(p) for p in acquisition.select(posterior, k, np.array(chosen), rng)]
+        predicted, measured = learner.observation_posterior(centres[picks], windows[picks])
+        gradient_z.append((measured - predicted.mean) / np.sqrt(predicted.variance))
         chosen.extend(picks)
     final = learner.posterior(grid_points[region])
+    late = np.concatenate(gradient_z[-10:]) if gradient_z else np.zeros(0)
+    fourier = reference["fes_fourier"].ravel()[region]
     basins = _basin_errors(learner.posterior(grid_points).mean, reference)
     reference_sd = reference["fes_uncertainty"].ravel()[region]
     return {"curve": curve, "cg_curve": cg_curve, "chosen": [int(c) for c in chosen],
             "coverage_90": relative_coverage(final, fes_ref[region]),
             "coverage_90_with_reference_error": relative_coverage(
                 final, fes_ref[region], extra_variance=reference_sd**2),
+            "coverage_90_vs_least_squares_reference": relative_coverage(final, fourier),
+            "gradient_coverage_90_late": float(np.mean(np.abs(late) <= 1.6448536269514722)),
+            "gradient_z_std_late": float(np.std(late)),
             "basin_max_error": basins["max_error"], "basins": basins["basins"],
             "core_seconds": float(pool["seconds"][chosen].sum())}
 
@@ -335,8 +347,9 @@ def _summarize(per_policy: dict[str, list[dict[str, Any]]], censor: int, pool_na
         entry["final_rmse_median"] = float(np.median([r["curve"][-1][1] for r in results]))
         entry["coverage_90_median"] = float(np.median([r["coverage_90"] for r in results]))
         entry["coverage_90_per_seed"] = [r["coverage_90"] for r in results]
-        entry["coverage_90_with_reference_error_median"] = float(np.median(
-            [r["coverage_90_with_reference_error"] for r in results]))
+        for key in ("coverage_90_with_reference_error", "coverage_90_vs_least_squares_reference",
+                    "gradient_coverage_90_late", "gradient_z_std_late"):
+            entry[f"{key}_median"] = float(np.median([r[key] for r in results]))
         entry["basin_max_error_median"] = float(np.median([r["basin_max_error"]
                                                            for r in results]))
         entry["aa_core_seconds_median"] = float(np.median([r["core_seconds"] for r in results]))
