@@ -7,13 +7,9 @@ import numpy as np
 import pytest
 from sklearn.neighbors import LocalOutlierFactor
 
-from learners.acquisition import (
-    LocalOutlier,
-    _features,
-    _OutlierScorer,
-    _RefitOutlierScorer,
-    acquisition_by_name,
-)
+from learners.acquisition import LocalOutlier, acquisition_by_name
+from learners.acquisition.distance import _features
+from learners.acquisition.outlier import _OutlierScorer, _RefitOutlierScorer
 from learners.posterior import SampledPosterior
 
 NONE = np.empty(0, dtype=np.int64)
