@@ -21,6 +21,7 @@ Nothing here knows about Parsl or the campaign engine.
 from __future__ import annotations
 
 from learners.base import Learner, NotFittedError
+from learners.deep_kernel import DeepKernelGP
 from learners.ensemble import DeepEnsemble
 from learners.gp import ExactGP
 from learners.gradient_gp import GradientGP
@@ -38,6 +39,7 @@ from learners.sparse_gp import SparseGP
 __all__ = [
     "LEARNERS",
     "DeepEnsemble",
+    "DeepKernelGP",
     "ExactGP",
     "GaussianProcessPosterior",
     "GradientGP",
@@ -65,6 +67,7 @@ LEARNERS: dict[str, type] = {
     "random_forest": RandomForest,
     "gradient_gp": GradientGP,
     "recalibrated": Recalibrated,
+    "deep_kernel_gp": DeepKernelGP,
 }
 
 

@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTED = ["campaign", "campaign.spec", "campaign.store", "campaign.lock", "campaign.task",
               "campaign.signals", "campaign.validate", "learners", "learners.acquisition",
               "learners.gp", "learners.posterior", "learners.monitor", "learners.pool",
-              "learners.gradient_gp", "learners.recalibration", "apps.external", "apps.md",
+              "learners.gradient_gp", "learners.recalibration", "learners.deep_kernel",
+              "apps.external", "apps.md",
               "site_configs"]
 
 

@@ -13,6 +13,7 @@ import learners.posterior as posterior_module
 from learners import (
     LEARNERS,
     DeepEnsemble,
+    DeepKernelGP,
     ExactGP,
     GradientGP,
     Learner,
@@ -55,6 +56,10 @@ def random_forest() -> RandomForest:
 
 
 
+def deep_kernel_gp() -> DeepKernelGP:
+    return DeepKernelGP()
+
+
 def recalibrated_gp() -> Recalibrated:
     return Recalibrated(ExactGP())
 
@@ -75,6 +80,7 @@ LEARNER_FACTORIES: list = [
     pytest.param(sklearn_gp, id="sklearn_gp"),
     pytest.param(random_forest, id="random_forest"),
     pytest.param(recalibrated_gp, id="recalibrated_gp"),
+    pytest.param(deep_kernel_gp, id="deep_kernel_gp"),
     pytest.param(gradient_gp, id="gradient_gp"),
     pytest.param(gradient_gp_periodic, id="gradient_gp_periodic"),
 ]
@@ -406,7 +412,8 @@ def test_gp_repr_shows_changed_parameters():
 def test_learner_registry():
     assert isinstance(learner_by_name("exact_gp", seed=2), ExactGP)
     assert set(LEARNERS) == {"exact_gp", "sparse_gp", "deep_ensemble", "sklearn",
-                             "random_forest", "gradient_gp", "recalibrated"}
+                             "random_forest", "gradient_gp", "recalibrated",
+                             "deep_kernel_gp"}
     for name in LEARNERS:
         assert isinstance(learner_by_name(name), Learner)
     with pytest.raises(ValueError, match="exact_gp"):
@@ -544,3 +551,22 @@ def test_sampled_posterior_gaussian_draws_match_moments():
     posterior = SampledPosterior(draws, gaussian=True)
     samples = posterior.sample(20000, np.random.default_rng(1))
     np.testing.assert_allclose(np.cov(samples.T), np.cov(draws.T), atol=0.15 * draws.var())
+
+
+def test_deep_kernel_resolves_a_sharp_ridge_along_a_diagonal():
+    """A step only along x0 + x1: the learned feature finds the direction; an ARD GP on the
+    inputs has to shrink both length scales."""
+    rng = np.random.default_rng(1)
+    X = rng.uniform(0, 1, (60, 2))
+
+    def step(A):
+        return np.tanh(20 * (A[:, 0] + A[:, 1] - 1))
+
+    test = rng.uniform(0, 1, (2000, 2))
+    deep = DeepKernelGP().fit(X, step(X))
+    exact = ExactGP().fit(X, step(X))
+    deep_rmse = np.sqrt(np.mean((deep.posterior(test).mean - step(test)) ** 2))
+    exact_rmse = np.sqrt(np.mean((exact.posterior(test).mean - step(test)) ** 2))
+    assert deep_rmse < 0.3 * exact_rmse
+    refit = DeepKernelGP().load_state_dict(deep.state_dict()).fit(X[:50], step(X[:50]))
+    assert refit.n_train_ == 50  # warm refit from the loaded weights
