@@ -152,11 +152,12 @@ QUICK_PROBLEMS = ("muller_brown",)
 QUICK_POLICIES = ("random", "max_variance")
 
 
-def build_campaign(problem: Problem, policy: str, seed: int, settings: dict[str, Any]
-                   ) -> Campaign:
+def build_campaign(problem: Problem, policy: str, seed: int, settings: dict[str, Any],
+                   engine_mode: str = "async") -> Campaign:
     """The problem's campaign with ``policy`` and ``seed``; everything else fixed."""
     return Campaign(
         name=f"bench_{problem.name}_{policy}",
+        mode=engine_mode,
         scales=[
             Scale("coarse", app=problem.coarse, params=dict(problem.coarse_params),
                   walkers=problem.walkers(settings["walkers"])),
@@ -181,6 +182,7 @@ def score_run(problem: Problem, run_dir: Path, seed: int,
     store = Store(run_dir, ledger, read_only=True)
     try:
         pool = problem.features(store.read("coarse").x)
+        coarse_rows = int(len(pool))
         rng = np.random.default_rng(seed)
         pool_points = pool[rng.choice(len(pool), size=min(2000, len(pool)), replace=False)]
         pool_truth = problem.exact(pool_points)
@@ -210,7 +212,8 @@ def score_run(problem: Problem, run_dir: Path, seed: int,
     finally:
         ledger.close()
     return {"n_train": n_train, "uniform_rmse": uniform, "pool_rmse": pooled,
-            "calibration": calibration, "first_rare": first_rare, "pool_rare_fraction": pool_rare}
+            "calibration": calibration, "first_rare": first_rare, "pool_rare_fraction": pool_rare,
+            "coarse_rows": coarse_rows}
 
 
 def sims_to_target(n_train: list[int], errors: list[float], target: float,
@@ -247,6 +250,7 @@ def summarize(problem: Problem, settings: dict[str, Any], runs: dict[str, list[d
                 if calibration else None,
                 "first_rare": rare if problem.rare is not None else None,
                 "seconds_median": float(np.median([c["seconds"] for c in curves])),
+                "coarse_rows_median": float(np.median([c["coarse_rows"] for c in curves])),
             }
         anchors = [records[a]["median"] for a in ANCHORS if a in records]
         best_anchor = min(anchors) if anchors else None
@@ -261,13 +265,16 @@ def summarize(problem: Problem, settings: dict[str, Any], runs: dict[str, list[d
 
 def run(mode: str, seeds: int | None = None, problems: tuple[str, ...] = tuple(PROBLEMS),
         policies: tuple[str, ...] = tuple(POLICIES),
-        overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+        overrides: dict[str, Any] | None = None, engine_mode: str = "async") -> dict[str, Any]:
     """Run every problem x policy x seed; returns the report (see the module docstring).
 
     ``overrides`` replaces settings (``budget``, ``batch_size``, ``n_samples``,
     ``target_rmse``, ``walkers``, ``restarts``) for every problem, e.g. in a smoke test.
+    ``engine_mode``: the campaigns' ``mode``, ``"async"`` (the default of ``campaign run``)
+    or ``"rounds"``.
     """
-    report: dict[str, Any] = {"mode": mode, "problems": {}, "results": [], "curves": {}}
+    report: dict[str, Any] = {"mode": mode, "engine_mode": engine_mode, "problems": {},
+                              "results": [], "curves": {}}
     with tempfile.TemporaryDirectory(prefix="sample-efficiency-") as scratch:
         for name in problems:
             problem = PROBLEMS[name]
@@ -280,8 +287,8 @@ def run(mode: str, seeds: int | None = None, problems: tuple[str, ...] = tuple(P
                 for policy in policies:
                     started = time.time()
                     run_dir = Path(scratch) / f"{name}-{policy}-{seed}"
-                    build_campaign(problem, policy, seed, settings).run(site="threads",
-                                                                        out=run_dir)
+                    build_campaign(problem, policy, seed, settings, engine_mode).run(
+                        site="threads", out=run_dir)
                     curves = score_run(problem, run_dir, seed, reference)
                     curves["seconds"] = time.time() - started
                     runs[policy].append(curves)
@@ -372,6 +379,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="smaller budgets, looser targets; by default only muller_brown "
                              "with random and max_variance")
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--mode", choices=("async", "rounds"), default="async",
+                        help="engine mode of the campaigns (default async, as campaign run)")
     parser.add_argument("--seeds", type=int, help="number of seeds (full default 5)")
     parser.add_argument("--problems", default=None,
                         help=f"comma-separated subset of {', '.join(PROBLEMS)}")
@@ -395,7 +404,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"unknown problem or policy: {', '.join(unknown)}")
     started = time.time()
     report = run("quick" if args.quick else "full", seeds=args.seeds, problems=problems,
-                 policies=policies)
+                 policies=policies, engine_mode=args.mode)
     report["wall_seconds"] = time.time() - started
     print(table(report))
     print(f"wall time {report['wall_seconds']:.0f} s")
