@@ -20,7 +20,8 @@ from apps import md
 from apps.backmap import Backmapper
 from apps.mapping import ALANINE_BACKBONE, BeadMap, bead_map
 
-__all__ = ["FES_WINDOW", "REFERENCE_PATH", "alanine_backmapper", "alanine_beads", "fes_window",
+__all__ = ["FES_WINDOW", "REFERENCE_PATH", "aligned_rmse", "alanine_backmapper", "alanine_beads",
+           "cg_model_fes", "fes_window",
            "gradient_observations", "grid_centres", "load_reference", "phi_psi",
            "reference_grid"]
 
@@ -82,6 +83,40 @@ FES_WINDOW: dict = {
     "equilibration": 500,  # 1 ps after a restrained minimization
 }
 """Default AA window of the FES campaign (``md.restrained_window`` keyword arguments)."""
+
+
+def aligned_rmse(estimate: np.ndarray, reference: np.ndarray, region: np.ndarray) -> float:
+    """RMSE of ``estimate - reference`` on ``region`` after removing its mean there (a
+    free energy is known up to a constant)."""
+    difference = (np.asarray(estimate) - np.asarray(reference))[region]
+    return float(np.sqrt(np.mean((difference - difference.mean()) ** 2)))
+
+
+def cg_model_fes(bead_positions: np.ndarray, bead_forces: np.ndarray, points: np.ndarray,
+                 order: int = 4) -> np.ndarray:
+    """The CG model's FES at ``points`` (radians, (q, 2)) after force matching its dihedral
+    correction (Fourier order ``order``) to mapped AA frames.
+
+    With bonds, angles and a correction in (phi, psi) only, the CG chain's FES in (phi,
+    psi) is its correction up to a constant (the chain's Jacobian does not depend on the
+    dihedrals), so it is evaluated, not sampled.
+
+    Args:
+        bead_positions, bead_forces: mapped frames, any shape reshapeable to (F, B, 3).
+    """
+    import warnings
+
+    from apps import cg
+
+    beads = alanine_beads()
+    positions = np.asarray(bead_positions, np.float64).reshape(-1, beads.n_beads, 3)
+    forces = np.asarray(bead_forces, np.float64).reshape(-1, beads.n_beads, 3)
+    prior = cg.chain_force_field(beads.masses, positions[0], order=order)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fitted = cg.fit_force_matching(prior, positions, forces)
+    values, _ = cg.correction_basis(points, order)
+    return values @ fitted.weights
 
 
 def phi_psi():

@@ -129,15 +129,12 @@ def fes_figure(run_dir: str | Path, path: str | Path, *, source: str = "cg",
 
     Returns ``path``.
     """
-    import warnings
-
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from apps import cg
-    from apps.fes import alanine_beads, load_reference, reference_grid
+    from apps.fes import aligned_rmse, cg_model_fes, load_reference, reference_grid
     from campaign.report import open_run
     from campaign.resume import saved_models
     from learners import GradientGP
@@ -163,20 +160,13 @@ def fes_figure(run_dir: str | Path, path: str | Path, *, source: str = "cg",
         centres = np.degrees(np.asarray(aa.y["restraint_centre"]).reshape(len(aa), -1)) \
             if len(aa) else np.zeros((0, 2))
         aa_round = np.asarray(aa.meta["round"]) if len(aa) else np.zeros(0, int)
-        beads = alanine_beads()
         cg_curve = []
         if len(aa) and "bead_forces" in aa.y:
-            positions = np.asarray(aa.y["bead_positions"]).reshape(len(aa), -1, beads.n_beads, 3)
-            forces = np.asarray(aa.y["bead_forces"]).reshape(len(aa), -1, beads.n_beads, 3)
-            prior = cg.chain_force_field(beads.masses, positions[0, 0], order=cg_order)
-            basis, _ = cg.correction_basis(points, cg_order)
+            positions = np.asarray(aa.y["bead_positions"])
+            forces = np.asarray(aa.y["bead_forces"])
             for count in sorted({*range(4, len(aa) + 1, 4), len(aa)}):
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    fitted = cg.fit_force_matching(prior, positions[:count].reshape(
-                        -1, beads.n_beads, 3), forces[:count].reshape(-1, beads.n_beads, 3))
-                error = (basis @ fitted.weights - fes_ref)[region]
-                cg_curve.append((count, float(np.sqrt(np.mean((error - error.mean()) ** 2)))))
+                fes_cg = cg_model_fes(positions[:count], forces[:count], points, cg_order)
+                cg_curve.append((count, aligned_rmse(fes_cg, fes_ref, region)))
         name = ledger.fact("name")
     finally:
         ledger.close()

@@ -54,6 +54,8 @@ from typing import Any
 
 import numpy as np
 
+from apps.fes import aligned_rmse
+
 __all__ = ["aligned_rmse", "relative_coverage", "windows_to"]
 
 TARGETS = {"windows_to_1kcal": 4.184, "windows_to_2kj": 2.0}
@@ -66,12 +68,6 @@ SETTINGS = {
 GRID_SIZES = (4, 6, 8, 12, 24)
 FITTED_FROM = 40  # prior-pool windows the "fitted" CG pool's model is force-matched to
 CG_ORDER = 4  # Fourier order of the CG model's dihedral correction in the feedback study
-
-
-def aligned_rmse(estimate: np.ndarray, reference: np.ndarray, region: np.ndarray) -> float:
-    """RMSE of ``estimate - reference`` on ``region`` after removing its mean there."""
-    difference = (np.asarray(estimate) - np.asarray(reference))[region]
-    return float(np.sqrt(np.mean((difference - difference.mean()) ** 2)))
 
 
 def relative_coverage(posterior: Any, reference: np.ndarray, level: float = 0.9,
@@ -201,7 +197,7 @@ def run_policy(policy: str, pool: dict[str, np.ndarray], reference: dict[str, An
     from apps.fes import reference_grid
     from learners import GradientGP
     from learners.acquisition import FarthestPoint, IntegratedVariance
-    from learners.gradient_gp import IndependentPosterior
+    from learners.posterior import IndependentPosterior
 
     rng = np.random.default_rng(seed)
     centres = pool["centre"]
@@ -269,22 +265,12 @@ def _basin_errors(estimate: np.ndarray, reference: dict[str, Any]) -> dict[str, 
 
 def _cg_fes_error(pool: dict[str, np.ndarray], chosen: list[int], grid_points: np.ndarray,
                   fes_ref: np.ndarray, region: np.ndarray) -> float:
-    """The CG model's FES error after force matching its dihedral correction to the bead
-    forces of the chosen windows. With bonds, angles and a correction in (phi, psi) only,
-    the CG model's FES in (phi, psi) is its correction up to a constant (the chain's
-    Jacobian does not depend on the dihedrals), so it is evaluated, not sampled."""
-    from apps import cg
-    from apps.fes import alanine_beads
+    """The CG model's FES error after force matching to the chosen windows' bead forces."""
+    from apps.fes import cg_model_fes
 
-    beads = alanine_beads()
-    positions = pool["bead_positions"][chosen].reshape(-1, beads.n_beads, 3).astype(np.float64)
-    forces = pool["bead_forces"][chosen].reshape(-1, beads.n_beads, 3).astype(np.float64)
-    prior = cg.chain_force_field(beads.masses, positions[0], order=CG_ORDER)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fitted = cg.fit_force_matching(prior, positions, forces)
-    values, _ = cg.correction_basis(grid_points, CG_ORDER)
-    return aligned_rmse(values @ fitted.weights, fes_ref, region)
+    fes = cg_model_fes(pool["bead_positions"][chosen], pool["bead_forces"][chosen],
+                       grid_points, CG_ORDER)
+    return aligned_rmse(fes, fes_ref, region)
 
 
 def grid_baseline(reference: dict[str, Any]) -> dict[str, list[tuple[int, float]]]:

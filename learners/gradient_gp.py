@@ -49,9 +49,9 @@ import scipy.special
 import torch
 
 from learners.base import FittedState, check_inputs
-from learners.posterior import Posterior, _covariance_root
+from learners.posterior import IndependentPosterior, Posterior, _covariance_root
 
-__all__ = ["GradientGP", "GradientGPPosterior", "IndependentPosterior"]
+__all__ = ["GradientGP", "GradientGPPosterior"]
 
 logger = logging.getLogger(__name__)
 
@@ -119,21 +119,6 @@ def _check_gradient_rows(y: np.ndarray, n: int, d: int) -> tuple[np.ndarray, ...
     if np.any(stderr < 0):
         raise ValueError("y: gradient standard errors must be >= 0")
     return gradient, stderr, where
-
-
-class IndependentPosterior(Posterior):
-    """Marginal predictions only (no correlations between points): used to score
-    predicted observations, e.g. gradients against measured ones."""
-
-    def sample(self, n_samples: int, rng: np.random.Generator) -> np.ndarray:
-        n_samples = self._check_n_samples(n_samples)
-        return self.mean + rng.standard_normal((n_samples, self.n)) * np.sqrt(self.variance)
-
-    def covariance(self, columns: np.ndarray) -> np.ndarray:
-        columns = self._check_columns(columns)
-        out = np.zeros((self.n, columns.size))
-        out[columns, np.arange(columns.size)] = self.variance[columns]
-        return out
 
 
 class GradientGPPosterior(Posterior):

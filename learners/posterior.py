@@ -31,6 +31,7 @@ from learners.kernels import Kernel
 
 __all__ = [
     "GaussianProcessPosterior",
+    "IndependentPosterior",
     "Posterior",
     "SampledPosterior",
     "SparseGaussianProcessPosterior",
@@ -202,6 +203,23 @@ class Posterior(ABC):
         if int(n_samples) != n_samples or n_samples < 1:
             raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
         return int(n_samples)
+
+
+class IndependentPosterior(Posterior):
+    """Marginals only: the points are treated as independent (diagonal covariance), e.g.
+    a regressor's predictive std, or predicted observations scored one by one."""
+
+    def sample(self, n_samples: int, rng: np.random.Generator) -> np.ndarray:
+        """(n_samples, n) independent normal draws from the marginals."""
+        n_samples = self._check_n_samples(n_samples)
+        return self.mean + rng.standard_normal((n_samples, self.n)) * np.sqrt(self.variance)
+
+    def covariance(self, columns: np.ndarray) -> np.ndarray:
+        """(n, c) diagonal covariance columns."""
+        columns = self._check_columns(columns)
+        out = np.zeros((self.n, columns.size))
+        out[columns, np.arange(columns.size)] = self.variance[columns]
+        return out
 
 
 class SampledPosterior(Posterior):

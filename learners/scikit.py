@@ -24,7 +24,7 @@ import numpy as np
 from scipy.linalg import solve_triangular
 
 from learners.base import FittedState, check_inputs, check_targets
-from learners.posterior import Posterior, SampledPosterior
+from learners.posterior import IndependentPosterior, Posterior, SampledPosterior
 
 __all__ = ["RandomForest", "SklearnLearner"]
 
@@ -134,7 +134,7 @@ class SklearnLearner(FittedState):
         if hasattr(estimator, "kernel_") and hasattr(estimator, "L_"):
             return _SklearnGPPosterior(estimator, Xs, X=X, X_train=state["x_train"])
         mean, std = estimator.predict(Xs, return_std=True)
-        return _IndependentPosterior(np.asarray(mean, np.float64),
+        return IndependentPosterior(np.asarray(mean, np.float64),
                                      np.asarray(std, np.float64) ** 2, 0.0,
                                      X=X, X_train=state["x_train"])
 
@@ -182,20 +182,6 @@ def _has_return_std(estimator: Any) -> bool:
         return "return_std" in inspect.signature(estimator.predict).parameters
     except (TypeError, ValueError):
         return False
-
-
-class _IndependentPosterior(Posterior):
-    """Marginals only: points treated as independent (diagonal covariance)."""
-
-    def sample(self, n_samples: int, rng: np.random.Generator) -> np.ndarray:
-        n_samples = self._check_n_samples(n_samples)
-        return self.mean + rng.standard_normal((n_samples, self.n)) * np.sqrt(self.variance)
-
-    def covariance(self, columns: np.ndarray) -> np.ndarray:
-        columns = self._check_columns(columns)
-        out = np.zeros((self.n, columns.size))
-        out[columns, np.arange(columns.size)] = self.variance[columns]
-        return out
 
 
 class _SklearnGPPosterior(Posterior):
