@@ -10,6 +10,13 @@ The CG force field of a chain of beads is a *prior* plus a *learned correction*:
   vectors ``n`` with ``max |n_j| <= order``, fitted by force matching (Izvekov & Voth
   2005; Noid et al. 2008): ridge least squares between the mapped AA forces minus the
   prior's forces and the correction's forces, which are linear in the coefficients.
+  With ``coupling="joint"`` (the default) every wave vector is used, ``(2 order + 1)^m - 1``
+  terms for ``m`` torsions; with ``coupling="separable"`` only those with one nonzero
+  component, i.e. one 1-D series per torsion, summed (``2 order m`` terms), which is what
+  a longer chain (deca-alanine's 7 CA pseudo-dihedrals) needs;
+* optionally, a soft excluded-volume repulsion ``epsilon (1 - r/sigma)^2`` for ``r < sigma``
+  between beads ``i, j`` with ``|i - j| >= 3`` (off unless ``repulsion_sigma > 0``), so
+  that a chain whose torsions are free cannot pass through itself.
 
 The correction is linear in its parameters, so a refit is a small linear solve (well under
 a second for thousands of frames), quick enough to run before every campaign round, and it
@@ -34,6 +41,7 @@ from openmm import unit
 from apps.featurize import dihedral_angles
 
 __all__ = [
+    "COUPLINGS",
     "CGForceField",
     "ForceMatchingRefresh",
     "build_cg_system",
@@ -46,12 +54,16 @@ __all__ = [
     "force_matching_error",
     "initial_walkers",
     "langevin",
+    "n_correction_terms",
+    "repulsion_pairs",
 ]
 
 logger = logging.getLogger(__name__)
 
 NM = 10.0  # Å per nm
 BOLTZMANN = 0.0083144626  # kJ/(mol K)
+COUPLINGS = ("joint", "separable")
+"""Kinds of torsion correction: every wave vector, or one 1-D series per torsion."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +78,11 @@ class CGForceField:
         order: largest wave number of the Fourier correction.
         weights: (K,) kJ/mol, coefficients of :func:`correction_basis` (zeros = prior only).
         names: bead names (for trajectories).
+        coupling: ``"joint"`` (all wave vectors of the torsions) or ``"separable"`` (one
+            1-D series per torsion, summed); see :func:`correction_basis`.
+        repulsion_sigma: Å, range of the soft repulsion between beads ``|i - j| >= 3``;
+            0 (the default) leaves it out.
+        repulsion_epsilon: kJ/mol, its height at ``r = 0``.
     """
 
     masses: np.ndarray
@@ -79,6 +96,13 @@ class CGForceField:
     order: int
     weights: np.ndarray
     names: tuple[str, ...] = ()
+    coupling: str = "joint"
+    repulsion_sigma: float = 0.0
+    repulsion_epsilon: float = 100.0
+
+    def __post_init__(self) -> None:
+        if self.coupling not in COUPLINGS:
+            raise ValueError(f"coupling must be one of {COUPLINGS}; got {self.coupling!r}")
 
     @property
     def n_beads(self) -> int:
@@ -86,37 +110,68 @@ class CGForceField:
         return len(self.masses)
 
     def to_params(self) -> dict[str, Any]:
-        """A plain dict (numpy arrays, an int, a tuple) for an app's ``force_field=``."""
+        """A plain dict (numpy arrays, an int, a tuple, a str, floats) for an app's
+        ``force_field=``."""
         return {field: getattr(self, field) for field in self.__dataclass_fields__}
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> CGForceField:
-        """Inverse of :meth:`to_params`."""
+        """Inverse of :meth:`to_params` (params without the newer scalar fields get their
+        defaults)."""
+        scalars = ("order", "names", *_SCALAR_DEFAULTS)
         arrays = {key: np.asarray(value) for key, value in params.items()
-                  if key not in ("order", "names")}
-        return cls(**arrays, order=int(params["order"]), names=tuple(params.get("names", ())))
+                  if key not in scalars}
+        extra = {key: type(default)(params.get(key, default))
+                 for key, default in _SCALAR_DEFAULTS.items()}
+        return cls(**arrays, order=int(params["order"]), names=tuple(params.get("names", ())),
+                   **extra)
 
 
-def _wave_vectors(n_torsions: int, order: int) -> np.ndarray:
-    """Integer wave vectors of a real Fourier basis: one of each +-n pair, n != 0."""
+_SCALAR_DEFAULTS: dict[str, Any] = {"coupling": "joint", "repulsion_sigma": 0.0,
+                                    "repulsion_epsilon": 100.0}
+
+
+def n_correction_terms(n_torsions: int, order: int, coupling: str = "joint") -> int:
+    """K, the number of correction coefficients: ``(2 order + 1)^m - 1`` (joint) or
+    ``2 order m`` (separable) for ``m`` torsions."""
+    if coupling == "separable":
+        return 2 * order * n_torsions
+    return (2 * order + 1) ** n_torsions - 1
+
+
+def _wave_vectors(n_torsions: int, order: int, coupling: str = "joint") -> np.ndarray:
+    """Integer wave vectors of a real Fourier basis: one of each +-n pair, n != 0.
+
+    Separable: ``n e_j`` for torsion ``j = 0..m-1`` (outer) and ``n = 1..order`` (inner).
+    """
+    if coupling == "separable":
+        vectors = np.zeros((n_torsions * order, n_torsions))
+        for j in range(n_torsions):
+            vectors[j * order:(j + 1) * order, j] = np.arange(1, order + 1)
+        return vectors
+    if coupling != "joint":
+        raise ValueError(f"coupling must be one of {COUPLINGS}; got {coupling!r}")
     vectors = [v for v in itertools.product(range(-order, order + 1), repeat=n_torsions)
                if any(v) and v[next(i for i, c in enumerate(v) if c)] > 0]
     return np.array(vectors, dtype=np.float64).reshape(-1, n_torsions)
 
 
-def correction_basis(angles: np.ndarray, order: int) -> tuple[np.ndarray, np.ndarray]:
+def correction_basis(angles: np.ndarray, order: int,
+                     coupling: str = "joint") -> tuple[np.ndarray, np.ndarray]:
     """Fourier basis of the correction and its derivatives.
 
     Args:
         angles: (F, m) dihedrals, radians.
         order: largest wave number.
+        coupling: ``"joint"`` or ``"separable"``.
 
     Returns:
-        ``(values (F, K), derivatives (F, K, m))`` with ``K = (2 order + 1)^m - 1``:
+        ``(values (F, K), derivatives (F, K, m))`` with ``K = (2 order + 1)^m - 1``
+        (joint) or ``K = 2 order m`` (separable, wave vectors ``n e_j``, torsion-major):
         cosines of every wave vector first, then sines.
     """
     angles = np.asarray(angles, dtype=np.float64)
-    n = _wave_vectors(angles.shape[1], order)
+    n = _wave_vectors(angles.shape[1], order, coupling)
     phase = angles @ n.T
     cos, sin = np.cos(phase), np.sin(phase)
     values = np.concatenate([cos, sin], axis=1)
@@ -151,7 +206,9 @@ def dihedral_gradients(positions: np.ndarray) -> np.ndarray:
 def chain_force_field(masses: Sequence[float], positions: np.ndarray, *,
                       torsions: Sequence[Sequence[int]] | None = None, order: int = 3,
                       bond_k: float = 1000.0, angle_k: float = 200.0,
-                      names: Sequence[str] = ()) -> CGForceField:
+                      names: Sequence[str] = (), coupling: str = "joint",
+                      repulsion_sigma: float = 0.0,
+                      repulsion_epsilon: float = 100.0) -> CGForceField:
     """A prior-only force field for a linear chain, geometry taken from ``positions``.
 
     Args:
@@ -162,6 +219,9 @@ def chain_force_field(masses: Sequence[float], positions: np.ndarray, *,
         bond_k: kJ/(mol Å^2). angle_k: kJ/(mol rad^2). Placeholders until
             :func:`fit_boltzmann_prior` replaces them with fitted values.
         names: bead names.
+        coupling: ``"joint"`` or ``"separable"`` correction (see :class:`CGForceField`).
+        repulsion_sigma, repulsion_epsilon: Å and kJ/mol of the optional soft repulsion
+            between beads ``|i - j| >= 3``; ``repulsion_sigma=0`` leaves it out.
     """
     masses = np.asarray(masses, dtype=np.float64)
     n = len(masses)
@@ -175,10 +235,11 @@ def chain_force_field(masses: Sequence[float], positions: np.ndarray, *,
     torsions = np.asarray(torsions, dtype=np.int64).reshape(-1, 4)
     r0 = np.linalg.norm(positions[bonds[:, 1]] - positions[bonds[:, 0]], axis=1)
     theta0 = _angles(positions[None], angles)[0]
-    K = (2 * order + 1) ** len(torsions) - 1
+    K = n_correction_terms(len(torsions), order, coupling)
     return CGForceField(masses, bonds, r0, np.full(len(bonds), bond_k), angles, theta0,
                         np.full(len(angles), angle_k), torsions, int(order), np.zeros(K),
-                        tuple(names))
+                        tuple(names), coupling, float(repulsion_sigma),
+                        float(repulsion_epsilon))
 
 
 def _angles(positions: np.ndarray, triples: np.ndarray) -> np.ndarray:
@@ -218,7 +279,7 @@ def _correction_expression(force_field: CGForceField) -> tuple[str, list[int]]:
     """OpenMM expression of the correction over the torsions' beads, and those beads."""
     beads = sorted({int(i) for i in force_field.torsions.ravel()})
     slot = {bead: k + 1 for k, bead in enumerate(beads)}
-    n = _wave_vectors(len(force_field.torsions), force_field.order)
+    n = _wave_vectors(len(force_field.torsions), force_field.order, force_field.coupling)
     terms = []
     for kind, offset in (("cos", 0), ("sin", len(n))):
         for k, vector in enumerate(n):
@@ -229,8 +290,16 @@ def _correction_expression(force_field: CGForceField) -> tuple[str, list[int]]:
     return "; ".join(["+".join(terms), *definitions]), beads
 
 
+def repulsion_pairs(n_beads: int, min_separation: int = 3) -> np.ndarray:
+    """(p, 2) bead pairs ``i < j`` with ``j - i >= min_separation`` (the repelled pairs)."""
+    return np.array([(i, j) for i in range(n_beads) for j in range(i + min_separation, n_beads)],
+                    dtype=np.int64).reshape(-1, 2)
+
+
 def build_cg_system(force_field: CGForceField) -> openmm.System:
-    """The OpenMM system of a CG force field (no nonbonded terms; beads in vacuum)."""
+    """The OpenMM system of a CG force field (beads in vacuum): bonds, angles, the
+    torsion correction and, with ``repulsion_sigma > 0``, the soft repulsion
+    ``epsilon (1 - r/sigma)^2`` (r < sigma) between beads ``|i - j| >= 3``."""
     system = openmm.System()
     for mass in force_field.masses:
         system.addParticle(float(mass))
@@ -251,6 +320,15 @@ def build_cg_system(force_field: CGForceField) -> openmm.System:
             correction.addPerBondParameter(f"w{k}")
         correction.addBond(beads, [float(w) for w in force_field.weights])
         system.addForce(correction)
+    pairs = repulsion_pairs(force_field.n_beads)
+    if force_field.repulsion_sigma > 0 and len(pairs):
+        repulsion = openmm.CustomBondForce(
+            "repulsion_epsilon*step(1-s)*(1-s)^2; s=r/repulsion_sigma")
+        repulsion.addGlobalParameter("repulsion_epsilon", float(force_field.repulsion_epsilon))
+        repulsion.addGlobalParameter("repulsion_sigma", float(force_field.repulsion_sigma) / NM)
+        for i, j in pairs:
+            repulsion.addBond(int(i), int(j), [])
+        system.addForce(repulsion)
     return system
 
 
@@ -288,7 +366,8 @@ def _correction_design(force_field: CGForceField, positions: np.ndarray) -> np.n
     """(F, B, 3, K): the correction's force per unit of each coefficient."""
     F = len(positions)
     torsion_positions = positions[:, force_field.torsions]  # (F, m, 4, 3)
-    _, dU = correction_basis(dihedral_angles(torsion_positions), force_field.order)  # (F,K,m)
+    _, dU = correction_basis(dihedral_angles(torsion_positions), force_field.order,
+                             force_field.coupling)  # (F, K, m)
     grad = dihedral_gradients(torsion_positions)  # (F, m, 4, 3)
     design = np.zeros((F, force_field.n_beads, 3, dU.shape[1]))
     for j, quad in enumerate(force_field.torsions):
