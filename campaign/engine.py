@@ -567,10 +567,15 @@ class Engine:
                          list(chosen))
 
     # -- fits ------------------------------------------------------------------------
-    def _fit_now(self, promotion_state: PromotionState, X: np.ndarray, y: np.ndarray) -> Any:
+    def _fit_now(self, promotion_state: PromotionState, X: np.ndarray, y: np.ndarray,
+                 before_round: int | None = None) -> Any:
         """Fit a copy of the learner on the train executor and wait for it (a second
-        stop signal abandons the wait)."""
-        fitting = self.parsl.train_app(copy.deepcopy(promotion_state.learner), X, y)
+        stop signal abandons the wait). Refittable features are refitted in the same job
+        (on source rows of rounds before ``before_round`` when given)."""
+        if promotion_state.promotion.refits_features:
+            fitting = self._submit_refit(promotion_state, before_round)
+        else:
+            fitting = self.parsl.train_app(copy.deepcopy(promotion_state.learner), X, y)
         fault_point("during-fit")
         while not fitting.done():
             if self.stop.stop_now:
@@ -579,10 +584,43 @@ class Engine:
             self._report_progress()
         return fitting.result()
 
+    def _submit_refit(self, promotion_state: PromotionState,
+                      before_round: int | None = None) -> Any:
+        """Refittable features: submit one train job that refits the featurizer on the
+        committed source rows (of rounds before ``before_round`` when given), computes
+        the features of every committed source row and fits a copy of the learner on the
+        training results' features (``campaign.task.fit_features_and_learner``).
+
+        Rounds mode refits the spec's featurizer (exact replay needs nothing saved);
+        async mode refits the current one (a warm start)."""
+        promotion = promotion_state.promotion
+        source = self.state.scales[promotion.source]
+        n = source.committed_rows
+        assert source.x is not None and source.row_round is not None
+        rows, values = promotion_state.training_rows(before_round)
+        fit_rows = None
+        if before_round is not None:
+            fit_rows = np.flatnonzero(source.row_round.values[:n] < before_round)
+        base = promotion.features if self.mode == "rounds" else promotion_state.featurizer
+        return self.parsl.refit_app(base, source.x.values[:n].copy(), rows,
+                                    copy.deepcopy(promotion_state.learner), values, fit_rows)
+
+    def _swap_features(self, promotion_state: PromotionState, fitted: dict[str, Any]) -> None:
+        """Install the refitted featurizer of ``fitted`` with the features it computed;
+        source rows featurized meanwhile (after the job's rows) are recomputed with it."""
+        featurized = promotion_state.featurized
+        promotion_state.replace_features(fitted["features"], fitted["X"])
+        self._featurize_all(promotion_state, upto=featurized)
+
     def _install_model(self, promotion_state: PromotionState, fitted: dict[str, Any],
                        model_index: int, n_train: int, record: dict[str, Any]) -> None:
         """Make ``fitted`` the promotion's newest model: save it, measure its error
-        against the reference, record it under ``model_index``."""
+        against the reference, record it under ``model_index``. A refitted featurizer
+        in ``fitted`` is swapped in with it."""
+        if "features" in fitted:
+            self._swap_features(promotion_state, fitted)
+            record.update(features_refit_on=fitted["features_fitted_on"],
+                          features_seconds=fitted["features_seconds"])
         promotion_state.learner = fitted["learner"]
         promotion_state.fitted = True
         promotion_state.generation = model_index
@@ -595,10 +633,12 @@ class Engine:
         promotion_state.last_record = record
         self.ledger.record_round(model_index, promotion_state.name, record)
 
-    def _reference_error(self, promotion_state: PromotionState,
-                         learner: Any) -> dict[str, Any]:
+    def _reference_error(self, promotion_state: PromotionState, learner: Any,
+                         featurizer: Any = None) -> dict[str, Any]:
         """Error of ``learner`` against the promotion's reference (async mode: on the
-        model thread, the only user of the cached reference there)."""
+        model thread, the only user of the cached reference there). With refittable
+        features the reference holds source rows, featurized here by ``featurizer``
+        (the model's; default: the current one)."""
         promotion = promotion_state.promotion
         if promotion.reference is None:
             return {}
@@ -607,6 +647,11 @@ class Engine:
             promotion_state.reference = (np.asarray(X_ref, np.float64),
                                          np.asarray(y_ref, np.float64))
         X_ref, y_ref = promotion_state.reference
+        if promotion.refits_features:
+            from campaign.planner import featurize
+
+            X_ref = featurize(promotion, X_ref, featurizer if featurizer is not None
+                              else promotion_state.featurizer)
         error = learner.posterior(X_ref).mean - y_ref
         if getattr(learner, "defined_up_to_constant", False):
             error = error - error.mean()  # e.g. a free energy learned from its gradient
@@ -642,7 +687,7 @@ class Engine:
         X, y = promotion_state.training_set()
         if len(y) == 0:
             return
-        fitted = self._fit_now(promotion_state, X, y)
+        fitted = self._fit_now(promotion_state, X, y)  # refittable: on every source row
         record: dict[str, Any] = {"policy": "final fit"}
         self._install_model(promotion_state, fitted, model_index, len(y), record)
         logger.info("final surrogate for %s: %d training points%s", promotion_state.name,
@@ -731,6 +776,11 @@ class Engine:
             models = saved_models(self.store, promotion_state.name)
             if models:
                 restore_learner(self.store, promotion_state, models[-1])
+                if promotion_state.promotion.refits_features:
+                    # the featurizer it was fitted with is not saved: refit both at once
+                    # and let no selection use the restored model meanwhile
+                    promotion_state.fitted = False
+                    promotion_state.trained_on = 0
         self._refresh_params()
         self._resubmit_unfinished()
         for name, held in self.state.scales.items():  # resubmitted walkers are busy
@@ -846,7 +896,10 @@ class Engine:
                                            promotion_state.features.values[rows], values)
             self.model_jobs[job] = ("score", promotion_state, promotion_state.generation)
         promotion_state.trained_on = n
-        future = self.parsl.train_app(copy.deepcopy(promotion_state.learner), X, y)
+        if promotion_state.promotion.refits_features:
+            future = self._submit_refit(promotion_state)
+        else:
+            future = self.parsl.train_app(copy.deepcopy(promotion_state.learner), X, y)
         fault_point("during-fit")
         self.fits[future] = (promotion_state, n)
 
@@ -859,9 +912,32 @@ class Engine:
                            promotion_state.name, n_train, type(error).__name__, error)
             promotion_state.trained_on = min(promotion_state.trained_on, n_train - 1)
             return
-        job = self.model_thread.submit(self._reference_error, promotion_state,
-                                       fitted["learner"])
+        if "features" in fitted:
+            job = self.model_thread.submit(self._prepare_install, promotion_state, fitted,
+                                           self._source_rows(promotion_state, len(fitted["X"])))
+        else:
+            job = self.model_thread.submit(self._reference_error, promotion_state,
+                                           fitted["learner"])
         self.model_jobs[job] = ("install", promotion_state, (fitted, n_train))
+
+    def _source_rows(self, promotion_state: PromotionState, start: int) -> np.ndarray:
+        """Steering thread: a copy of the featurized source rows from ``start`` on."""
+        source = self.state.scales[promotion_state.promotion.source]
+        if source.x is None or promotion_state.featurized <= start:
+            return np.zeros((0, 0))
+        return source.x.values[start:promotion_state.featurized].copy()
+
+    def _prepare_install(self, promotion_state: PromotionState, fitted: dict[str, Any],
+                         more_rows: np.ndarray) -> dict[str, Any]:
+        """Model thread, refittable features: the new model's reference error, and the
+        refitted features of the source rows featurized since the fit was submitted
+        (appended to ``fitted["X"]``), so the install on the steering thread is a swap."""
+        from campaign.planner import featurize
+
+        more = featurize(promotion_state.promotion, more_rows, fitted["features"])
+        if len(more):
+            fitted["X"] = np.concatenate([np.asarray(fitted["X"], np.float64), more])
+        return self._reference_error(promotion_state, fitted["learner"], fitted["features"])
 
     def _model_job_returned(self, future: concurrent.futures.Future[Any]) -> None:
         kind, promotion_state, payload = self.model_jobs.pop(future)
@@ -879,6 +955,10 @@ class Engine:
                 self.stop_reason = result
         elif kind == "install":
             fitted, n_train = payload
+            if "features" in fitted:  # the featurizer, its features and the model at once
+                self._swap_features(promotion_state, fitted)
+                result = {**result, "features_refit_on": fitted["features_fitted_on"],
+                          "features_seconds": fitted["features_seconds"]}
             promotion_state.learner = fitted["learner"]
             promotion_state.fitted = True
             promotion_state.generation += 1
@@ -933,6 +1013,9 @@ class Engine:
             chosen = self.chosen_by_model.get(promotion_state.name, (None, 0))
             used = chosen[1] if chosen[0] == promotion_state.generation else 0
             fitting = any(state is promotion_state for state, _ in self.fits.values())
+            if promotion.refits_features and not fitting:  # its install swaps the features:
+                fitting = any(kind == "install" and state is promotion_state  # wait for it
+                              for kind, state, _ in self.model_jobs.values())
             if used >= allowed and not promotion_state.pending and not fitting:
                 # its whole batch was quarantined: no result will bring a new model
                 used = 0
@@ -947,12 +1030,18 @@ class Engine:
         self.selections += 1
         request = snapshot(self.state, promotion_state, k, rng, use_model=promotion_state.fitted)
         job = self.model_thread.submit(select_batch, request)
-        self.model_jobs[job] = ("select", promotion_state, source.committed_rows)
+        self.model_jobs[job] = ("select", promotion_state,
+                                (source.committed_rows, promotion_state.features_version))
         self.selecting.add(promotion_state.name)
 
     def _selected(self, promotion_state: PromotionState, selection: Selection,
-                  committed_at_snapshot: int) -> None:
-        if committed_at_snapshot > promotion_state.featurized:
+                  snapshot_of: tuple[int, int]) -> None:
+        committed_at_snapshot, features_version = snapshot_of
+        if features_version != promotion_state.features_version:
+            # refitted features were swapped in since the snapshot: its new features are
+            # in the old space; featurize those rows with the current featurizer
+            self._featurize_all(promotion_state, upto=committed_at_snapshot)
+        elif committed_at_snapshot > promotion_state.featurized:
             promotion_state.add_features(selection.new_features,
                                          committed_at_snapshot - promotion_state.featurized)
         if len(selection.chosen) == 0:
@@ -1079,6 +1168,25 @@ class Engine:
                       if r < round_index or (chosen and r == round_index)]
             if usable:
                 restore_learner(self.store, promotion_state, usable[-1])
+                if promotion_state.promotion.refits_features:
+                    self._restore_round_features(promotion_state, usable[-1])
+
+    def _restore_round_features(self, promotion_state: PromotionState, model: int) -> None:
+        """Rounds mode, refittable features: the featurizer model ``model`` was fitted
+        with is the spec's refitted on source rows of rounds before ``model``; rebuild it
+        (deterministic) with the features it gives."""
+        from campaign.task import refit_features
+
+        source = self.state.scales[promotion_state.promotion.source]
+        if source.x is None or source.row_round is None:
+            return
+        n = source.committed_rows
+        fit_rows = np.flatnonzero(source.row_round.values[:n] < model)
+        if len(fit_rows) < 2:
+            return
+        featurizer, X = refit_features(promotion_state.promotion.features,
+                                       source.x.values[:n], fit_rows)
+        promotion_state.replace_features(featurizer, X)
 
     def _rounds_stop_reason(self, round_index: int) -> str:
         budget = self.spec.budget
@@ -1101,15 +1209,18 @@ class Engine:
             self.ledger.set_fact("stop_rule", self.rule_reasons)
         return reason
 
-    def _featurize_all(self, promotion_state: PromotionState) -> None:
+    def _featurize_all(self, promotion_state: PromotionState, upto: int | None = None) -> None:
+        """Featurize the committed source rows not featurized yet (up to row ``upto``)."""
         source = self.state.scales[promotion_state.promotion.source]
-        if source.x is None or promotion_state.featurized >= source.committed_rows:
+        end = source.committed_rows if upto is None else min(upto, source.committed_rows)
+        if source.x is None or promotion_state.featurized >= end:
             return
         from campaign.planner import featurize
 
         new = featurize(promotion_state.promotion,
-                        source.x.values[promotion_state.featurized:source.committed_rows])
-        promotion_state.add_features(new, source.committed_rows - promotion_state.featurized)
+                        source.x.values[promotion_state.featurized:end],
+                        promotion_state.featurizer)
+        promotion_state.add_features(new, end - promotion_state.featurized)
 
     def _plan_round(self, round_index: int) -> None:
         """Submit the parts of round ``round_index`` that have no tasks yet."""
@@ -1140,7 +1251,7 @@ class Engine:
             k = min(promotion.seed_design_size, k if left is None else left)
             record.update(n_train=0)
         else:
-            fitted = self._fit_now(promotion_state, X, y)
+            fitted = self._fit_now(promotion_state, X, y, before_round=round_index)
             if self.stop.stopping:  # asked to stop while fitting: submit nothing new
                 return
             self._install_model(promotion_state, fitted, round_index, len(y), record)

@@ -35,6 +35,7 @@ class SelectionRequest:
     before_round: int | None
     k: int
     rng: np.random.Generator
+    featurizer: Any = None  # what known_features came from (None: promotion.features)
 
 
 @dataclass
@@ -67,19 +68,21 @@ def snapshot(state: CampaignState, promotion_state: PromotionState, k: int,
         known_features=known, new_source_x=new_x,
         taken=np.fromiter(promotion_state.promoted, dtype=np.int64),
         pending=np.asarray(pending, dtype=np.int64), eligible_rounds=rounds,
-        before_round=before_round, k=k, rng=rng)
+        before_round=before_round, k=k, rng=rng, featurizer=promotion_state.featurizer)
 
 
-def featurize(promotion: Promotion, x: np.ndarray) -> np.ndarray:
-    """Features of source rows ``x`` (an empty (0, 0) array for no rows)."""
+def featurize(promotion: Promotion, x: np.ndarray, featurizer: Any = None) -> np.ndarray:
+    """Features of source rows ``x`` by ``featurizer`` (default: ``promotion.features``;
+    refittable features: the promotion's newest refit), an empty (0, 0) array for no rows."""
     if len(x) == 0:
         return np.zeros((0, 0))
-    return np.asarray(promotion.features(x), dtype=np.float64)
+    features = promotion.features if featurizer is None else featurizer
+    return np.asarray(features(x), dtype=np.float64)
 
 
 def select_batch(request: SelectionRequest) -> Selection:
     """Choose up to ``request.k`` source rows (see the module docstring)."""
-    new_features = featurize(request.promotion, request.new_source_x)
+    new_features = featurize(request.promotion, request.new_source_x, request.featurizer)
     if len(new_features) and new_features.shape[0] != len(request.new_source_x):
         # checked again, with a clear error, when the engine stores the features
         return Selection(np.zeros(0, np.int64), new_features, {})

@@ -193,6 +193,12 @@ class Scale(SpecModel):
         return self.executor or f"sim-{self.name}"
 
 
+def refittable(features: Any) -> bool:
+    """Whether a promotion's ``features`` follows the refittable protocol (see
+    :class:`Promotion`): it has a callable ``refit(x_source) -> features``."""
+    return callable(getattr(features, "refit", None))
+
+
 class Promotion(SpecModel):
     """Choose configurations of scale ``source`` to run at the finer scale ``target``.
 
@@ -208,6 +214,22 @@ class Promotion(SpecModel):
     ``batch_size`` candidates per round; ``mapping(x_source_row) -> target input``
     (default: the row itself) builds the finer scale's input. ``reference() ->
     (features, values)`` is optional ground truth used to measure surrogate error.
+
+    **Refittable features.** ``features`` may also be an object with
+    ``refit(x_source: np.ndarray) -> features``: a new featurizer (same protocol) fitted on
+    the source rows given, not changing the old one, deterministic given the rows (e.g.
+    ``apps.latent.LatentFeatures``, an autoencoder's latent space). Before every learner
+    fit the engine refits it on the committed source rows and recomputes every stored
+    feature (candidates and training inputs) with the new featurizer, so each model is
+    trained and queried in the latent space it was fitted with. Rounds mode: the fit of
+    round r uses ``features.refit(rows of rounds < r)``, always from the spec's
+    featurizer, so a resumed run recomputes the same features; the seed design uses
+    ``features`` as given. Async mode: the refit runs on the ``train`` executor in the
+    same job as the learner fit, warm from the current featurizer, and the featurizer,
+    the recomputed features and the model are swapped in together. With refittable
+    features, ``reference()`` returns ``(source rows, values)``: the engine featurizes
+    the rows with the featurizer of the model it measures. Monitors and ``campaign
+    report`` use ``features`` as given (so a monitor that reads the surrogate is refused).
 
     In async mode the learner is refitted (on the ``train`` executor, while simulations
     go on) each time ``retrain_every`` new results of the target scale have been
@@ -254,6 +276,11 @@ class Promotion(SpecModel):
     def name(self) -> str:
         """Stable name used in the store and ledger, e.g. ``coarse-to-fine``."""
         return f"{self.source}-to-{self.target}"
+
+    @property
+    def refits_features(self) -> bool:
+        """Whether ``features`` is refittable (has ``refit(x_source) -> features``)."""
+        return refittable(self.features)
 
     @property
     def retrain_after(self) -> int:
@@ -361,6 +388,13 @@ class CampaignSpec(SpecModel):
                 raise ValueError(f"scale '{scale.name}': a monitor decides as segments "
                                  "return, which rounds mode's exact replay cannot follow; "
                                  "use mode='async'")
+            drawing = next((p for p in self.promotions if p.source == scale.name), None)
+            if (scale.monitor is not None and getattr(scale.monitor, "needs_model", False)
+                    and drawing is not None and drawing.refits_features):
+                raise ValueError(f"scale '{scale.name}': its monitor reads the surrogate in "
+                                 "the features as given, but promotion "
+                                 f"'{drawing.name}' refits its features; use a monitor "
+                                 "that needs no model (e.g. NoveltyMonitor)")
         for scale in self.budget.tasks:
             if scale not in position:
                 raise ValueError(f"budget names unknown scale '{scale}'; "

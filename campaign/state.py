@@ -2,7 +2,8 @@
 
 Owns: per scale, the committed row count, the rows a promotion needs (inputs and the
 round/segment tag of each row), walker positions and progress, task status counts and
-the compute spent; per promotion, the features of the source rows seen so far, which
+the compute spent; per promotion, the features of the source rows seen so far (and the
+featurizer they came from: a refittable one is swapped with them), which
 source rows were promoted / are pending / were quarantined, and the training set. Ingest
 calls :meth:`CampaignState.committed` after every commit; nothing here reads the store or
 the ledger (``campaign.resume`` rebuilds this state from them once, when a run starts).
@@ -128,10 +129,29 @@ class PromotionState:
     trained_on: int = 0  # training points the newest model (or its fit) saw
     reference: tuple[np.ndarray, np.ndarray] | None = None
     last_record: dict[str, Any] = field(default_factory=dict)
+    featurizer: Any = None  # what ``features`` holds: the spec's, or its newest refit
+    features_version: int = 0  # featurizer swaps so far (refittable features)
+
+    def __post_init__(self) -> None:
+        if self.featurizer is None:
+            self.featurizer = self.promotion.features
 
     @property
     def name(self) -> str:
         return self.promotion.name
+
+    def replace_features(self, featurizer: Any, features: np.ndarray) -> None:
+        """Swap in a refitted featurizer with the features of source rows [0, len)
+        it computed (refittable features)."""
+        features = np.asarray(features, dtype=np.float64)
+        if features.ndim != 2:
+            raise BadResultError(f"refitted features of promotion {self.name} must be (n, f), "
+                                 f"got {features.shape}")
+        self.featurizer = featurizer
+        self.features = GrowingArray(features.shape[1:], np.float64,
+                                     capacity=max(256, 2 * len(features)))
+        self.features.extend(features)
+        self.features_version += 1
 
     def add_features(self, new: np.ndarray, expected_rows: int) -> None:
         new = np.asarray(new, dtype=np.float64)
@@ -146,14 +166,20 @@ class PromotionState:
     def featurized(self) -> int:
         return 0 if self.features is None else len(self.features)
 
-    def training_set(self, before_round: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Features of the promoted source rows with committed results, and the results
-        (only those from rounds before ``before_round`` when given)."""
+    def training_rows(self, before_round: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Source rows of the committed results and the results (only those from rounds
+        before ``before_round`` when given)."""
         rows = np.asarray(self.train_rows, dtype=np.int64)
         values = np.asarray(self.train_y, dtype=np.float64)
         if before_round is not None:
             keep = np.asarray(self.train_round, dtype=np.int64) < before_round
             rows, values = rows[keep], values[keep]
+        return rows, values
+
+    def training_set(self, before_round: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Features of the promoted source rows with committed results, and the results
+        (only those from rounds before ``before_round`` when given)."""
+        rows, values = self.training_rows(before_round)
         if len(rows) == 0 or self.features is None:
             return np.zeros((0, 0)), np.zeros(0)
         return self.features.values[rows], values

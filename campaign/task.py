@@ -78,3 +78,47 @@ def fit_learner(learner: Any, X: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     ended = time.time()
     return {"learner": fitted, "seconds": ended - started, "started": started,
             "ended": ended, "worker": worker_name(), "host": socket.gethostname()}
+
+
+def fit_features_and_learner(features: Any, x_source: np.ndarray, train_rows: np.ndarray,
+                             learner: Any, y: np.ndarray,
+                             fit_rows: np.ndarray | None = None) -> dict[str, Any]:
+    """Refit refittable ``features`` and fit ``learner`` in the new feature space, on the
+    train executor (see ``campaign.spec.Promotion``, refittable features).
+
+    Args:
+        features: the featurizer to refit from (``refit(x) -> features``).
+        x_source: source rows [0, n) the engine holds features of.
+        train_rows: the source row of each training result (indices into ``x_source``).
+        learner: a copy of the learner, fitted in place or returned by its ``fit``.
+        y: the training results.
+        fit_rows: the rows of ``x_source`` the featurizer is refitted on (default: all).
+
+    Returns:
+        ``fit_learner``'s dict plus ``features`` (the refitted featurizer), ``X`` (n, f):
+        its features of every row of ``x_source``, ``features_fitted_on`` (rows the
+        featurizer was refitted on) and ``features_seconds``.
+    """
+    started = time.time()
+    refitted, X = refit_features(features, x_source, fit_rows)
+    if X.ndim != 2 or X.shape[0] != len(x_source):
+        raise BadResultError(f"refitted features must return (n, f) for n rows, got "
+                             f"{X.shape} for {len(x_source)} rows")
+    featurized = time.time()
+    fitted = learner.fit(X[np.asarray(train_rows, np.int64)], y)
+    ended = time.time()
+    fitted_on = len(x_source) if fit_rows is None else len(fit_rows)
+    return {"learner": fitted, "features": refitted, "X": X, "features_fitted_on": fitted_on,
+            "seconds": ended - started,
+            "features_seconds": featurized - started, "started": started, "ended": ended,
+            "worker": worker_name(), "host": socket.gethostname()}
+
+
+def refit_features(features: Any, x_source: np.ndarray,
+                   fit_rows: np.ndarray | None = None) -> tuple[Any, np.ndarray]:
+    """Refit refittable ``features`` on ``x_source[fit_rows]`` (default: all rows) and
+    return the new featurizer with its (n, f) features of every row of ``x_source``."""
+    x_source = np.asarray(x_source, dtype=np.float64)
+    fit_on = x_source if fit_rows is None else x_source[np.asarray(fit_rows, np.int64)]
+    refitted = features.refit(fit_on)
+    return refitted, np.asarray(refitted(x_source), dtype=np.float64)
