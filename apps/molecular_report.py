@@ -5,6 +5,10 @@ the store with the configurations each round chose for AA simulation, coloured b
 and (right) the surrogate's learning curve against the random-selection baseline when the
 run has one (``<run>/baseline-random``, written by ``campaign report``/``campaign run``).
 
+``latent_figure(run_dir, path)`` draws the CG pool of a latent-space campaign
+(``examples/peptide_latent.py``) in the autoencoder's latent space, the AA-simulated frames
+coloured by the round that chose them and by the AA quantity they gave.
+
 Command line: ``python -m apps.molecular_report RUN_DIR [PATH]`` (default
 ``RUN_DIR/ramachandran.png``).
 """
@@ -20,8 +24,8 @@ import numpy as np
 
 from apps.featurize import RowDihedrals
 
-__all__ = ["chosen_by_round", "fes_figure", "fes_report", "ramachandran_figure",
-           "ramachandran_report"]
+__all__ = ["chosen_by_round", "fes_figure", "fes_report", "latent_figure", "latent_report",
+           "ramachandran_figure", "ramachandran_report"]
 
 
 def chosen_by_round(run_dir: str | Path, promotion: str) -> dict[int, list[int]]:
@@ -101,11 +105,6 @@ def ramachandran_figure(run_dir: str | Path, path: str | Path, *, source: str = 
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
-
-
-if __name__ == "__main__":  # pragma: no cover - thin command line
-    run = Path(sys.argv[1])
-    ramachandran_figure(run, sys.argv[2] if len(sys.argv) > 2 else run / "ramachandran.png")
 
 
 def ramachandran_report(run_dir: str | Path) -> Path:
@@ -228,3 +227,73 @@ def fes_figure(run_dir: str | Path, path: str | Path, *, source: str = "cg",
 def fes_report(run_dir: str | Path) -> Path:
     """Report hook (``Campaign(reports=[fes_report])``): writes ``<run_dir>/fes.png``."""
     return fes_figure(run_dir, Path(run_dir) / "fes.png")
+
+
+def latent_figure(run_dir: str | Path, path: str | Path, *, source: str = "cg",
+                  target: str = "aa", quantity: str = "helicity",
+                  features: Any = None) -> Path:
+    """Write the latent-space report of a campaign whose features are learned.
+
+    The latent space is that of ``features`` (default ``apps.latent.LatentFeatures`` for
+    the source rows' bead count, seed 0) refitted on the whole final CG pool, so every
+    frame, early or late, is drawn in one space (the engine's last refit saw the pool as
+    it was then). Left: the pool (grey) and the AA-simulated frames coloured by the round
+    that chose them; right: the same frames coloured by the AA ``quantity``; both on the
+    first two latent coordinates.
+
+    Returns ``path``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from apps.latent import LatentFeatures
+    from campaign.report import open_run
+
+    ledger, store = open_run(run_dir)
+    try:
+        pool = store.read(source)
+        aa = store.read(target)
+        name = ledger.fact("name")
+    finally:
+        ledger.close()
+    if len(pool) == 0:
+        raise ValueError(f"run {run_dir} has no {source} rows yet")
+    x = np.asarray(pool.x, dtype=np.float64)
+    if features is None:
+        n_beads = x.shape[1] // 6 if x.shape[1] % 6 == 0 else x.shape[1] // 3
+        features = LatentFeatures(n_beads)
+    latent = features.refit(x)(x)
+    parents = np.asarray(aa.meta["parent_row"], np.int64) if len(aa) else np.zeros(0, int)
+    rounds = np.asarray(aa.meta["round"], np.int64) if len(aa) else np.zeros(0, int)
+    values = np.asarray(aa.y[quantity], np.float64).reshape(len(aa), -1)[:, 0] \
+        if len(aa) else np.zeros(0)
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4.6), constrained_layout=True)
+    for axis, colour, label in ((axes[0], rounds, "round chosen"),
+                                (axes[1], values, f"AA {quantity}")):
+        axis.scatter(latent[:, 0], latent[:, 1], s=3, c="0.8", label=f"{source} pool")
+        if len(parents):
+            points = axis.scatter(latent[parents, 0], latent[parents, 1], c=colour, s=28,
+                                  cmap="viridis", edgecolors="k", linewidths=0.4,
+                                  label=f"simulated in {target}")
+            figure.colorbar(points, ax=axis, label=label)
+        axis.set_xlabel("latent 1")
+        axis.set_ylabel("latent 2")
+        axis.legend(loc="best", fontsize=8)
+    axes[0].set_title(f"{name}: {len(x)} {source} frames, {len(parents)} {target} runs")
+    axes[1].set_title(f"{target} {quantity} of the simulated frames")
+    path = Path(path)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+def latent_report(run_dir: str | Path) -> Path:
+    """Report hook (``Campaign(reports=[latent_report])``): writes ``<run_dir>/latent.png``."""
+    return latent_figure(run_dir, Path(run_dir) / "latent.png")
+
+
+if __name__ == "__main__":  # pragma: no cover - thin command line
+    run = Path(sys.argv[1])
+    ramachandran_figure(run, sys.argv[2] if len(sys.argv) > 2 else run / "ramachandran.png")
