@@ -10,6 +10,7 @@ committed count was never committed and is cut back when the store is opened.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -118,6 +119,20 @@ class PlannedTask:
     walker: int | None = None
 
 
+def _create_with_schema(path: Path) -> None:
+    """Create a new ledger at ``path`` with its tables already in it: written beside it
+    and renamed into place, so a reader (``campaign status`` on a driver that is starting)
+    never finds a ledger file without its tables."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.new")
+    partial.unlink(missing_ok=True)
+    db = sqlite3.connect(partial, isolation_level=None)
+    try:
+        db.executescript(SCHEMA)
+    finally:
+        db.close()
+    os.replace(partial, path)
+
+
 class Ledger:
     """SQLite ledger of one campaign run directory (WAL mode, one writer).
 
@@ -137,6 +152,8 @@ class Ledger:
                 self._db.execute("SELECT COUNT(*) FROM facts").fetchone()
                 self._db.execute("SELECT COUNT(*) FROM tasks").fetchone()
             else:
+                if not self.path.exists():
+                    _create_with_schema(self.path)
                 self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
                 self._check_columns()
                 self._db.execute("PRAGMA journal_mode=WAL")

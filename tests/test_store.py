@@ -177,3 +177,41 @@ def test_ledger_of_an_incompatible_version_is_refused(tmp_path):
     for read_only in (True, False):
         with pytest.raises(LedgerError, match="incompatible version .*attempts"):
             Ledger(tmp_path / "ledger.sqlite", read_only=read_only)
+
+
+def test_a_new_ledger_is_never_visible_without_its_tables(tmp_path, monkeypatch):
+    """A reader (``campaign status`` on a driver that is starting) opening the ledger at
+    any moment of its creation either finds no file or a readable ledger, never a file
+    without tables (the race seen in CI: ``no such table: facts``)."""
+    import sqlite3
+
+    import campaign.ledger as ledger_module
+
+    path = tmp_path / "ledger.sqlite"
+    seen: list[str] = []
+    real_connect = sqlite3.connect
+
+    class WatchedConnection:
+        def __init__(self, connection):
+            self._connection = connection
+
+        def execute(self, sql, *args):
+            if path.exists():  # what a reader finds at this step of the writer's open
+                reader = Ledger(path, read_only=True)
+                seen.append(str(reader.fact("name")))
+                reader.close()
+            return self._connection.execute(sql, *args)
+
+        def __getattr__(self, name):
+            return getattr(self._connection, name)
+
+    def connect(target, *args, **kwargs):
+        connection = real_connect(target, *args, **kwargs)
+        return WatchedConnection(connection) if str(target) == str(path) else connection
+
+    monkeypatch.setattr(ledger_module.sqlite3, "connect", connect)
+    writer = Ledger(path)
+    writer.set_fact("name", "new")
+    writer.close()
+    assert seen, "the writer's open was not observed"
+    assert sorted(set(p.name for p in tmp_path.iterdir())) == ["ledger.sqlite"]
