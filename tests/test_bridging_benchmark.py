@@ -25,6 +25,11 @@ def test_tiny_bridging_benchmark_records_are_consistent(tmp_path):
             record = backmapping[(method, metric)]
             assert np.isfinite(record["value"]) and record["value"] >= 0
             assert record["baseline"] == backmapping[("template", metric)]["value"]
+        for metric in ("heavy_atom_rmsd_before_minimization", "clashes_before_minimization",
+                       "energy_before_minimization"):
+            record = backmapping[(method, metric)]
+            assert np.isfinite(record["value"])
+            assert record["baseline"] == backmapping[("template", metric)]["value"]
     assert backmapping[("learned", "heavy_atom_rmsd")]["value"] > 0
     curves = result["curves"][0]
     for name in settings["selection_methods"]:
