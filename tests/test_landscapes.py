@@ -1,4 +1,4 @@
-"""apps.landscapes: the channel (2-D) and wells6d (6-D) problems against their exact answers."""
+"""apps.landscapes: channel (2-D), channel4d (4-D) and wells6d (6-D) vs their exact answers."""
 
 from __future__ import annotations
 
@@ -76,3 +76,25 @@ def test_featurizer_and_errors():
         landscapes.sampler(np.zeros(2), seed=0, n_steps=30, stride=20)
     with pytest.raises(ValueError, match="n_samples"):
         landscapes.smeared_energy(np.zeros(2), seed=0, n_samples=1)
+
+
+def test_channel4d_walkers_visit_its_narrow_channel_rarely():
+    """The 4-D problem's rare feature: Langevin walkers from the basins spend 1-5% of their
+    frames in the channel, which is narrow in one direction and wide along another."""
+    L = landscapes.CHANNEL4D
+    frames = []
+    for walker, start in enumerate(landscapes.initial_walkers(4, "channel4d")):
+        x = start
+        for segment in range(12):
+            out = landscapes.sampler(x, seed=1000 * walker + segment, landscape="channel4d",
+                                     n_steps=2000, stride=20)
+            frames.append(out["x"])
+            x = out["x"][-1]
+    fraction = landscapes.in_rare_region(np.concatenate(frames), "channel4d").mean()
+    assert 0.01 <= fraction <= 0.05, fraction
+    centre = L.centers[L.rare_well]
+    narrow = landscapes.energy(np.stack([centre, centre + [0.0, 0.1, 0.0, 0.0]]), "channel4d")
+    along = landscapes.energy(np.stack([centre, centre + [0.1, 0.0, 0.0, 0.0]]), "channel4d")
+    assert abs(narrow[1] - narrow[0]) > 10 * abs(along[1] - along[0])
+    X, _ = landscapes.reference("channel4d", n_points=300)
+    assert X.shape == (300, 4) and landscapes.in_rare_region(X, "channel4d").any()
