@@ -115,7 +115,7 @@ class TestAcquisitionProtocol:
 def test_registry():
     assert set(ACQUISITIONS) == {
         "random", "max_variance", "integrated_variance", "ucb", "expected_improvement",
-        "trust_window", "farthest_point", "local_outlier", "cost_aware"}
+        "trust_window", "farthest_point", "local_outlier", "cost_aware", "explore"}
     assert isinstance(acquisition_by_name("random"), Random)
     assert isinstance(acquisition_by_name("max_variance"), MaxVariance)
     assert acquisition_by_name("ucb", beta=3.0).beta == 3.0
@@ -400,7 +400,7 @@ def test_cost_aware_rejects_bad_costs():
 
 def test_greedy_policies_share_the_loop():
     for name, cls in ACQUISITIONS.items():
-        if name != "random":
+        if name not in ("random", "explore"):  # explore mixes a greedy base with random picks
             assert issubclass(cls, GreedyAcquisition), name
 
 
@@ -445,3 +445,35 @@ def test_prefilter_without_growth_keeps_the_variance_reduction():
     assert fast.n_scored_ <= 900 and len(set(chosen.tolist())) == 10
     # Each pick's conditioned variance is that of the exact greedy batch within 2%.
     np.testing.assert_allclose(fast.chosen_variance_, exact.chosen_variance_, rtol=0.02)
+
+
+# -- explore mixture ---------------------------------------------------------------------------
+
+
+def test_explore_mixes_base_picks_and_uniform_ones():
+    from learners.acquisition import Explore
+
+    posterior = gp_posterior()
+    empty = np.array([], dtype=np.int64)
+    assert np.array_equal(Explore(MaxVariance(), fraction=0.0).select(
+        posterior, 5, empty, np.random.default_rng(0)),
+        MaxVariance().select(posterior, 5, empty, np.random.default_rng(0)))
+    everything = Explore(MaxVariance(), fraction=1.0)
+    chosen = everything.select(posterior, 5, np.array([0, 1]), np.random.default_rng(3))
+    assert everything.n_random_ == 5 and everything.n_base_ == 0
+    assert not set(chosen.tolist()) & {0, 1}
+    # over many single-point requests, the uniform share is the fraction
+    policy = Explore(MaxVariance(), fraction=0.3)
+    rng = np.random.default_rng(1)
+    shares = []
+    for _ in range(400):
+        policy.select(posterior, 1, empty, rng)
+        shares.append(policy.n_random_)
+    assert 0.24 < np.mean(shares) < 0.36
+    half = Explore(MaxVariance(), fraction=0.5)
+    batch = half.select(posterior, 8, empty, np.random.default_rng(2))
+    base = MaxVariance().select(posterior, half.n_base_, empty, np.random.default_rng(2))
+    np.testing.assert_array_equal(batch[:half.n_base_], base)  # the base picks come first
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="fraction"):
+            Explore(fraction=bad)

@@ -5,12 +5,13 @@ points ``[candidates..., pending...]`` and the positions of the pending points (
 not yet labelled). Batches are chosen greedily with pending points fantasized, as in
 BoTorch, not as a naive top-k.
 
-Every policy except :class:`Random` is a :class:`GreedyAcquisition`: its
-:meth:`~GreedyAcquisition.scorer` returns a :class:`Scorer` that is first conditioned on
-the pending points, then asked for ``scores()`` (one value per point, higher is better)
-and told ``add(position)`` after each pick. The shared greedy loop takes the argmax among
-points not pending and not yet chosen (ties: lowest position). Wrappers such as
-:class:`CostAware` compose by wrapping another policy's scorer.
+Every policy except :class:`Random` and the :class:`Explore` mixture is a
+:class:`GreedyAcquisition`: its :meth:`~GreedyAcquisition.scorer` returns a
+:class:`Scorer` that is first conditioned on the pending points, then asked for
+``scores()`` (one value per point, higher is better) and told ``add(position)`` after each
+pick. The shared greedy loop takes the argmax among points not pending and not yet chosen
+(ties: lowest position). Wrappers such as :class:`CostAware` compose by wrapping another
+policy's scorer.
 
 Policies and where they come from (one module each; everything is importable from here):
 
@@ -22,6 +23,7 @@ Policies and where they come from (one module each; everything is importable fro
 - :class:`FarthestPoint`: MuMMI-style farthest-point sampling in feature space.
 - :class:`LocalOutlier`: DeepDriveMD-style local-outlier-factor novelty.
 - :class:`CostAware`: any of the above, value divided by the simulation cost.
+- :class:`Explore`: any of the above with a fraction of each batch uniform random.
 
 Candidates 0-4 at 0.1, 0.5, 2.0, 2.1 and 4.0 of a GP trained on [0, 0.6]: max variance
 takes the farthest first, and a pending candidate is never chosen again:
@@ -52,6 +54,7 @@ from learners.acquisition.base import (
 )
 from learners.acquisition.cost import CostAware
 from learners.acquisition.distance import FarthestPoint
+from learners.acquisition.mixture import Explore
 from learners.acquisition.optimistic import ExpectedImprovement, UpperConfidenceBound
 from learners.acquisition.outlier import LocalOutlier
 from learners.acquisition.trust import TrustWindow
@@ -62,6 +65,7 @@ __all__ = [
     "Acquisition",
     "CostAware",
     "ExpectedImprovement",
+    "Explore",
     "Fantasies",
     "FarthestPoint",
     "GreedyAcquisition",
@@ -88,6 +92,7 @@ ACQUISITIONS: dict[str, type] = {
     "farthest_point": FarthestPoint,
     "local_outlier": LocalOutlier,
     "cost_aware": CostAware,
+    "explore": Explore,
 }
 
 
