@@ -13,8 +13,8 @@ learner :func:`learners.default_learner` wrapped in :class:`learners.Recalibrate
 the default learner's; the policies compared here rank by relative variance or ignore it,
 so their picks are those of the unwrapped learner). Scored against the exact answers:
 
-* the whole learning curve on both test sets and on the test points inside the rare
-  region (problems with one);
+* the whole learning curve on both test sets and on a third, the **rare** region (the
+  points of a dense reference set inside it, the same for every seed; problems with one);
 * simulations to reach several error levels on each metric, set by a rule that cannot be
   tuned: random's median error at the full budget, and 1.5x and 2x that;
 * the error at fixed budgets (a third, two thirds, all of it);
@@ -123,6 +123,19 @@ def coarse_pool(problem: PoolProblem, segments: int, seed: int) -> np.ndarray:
     return np.concatenate(frames)
 
 
+@functools.cache
+def _rare_reference(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """The rare region's test set: the points of a dense reference set (a 150 x 150 grid
+    in 2-D, 30,000 uniform points otherwise) inside it, with their exact values; empty for
+    problems without one. The same for every seed and policy."""
+    problem = _problems()[name]
+    if problem.rare is None:
+        return np.zeros((0, 1)), np.zeros(0)
+    X, F = problem.reference(resolution=150, n_points=30_000)
+    inside = problem.rare(X)
+    return X[inside], F[inside]
+
+
 def _rmse(mean: np.ndarray, truth: np.ndarray) -> float:
     return float(np.sqrt(np.mean((mean - truth) ** 2)))
 
@@ -145,7 +158,7 @@ def run_one(task: tuple[str, str, int, dict[str, Any]]) -> dict[str, Any]:
     keep = np.random.default_rng(0).choice(len(X_ref), size=min(settings["uniform_points"],
                                                                 len(X_ref)), replace=False)
     X_uni, F_uni = X_ref[keep], F_ref[keep]
-    rare_test = problem.rare(X_pool) if problem.rare is not None else np.zeros(0, bool)
+    X_rare, F_rare = _rare_reference(name)
     index_of = {row.tobytes(): i for i, row in enumerate(candidates)}
 
     def label(X: np.ndarray) -> np.ndarray:
@@ -161,9 +174,8 @@ def run_one(task: tuple[str, str, int, dict[str, Any]]) -> dict[str, Any]:
     def on_round(_: int, curve: Any) -> None:
         curves["pool"].append(_rmse(learner.posterior(X_pool).mean, F_pool))
         curves["uniform"].append(_rmse(learner.posterior(X_uni).mean, F_uni))
-        if rare_test.any():
-            curves["rare"].append(_rmse(learner.posterior(X_pool[rare_test]).mean,
-                                        F_pool[rare_test]))
+        if len(X_rare):
+            curves["rare"].append(_rmse(learner.posterior(X_rare).mean, F_rare))
         raw = learner.learner.posterior(candidates)
         scaled = learner.posterior(candidates)
         predicted.append((raw.mean, np.sqrt(raw.variance + raw.noise_variance),
@@ -264,7 +276,10 @@ def summarize(runs: list[dict[str, Any]], settings: dict[str, Any]) -> list[dict
 
 
 def run(mode: str, seeds: int | None = None, problems: tuple[str, ...] = PROBLEM_NAMES,
-        policies: tuple[str, ...] | None = None, processes: int = 2) -> dict[str, Any]:
+        policies: tuple[str, ...] | None = None, processes: int = 2,
+        json_path: Path | None = None) -> dict[str, Any]:
+    """Every (problem, policy, seed) run on a process pool; the result (see the module
+    docstring), also written to ``json_path``: the runs first, then with the summary."""
     settings = dict(SETTINGS[mode])
     if seeds is not None:
         settings["seeds"] = seeds
@@ -285,10 +300,23 @@ def run(mode: str, seeds: int | None = None, problems: tuple[str, ...] = PROBLEM
                   f"({len(runs)}/{len(tasks)}, {time.time() - started:.0f} s)", flush=True)
     from learners.acquisition import default_acquisition
 
-    return {"benchmark": "policies", "mode": mode, "default_policy": repr(default_acquisition()),
-            "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()},
-            "levels": list(LEVELS), "wall_seconds": time.time() - started,
-            "records": summarize(runs, settings), "curves": runs}
+    result = {"benchmark": "policies", "mode": mode,
+              "default_policy": repr(default_acquisition()),
+              "settings": {k: list(v) if isinstance(v, tuple) else v
+                           for k, v in settings.items()},
+              "levels": list(LEVELS), "wall_seconds": time.time() - started,
+              "records": None, "curves": runs}
+    if json_path is not None:  # the runs are kept even if the summary fails
+        _write(json_path, result)
+    result["records"] = summarize(runs, settings)
+    if json_path is not None:
+        _write(json_path, result)
+    return result
+
+
+def _write(path: Path, result: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1) + "\n")
 
 
 def table(result: dict[str, Any]) -> str:
@@ -331,10 +359,7 @@ def main(argv: list[str] | None = None) -> int:
                 _policy(name)
         except ValueError as error:
             parser.error(str(error))
-    result = run(mode, args.seeds, problems, policies, args.processes)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1) + "\n")
+    result = run(mode, args.seeds, problems, policies, args.processes, args.json)
     print(table(result))
     print(f"wall {result['wall_seconds']:.0f} s")
     return 0

@@ -23,13 +23,13 @@ def test_coarse_pool_is_walkers_times_segments_and_deterministic():
 @pytest.mark.slow
 def test_tiny_policies_benchmark_records_match_the_curves(tmp_path):
     out = tmp_path / "policies.json"
-    assert main(["--mode", "tiny", "--problems", "channel,muller_brown", "--json",
+    assert main(["--mode", "tiny", "--problems", "channel4d,muller_brown", "--json",
                  str(out)]) == 0
     result = json.loads(out.read_text())
     settings = SETTINGS["tiny"]
     runs = result["curves"]
     assert {(r["problem"], r["policy"]) for r in runs} == {
-        (p, q) for p in ("channel", "muller_brown") for q in settings["policies"]}
+        (p, q) for p in ("channel4d", "muller_brown") for q in settings["policies"]}
     for r in runs:
         assert r["n_labels"][-1] == settings["budget"]
         assert len(r["pool_rmse"]) == len(r["uniform_rmse"]) == len(r["n_labels"])
@@ -46,7 +46,7 @@ def test_tiny_policies_benchmark_records_match_the_curves(tmp_path):
     assert records == {(r["problem"], r["metric"], r["level"], r["policy"]): r
                        for r in summarize(runs, settings)}
     censored_at = settings["budget"] + settings["batch_size"]
-    for problem in ("channel", "muller_brown"):
+    for problem in ("channel4d", "muller_brown"):
         random_runs = [r for r in runs if r["problem"] == problem and r["policy"] == "random"]
         target = float(np.median([r["pool_rmse"][-1] for r in random_runs]))
         for r in (r for r in runs if r["problem"] == problem):
@@ -57,5 +57,18 @@ def test_tiny_policies_benchmark_records_match_the_curves(tmp_path):
             assert record["per_seed"] == [reached[0] if reached else censored_at]
         assert records[(problem, "pool", "sims_to_1x_random_final "
                         f"({target:.3g})", "random")]["ratio_vs_random"] == 1.0
-    assert ("channel", "discovery", "first_rare_label", "random") in records
+    assert ("channel4d", "discovery", "first_rare_label", "random") in records
     assert ("muller_brown", "discovery", "first_rare_label", "random") not in records
+    rare_runs = [r for r in runs if r["problem"] == "channel4d"]
+    assert all(len(r["rare_rmse"]) == len(r["n_labels"]) for r in rare_runs)
+    assert all(r["rare_rmse"] == [] for r in runs if r["problem"] == "muller_brown")
+
+
+def test_rare_test_set_is_inside_the_rare_region_and_fixed():
+    from apps import landscapes
+    from benchmarks.policies import _rare_reference
+
+    X, F = _rare_reference("channel4d")
+    assert len(X) >= 100 and landscapes.in_rare_region(X, "channel4d").all()
+    np.testing.assert_allclose(F, landscapes.smeared_energy_exact(X, "channel4d"))
+    assert len(_rare_reference("muller_brown")[0]) == 0
