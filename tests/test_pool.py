@@ -7,6 +7,7 @@ from campaign import Promotion
 from learners import ExactGP, PoolCurve, default_learner, pool_loop
 from learners.acquisition import (
     Acquisition,
+    Explore,
     IntegratedVariance,
     MaxVariance,
     Random,
@@ -137,11 +138,12 @@ def test_default_learner_is_a_fresh_default_exact_gp():
     assert first is not second
 
 
-def test_default_acquisition_is_a_fresh_integrated_variance():
+def test_default_acquisition_is_a_fresh_explore_over_integrated_variance():
     first, second = default_acquisition(), default_acquisition()
-    assert isinstance(first, Acquisition) and isinstance(first, IntegratedVariance)
-    assert first is not second
-    assert "IntegratedVariance" in (default_acquisition.__doc__ or "")
+    assert isinstance(first, Acquisition) and isinstance(first, Explore)
+    assert isinstance(first.base, IntegratedVariance) and first.fraction == 0.3
+    assert first is not second and first.base is not second.base
+    assert "Explore" in (default_acquisition.__doc__ or "")
 
 
 def promotion(**changes):
@@ -154,10 +156,10 @@ def test_a_promotion_without_learner_or_acquisition_uses_the_defaults():
     bare = promotion()
     assert isinstance(bare.learner, ExactGP)
     assert bare.learner.get_params() == ExactGP().get_params()
-    assert isinstance(bare.acquisition, IntegratedVariance)
+    assert isinstance(bare.acquisition, Explore)
     explicit_none = promotion(learner=None, acquisition=None)
     assert isinstance(explicit_none.learner, ExactGP)
-    assert isinstance(explicit_none.acquisition, IntegratedVariance)
+    assert isinstance(explicit_none.acquisition, Explore)
     assert promotion().learner is not bare.learner  # never shared between promotions
 
 
