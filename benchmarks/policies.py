@@ -3,6 +3,9 @@
     python -m benchmarks.policies [--quick] [--json PATH] [--seeds N] [--problems a,b]
         [--policies a,b] [--processes 2]
 
+A policy is a registered name (``campaign policies``), ``default``, or a name with one
+numeric parameter: ``explore:fraction=0.5``.
+
 For each problem and seed, coarse walkers (the problem's own coarse app, 4 walkers run
 segment after segment) give a fixed pool of frames; a random part of it is held out as
 the **pool** test set ("where the coarse scale goes"), the problem's reference set is the
@@ -106,9 +109,26 @@ PROBLEM_NAMES = ("muller_brown", "channel", "channel4d", "wells6d")
 
 
 def _policy(name: str) -> Any:
+    """The policy a name stands for: ``default``, a registered name, or
+    ``NAME:param=value`` (one int or float parameter, e.g. ``explore:fraction=0.5``)."""
     from learners.acquisition import acquisition_by_name, default_acquisition
 
-    return default_acquisition() if name == "default" else acquisition_by_name(name)
+    if name == "default":
+        return default_acquisition()
+    base, _, param = name.partition(":")
+    if not param:
+        return acquisition_by_name(base)
+    key, equals, value = param.partition("=")
+    try:
+        number: float | None = int(value) if value.lstrip("-").isdigit() else float(value)
+    except ValueError:
+        number = None
+    if not (key and equals) or number is None:
+        raise ValueError(f"policy {name!r}: write NAME:param=number, e.g. explore:fraction=0.5")
+    try:
+        return acquisition_by_name(base, **{key: number})
+    except TypeError as error:
+        raise ValueError(f"policy {name!r}: {error}") from None
 
 
 def coarse_pool(problem: PoolProblem, segments: int, seed: int) -> np.ndarray:

@@ -72,3 +72,16 @@ def test_rare_test_set_is_inside_the_rare_region_and_fixed():
     assert len(X) >= 100 and landscapes.in_rare_region(X, "channel4d").all()
     np.testing.assert_allclose(F, landscapes.smeared_energy_exact(X, "channel4d"))
     assert len(_rare_reference("muller_brown")[0]) == 0
+
+
+def test_a_policy_name_can_carry_one_numeric_parameter():
+    from benchmarks.policies import _policy
+    from learners.acquisition import Explore, IntegratedVariance
+
+    policy = _policy("explore:fraction=0.5")
+    assert isinstance(policy, Explore) and policy.fraction == 0.5
+    assert isinstance(_policy("integrated_variance"), IntegratedVariance)
+    assert _policy("integrated_variance:n_reference=256").n_reference == 256
+    for bad in ("explore:fraction", "explore:fraction=half", "explore:speed=2"):
+        with pytest.raises(ValueError, match="explore"):
+            _policy(bad)
