@@ -279,21 +279,22 @@ class Ledger:
     def commit(self, scale: str, committed_rows: int, outcomes: Iterable[TaskOutcome]) -> None:
         """Record the committed row count of ``scale`` and the outcomes of the tasks
         whose rows were just written, in one transaction."""
-        with self.transaction() as db:
+        outcomes = list(outcomes)
+        for outcome in outcomes:
+            if outcome.status not in TASK_STATUSES:
+                raise ValueError(f"unknown task status {outcome.status!r}")
+        with self.transaction() as db:  # executemany: one statement per table, not per row
             db.execute("INSERT OR REPLACE INTO committed VALUES (?, ?)", (scale, committed_rows))
-            for outcome in outcomes:
-                if outcome.status not in TASK_STATUSES:
-                    raise ValueError(f"unknown task status {outcome.status!r}")
-                db.execute(
-                    # a done task keeps the reason of its last failed attempt, if any
-                    "UPDATE tasks SET status = ?, started = ?, ended = ?, rows = ?, "
-                    "reason = COALESCE(?, reason) WHERE task_id = ?",
-                    (outcome.status, outcome.started, outcome.ended, outcome.rows,
-                     outcome.reason, outcome.task_id),
-                )
-                _insert_attempt(db, Attempt(outcome.task_id, outcome.attempt,
-                                            outcome.submitted, outcome.started, outcome.ended,
-                                            outcome.worker, outcome.status, outcome.reason))
+            db.executemany(
+                # a done task keeps the reason of its last failed attempt, if any
+                "UPDATE tasks SET status = ?, started = ?, ended = ?, rows = ?, "
+                "reason = COALESCE(?, reason) WHERE task_id = ?",
+                [(o.status, o.started, o.ended, o.rows, o.reason, o.task_id)
+                 for o in outcomes])
+            db.executemany(
+                "INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(o.task_id, o.attempt, o.submitted, o.started, o.ended, o.worker, o.status,
+                  o.reason) for o in outcomes])
 
     def committed_rows(self, scale: str) -> int:
         row = self._db.execute("SELECT rows FROM committed WHERE scale = ?", (scale,)).fetchone()
