@@ -65,7 +65,12 @@ the engine's ``async`` or ``rounds``, or what a record varies):
    first model (by ``fit_ended``) with ``reference_rmse <= target``: seconds from the
    first task's submission to that fit's end, and its ``n_train`` (fine simulations).
    A run that never reaches it reports its totals with ``reached: false`` (lower bounds).
-6. **Colmena**: compared only if ``import colmena`` works (reported as not installed).
+6. **Colmena** (``pip install -e .[bench]``; reported as not installed otherwise): the
+   no-op workload through a Colmena thinker (``ResourceCounter`` of 4 slots per worker,
+   the engine's default in-flight count, a ``task_submitter`` and a ``result_processor``
+   agent) and ``ParslTaskServer`` on the same site config, throughput by the same
+   differencing, against raw Parsl measured in this part; round trip with one slot. The
+   utilization workload is not run through Colmena.
 
 Goals are printed next to the figures; nothing is tuned to meet them. Timings depend on
 what else runs on the machine: the JSON records the load average before and after.
@@ -73,6 +78,7 @@ what else runs on the machine: the JSON records the load average before and afte
 Usage::
 
     python -m benchmarks.throughput [--quick] [--json PATH] [--parts a,b] [--workdir DIR]
+        [--sizes N,N]
 
 ``--quick`` (~6 min on an idle 2-core machine, far longer when it is shared): 10^3 tasks
 only (1 ms sleep tasks in async mode only, no sweep), 200 tasks per utilization scale,
@@ -760,13 +766,114 @@ def time_to_quality(spec: Any, *, workdir: Path, site: str = "local",
 
 
 # -- 6: Colmena --------------------------------------------------------------------------
+def colmena_noop(seed: int) -> dict[str, Any]:
+    """The overhead part's no-op as a Colmena method: ``run_app`` on the worker, as raw
+    Parsl runs it."""
+    from campaign.task import run_app
+
+    return run_app(noop_app, np.zeros(1), seed, {})
+
+
+def colmena_run(n: int, *, workdir: Path, in_flight: int, site: str = "local",
+                site_params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``n`` no-op tasks through a Colmena thinker (a ``ResourceCounter`` of ``in_flight``
+    slots, a ``task_submitter`` and a ``result_processor`` agent, Colmena's own pattern)
+    and a ``ParslTaskServer`` on the same site config; timed like :func:`raw_run`. The
+    task server is its own process: ``cpu`` is the thinker's process only."""
+    from colmena.queue.python import PipeQueues
+    from colmena.task_server.parsl import ParslTaskServer
+    from colmena.thinker import BaseThinker, ResourceCounter, result_processor, task_submitter
+
+    from site_configs import get_config
+
+    class NoopThinker(BaseThinker):  # type: ignore[misc]
+        def __init__(self, queues: Any) -> None:
+            super().__init__(queues, ResourceCounter(in_flight), logger_name="colmena.bench")
+            self.submitted: list[float] = []
+            self.received: list[float] = []
+
+        @task_submitter()  # type: ignore[misc]
+        def submit(self) -> None:
+            if len(self.submitted) < n:  # past n the slot is kept: nothing left to send
+                self.submitted.append(time.time())
+                self.queues.send_inputs(len(self.submitted), method="colmena_noop")
+
+        @result_processor()  # type: ignore[misc]
+        def collect(self, result: Any) -> None:
+            if not result.success:
+                raise RuntimeError(f"colmena task failed: {result.failure_info}")
+            self.received.append(time.time())
+            self.rec.release()
+            if len(self.received) == n:
+                self.done.set()
+
+    _put_interpreter_on_path()
+    run_dir = Path(tempfile.mkdtemp(prefix="colmena-", dir=workdir))
+    try:
+        with measured() as cost:
+            config = get_config(site, scales=["w"], run_dir=str(run_dir),
+                                **(site_params or {"workers_per_scale": 2}))
+            queues = PipeQueues(serialization_method="pickle", keep_inputs=False)
+            server = ParslTaskServer([(colmena_noop, {"executors": ["sim-w"]})], queues,
+                                     config)
+            server.start()
+            try:
+                thinker = NoopThinker(queues)
+                thinker.start()
+                thinker.join()
+            finally:
+                queues.send_kill_signal()
+                server.join(timeout=60)
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    if len(thinker.received) != n:
+        raise RuntimeError(f"colmena returned {len(thinker.received)} of {n} results")
+    return {"n": n, **cost, "steady": steady_rate(thinker.received),
+            "submitted": thinker.submitted}
+
+
+def colmena_records(sizes: Sequence[int], *, workdir: Path, round_trips: int = ROUND_TRIPS,
+                    site: str = "local", site_params: dict[str, Any] | None = None
+                    ) -> list[dict[str, Any]]:
+    """No-op throughput (marginal, as the engine's) and round trip (1 slot, the median gap
+    between consecutive submissions after the first few) through Colmena, each against
+    raw Parsl measured in this part on the same site config."""
+    from campaign.engine import IN_FLIGHT_PER_WORKER
+
+    params = site_params or {"workers_per_scale": 2}
+    workers = int(params.get("workers_per_scale", params.get("max_threads", 1)))
+    on_site = {"site": site, "site_params": params}
+    records = []
+    for n in sizes:
+        raw = marginal_pair(lambda m: raw_run(m, workdir=workdir, **on_site), n)
+        pair = marginal_pair(lambda m: colmena_run(
+            m, workdir=workdir, in_flight=IN_FLIGHT_PER_WORKER * workers, **on_site), n)
+        logger.info("colmena noop n=%d: %.0f tasks/s (raw %.0f)", n, pair["rate"], raw["rate"])
+        records.append(record("throughput_noop", "colmena", n, pair["rate"], raw["rate"],
+                              "tasks/s", in_flight=IN_FLIGHT_PER_WORKER * workers,
+                              method=pair["method"], baseline_method=raw["method"],
+                              note="baseline: raw Parsl, measured in the Colmena part"))
+    trip_run = colmena_run(round_trips + ROUND_TRIP_SKIP + 1, workdir=workdir, in_flight=1,
+                           **on_site)
+    trip = float(np.median(np.diff(sorted(trip_run["submitted"]))[ROUND_TRIP_SKIP:]))
+    raw_trip = raw_round_trip(round_trips, workdir=workdir, **on_site)
+    records.append(record("round_trip", "colmena", 1, trip, raw_trip, "s",
+                          samples=round_trips, note="baseline: raw Parsl"))
+    return records
+
+
 def colmena_status() -> dict[str, Any]:
     try:
-        import colmena  # noqa: F401
+        import colmena
     except ImportError:
-        return {"installed": False, "note": "not installed: no comparison"}
-    return {"installed": True,
-            "note": "installed, but this benchmark has no Colmena thinker: not compared"}
+        return {"installed": False, "note": "not installed (pip install -e .[bench]): "
+                                            "no comparison"}
+    from importlib.metadata import version
+
+    del colmena
+    return {"installed": True, "version": version("colmena"),
+            "note": f"colmena {version('colmena')}: no-op throughput and round trip "
+                    "(mode 'colmena'); the utilization workload is not run through it"}
 
 
 # -- the whole benchmark ---------------------------------------------------------------
@@ -775,17 +882,23 @@ def settings(quick: bool) -> dict[str, Any]:
         return {"sizes": {"async": [1000], "rounds": [1000]},
                 "sleep_sizes": {"async": [1000]}, "sweep_size": None,
                 "utilization_tasks": 200, "ingest": [(100, 50), (10_000, 3)],
-                "fine_budget": 40}
+                "fine_budget": 40, "colmena_sizes": [1000]}
     return {"sizes": {"async": [1000, 10_000, 100_000], "rounds": [1000, 10_000]},
             "sleep_sizes": {"async": [1000, 10_000], "rounds": [1000, 10_000]},
             "sweep_size": 10_000, "utilization_tasks": 400,
-            "ingest": [(100, 1000), (10_000, 20)], "fine_budget": None}
+            "ingest": [(100, 1000), (10_000, 20)], "fine_budget": None,
+            "colmena_sizes": [1000, 10_000]}
 
 
-def run(quick: bool, *, parts: Sequence[str] = PARTS, workdir: Path | None = None
-        ) -> dict[str, Any]:
-    """Every part of the benchmark in this process; the report (records and details)."""
+def run(quick: bool, *, parts: Sequence[str] = PARTS, workdir: Path | None = None,
+        sizes: Sequence[int] | None = None) -> dict[str, Any]:
+    """Every part of the benchmark in this process; the report (records and details).
+    ``sizes``: the no-op sizes of the overhead part (async mode only, no 1 ms tasks) and
+    of the Colmena part, instead of the mode's."""
     chosen = settings(quick)
+    if sizes:
+        chosen.update(sizes={"async": list(sizes)}, sleep_sizes={}, sweep_size=None,
+                      colmena_sizes=list(sizes))
     started = time.time()
     load_before = os.getloadavg()
     records: list[dict[str, Any]] = []
@@ -819,6 +932,11 @@ def run(quick: bool, *, parts: Sequence[str] = PARTS, workdir: Path | None = Non
             found, details["quality"] = time_to_quality(spec, workdir=folder)
             records += found
     colmena = colmena_status() if "colmena" in parts else None
+    if colmena is not None and colmena["installed"]:
+        with tempfile.TemporaryDirectory(prefix="throughput-colmena-") as scratch:
+            folder = Path(workdir or scratch)
+            folder.mkdir(parents=True, exist_ok=True)
+            records += colmena_records(chosen["colmena_sizes"], workdir=folder)
     return {"benchmark": "throughput", "quick": quick, "records": records,
             "colmena": colmena, "details": details, "goals": GOALS,
             "machine": {"cpus": os.cpu_count(), "load_before": load_before,
@@ -900,13 +1018,21 @@ def main(argv: list[str] | None = None) -> None:
                         help=f"comma-separated subset of {','.join(PARTS)}")
     parser.add_argument("--workdir", type=Path, help="run directories here (default: a "
                         "temporary folder); each run's folder is removed after it")
+    parser.add_argument("--sizes", help="comma-separated no-op task counts for the overhead "
+                        "(async only) and Colmena parts, e.g. 10000")
     args = parser.parse_args(argv)
+    try:
+        sizes = [int(n) for n in args.sizes.split(",")] if args.sizes else None
+    except ValueError:
+        parser.error(f"--sizes takes comma-separated integers, got {args.sizes!r}")
+    if sizes and min(sizes) < 4:
+        parser.error("--sizes: each run is also made at half its size: use 4 or more")
     parts = [p for p in args.parts.split(",") if p]
     unknown = sorted(set(parts) - set(PARTS))
     if unknown:
         parser.error(f"unknown parts {unknown}; choose from {', '.join(PARTS)}")
     quiet_logging()
-    report = run(args.quick, parts=parts, workdir=args.workdir)
+    report = run(args.quick, parts=parts, workdir=args.workdir, sizes=sizes)
     print(table(report))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

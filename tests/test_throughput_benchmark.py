@@ -110,3 +110,18 @@ def test_benchmark_pieces_produce_well_formed_records(tmp_path):
                           "load_after": (0.0, 0.0, 0.0)}}
     text = throughput.table(report)
     assert "throughput_noop" in text and "colmena" in text and "goal" in text
+
+
+@pytest.mark.slow
+def test_colmena_side_by_side_records(tmp_path):
+    """Only where Colmena is installed (``pip install -e .[bench]``; ``make test`` does
+    not install it, so there this test is skipped)."""
+    pytest.importorskip("colmena")
+    records = throughput.colmena_records([40], workdir=tmp_path, round_trips=3,
+                                         site="threads", site_params=THREADS)
+    check_records(records)
+    assert {(r["metric"], r["mode"]) for r in records} == {("throughput_noop", "colmena"),
+                                                           ("round_trip", "colmena")}
+    assert all(r["value"] > 0 for r in records)
+    assert throughput.colmena_status()["installed"]
+    assert list(tmp_path.iterdir()) == []
