@@ -267,6 +267,11 @@ def measured() -> Iterator[dict[str, float]]:
     out["rss_mib"] = rss.mib
 
 
+def _workers(site_params: dict[str, Any]) -> int:
+    """Workers per scale that a site's parameters ask for (HTEX or threads)."""
+    return int(site_params.get("workers_per_scale", site_params.get("max_threads", 1)))
+
+
 def _put_interpreter_on_path() -> None:
     bin_dir = os.path.dirname(sys.executable)
     if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
@@ -347,7 +352,7 @@ def raw_round_trip(count: int, *, workdir: Path, site: str = "local",
     _put_interpreter_on_path()
     run_dir = Path(tempfile.mkdtemp(prefix="raw-rt-", dir=workdir))
     params = site_params or {"workers_per_scale": 2}
-    workers = int(params.get("workers_per_scale", params.get("max_threads", 1)))
+    workers = _workers(params)
     try:
         dfk = parsl.load(get_config(site, scales=["w"], run_dir=str(run_dir), **params))
         try:
@@ -841,7 +846,7 @@ def colmena_records(sizes: Sequence[int], *, workdir: Path, round_trips: int = R
     from campaign.engine import IN_FLIGHT_PER_WORKER
 
     params = site_params or {"workers_per_scale": 2}
-    workers = int(params.get("workers_per_scale", params.get("max_threads", 1)))
+    workers = _workers(params)
     on_site = {"site": site, "site_params": params}
     records = []
     for n in sizes:
@@ -863,16 +868,15 @@ def colmena_records(sizes: Sequence[int], *, workdir: Path, round_trips: int = R
 
 
 def colmena_status() -> dict[str, Any]:
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
-        import colmena
-    except ImportError:
+        installed = version("colmena")
+    except PackageNotFoundError:
         return {"installed": False, "note": "not installed (pip install -e .[bench]): "
                                             "no comparison"}
-    from importlib.metadata import version
-
-    del colmena
-    return {"installed": True, "version": version("colmena"),
-            "note": f"colmena {version('colmena')}: no-op throughput and round trip "
+    return {"installed": True, "version": installed,
+            "note": f"colmena {installed}: no-op throughput and round trip "
                     "(mode 'colmena'); the utilization workload is not run through it"}
 
 
@@ -931,11 +935,8 @@ def run(quick: bool, *, parts: Sequence[str] = PARTS, workdir: Path | None = Non
                 spec = spec.model_copy(update={"budget": Budget(fine=fine, coarse=coarse)})
             found, details["quality"] = time_to_quality(spec, workdir=folder)
             records += found
-    colmena = colmena_status() if "colmena" in parts else None
-    if colmena is not None and colmena["installed"]:
-        with tempfile.TemporaryDirectory(prefix="throughput-colmena-") as scratch:
-            folder = Path(workdir or scratch)
-            folder.mkdir(parents=True, exist_ok=True)
+        colmena = colmena_status() if "colmena" in parts else None
+        if colmena is not None and colmena["installed"]:
             records += colmena_records(chosen["colmena_sizes"], workdir=folder)
     return {"benchmark": "throughput", "quick": quick, "records": records,
             "colmena": colmena, "details": details, "goals": GOALS,

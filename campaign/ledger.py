@@ -102,10 +102,10 @@ class Attempt:
     reason: str | None = None
 
 
-def _insert_attempt(db: sqlite3.Connection, attempt: Attempt) -> None:
-    db.execute("INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-               (attempt.task_id, attempt.attempt, attempt.submitted, attempt.started,
-                attempt.ended, attempt.worker, attempt.outcome, attempt.reason))
+def _insert_attempts(db: sqlite3.Connection, attempts: Iterable[Attempt]) -> None:
+    db.executemany("INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                   [(a.task_id, a.attempt, a.submitted, a.started, a.ended, a.worker,
+                     a.outcome, a.reason) for a in attempts])
 
 
 @dataclass(frozen=True)
@@ -252,7 +252,7 @@ class Ledger:
         attempt for the timeline); returns the new attempt number."""
         with self.transaction() as db:
             if failed is not None:
-                _insert_attempt(db, failed)
+                _insert_attempts(db, [failed])
             db.execute("UPDATE tasks SET attempts = attempts + 1, seed = ?, reason = ? "
                        "WHERE task_id = ?", (seed, reason, task_id))
             return int(db.execute("SELECT attempts FROM tasks WHERE task_id = ?",
@@ -291,10 +291,9 @@ class Ledger:
                 "reason = COALESCE(?, reason) WHERE task_id = ?",
                 [(o.status, o.started, o.ended, o.rows, o.reason, o.task_id)
                  for o in outcomes])
-            db.executemany(
-                "INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(o.task_id, o.attempt, o.submitted, o.started, o.ended, o.worker, o.status,
-                  o.reason) for o in outcomes])
+            _insert_attempts(db, [Attempt(o.task_id, o.attempt, o.submitted, o.started,
+                                          o.ended, o.worker, o.status, o.reason)
+                                  for o in outcomes])
 
     def committed_rows(self, scale: str) -> int:
         row = self._db.execute("SELECT rows FROM committed WHERE scale = ?", (scale,)).fetchone()
