@@ -35,6 +35,7 @@ the engine's ``async`` or ``rounds``, or what a record varies):
    baseline raw Parsl at the same ``n``. Growth: engine CPU per task at the largest size
    over the same at 10^3 (not in ``--quick``, which has one size).
 3. **Utilization** (``utilization``, ``utilization_after_warmup``, ``makespan``,
+   ``ideal_schedule_utilization``,
    ``campaign_makespan``). ``workers_per_scale=16`` on ``local``: a two-scale campaign,
    32 coarse walkers of sleep tasks that return 1-2 rows of 2-D positions (a random step
    on the Müller-Brown landscape) and a fine scale of sleep tasks returning the energy
@@ -47,8 +48,13 @@ the engine's ``async`` or ``rounds``, or what a record varies):
    worker first imports the ``campaign`` package, torch included, when it unpickles its
    first task: seconds per worker, and 33 workers share the cores); ideal = the greedy
    list schedule of the same durations, in submission order, on 16
-   workers with zero overhead. ``campaign_makespan``: first submission to last end,
-   async over rounds.
+   workers with zero overhead; ``ideal_schedule_utilization`` is that schedule's
+   utilization (busy / (16 x ideal makespan)), the ceiling any engine could reach with
+   these durations: the tail of the last tasks keeps it below 1. Three variants
+   (``VARIANTS``): ``async`` (a model chooses one batch), ``async+keep_busy``
+   (``Promotion(keep_busy=True)``: the current model chooses again, conditioned on the
+   pending rows, into every free slot of the fine scale) and ``rounds``.
+   ``campaign_makespan``: first submission to last end, each async variant over rounds.
 4. **Ingest** (``ingest_rows_per_s``, ``durability_window``). ``Store.commit`` of batches
    of 100 and 10,000 rows (x (n, 2) float64, one output, the six meta columns the engine
    writes) into a fresh run directory with its ``Ledger``; ``+tasks`` variants also
@@ -60,7 +66,7 @@ the engine's ``async`` or ``rounds``, or what a record varies):
 5. **Time to quality** (``time_to_target``, ``sims_to_target``). The built-in
    Müller-Brown demo (``examples/muller_brown.py``, ``Budget(fine=120, coarse=64)``;
    ``--quick``: both scaled by 40/120, ``Budget(fine=40, coarse=21)``) on
-   ``local``, rounds mode first, then async. Target fixed before the runs: 1.5 x the
+   ``local``, rounds mode first, then ``async`` and ``async+keep_busy``. Target fixed before the runs: 1.5 x the
    rounds-mode run's final reference RMSE. From ``Ledger.rounds("coarse-to-fine")``: the
    first model (by ``fit_ended``) with ``reference_rmse <= target``: seconds from the
    first task's submission to that fit's end, and its ``n_train`` (fine simulations).
@@ -124,6 +130,9 @@ UTILIZATION_WORKERS = 16
 UTILIZATION_WALKERS = 32
 UTILIZATION_BATCH = 32
 TARGET_FACTOR = 1.5
+# what the utilization and quality parts compare: (engine mode, Promotion.keep_busy)
+VARIANTS = {"async": ("async", False), "async+keep_busy": ("async", True),
+            "rounds": ("rounds", False)}
 RSS_PERIOD = 0.1
 
 GOALS = {
@@ -488,7 +497,8 @@ def marginal_pair(run: Callable[[int], dict[str, Any]], n: int) -> dict[str, Any
 
 # -- 3: utilization ------------------------------------------------------------------
 def utilization_spec(n: int, mode: str, *, batch: int = UTILIZATION_BATCH,
-                     walkers: int = UTILIZATION_WALKERS, duration_scale: float = 1.0) -> Any:
+                     walkers: int = UTILIZATION_WALKERS, duration_scale: float = 1.0,
+                     keep_busy: bool = False) -> Any:
     """Two scales of heavy-tailed sleep tasks with a GP retrained in the loop."""
     from apps import toy
     from campaign import Budget, Campaign, Promotion, Scale
@@ -504,7 +514,7 @@ def utilization_spec(n: int, mode: str, *, batch: int = UTILIZATION_BATCH,
         promotions=[Promotion(source="coarse", target="fine", features=toy.positions,
                               learner=ExactGP(restarts=1, iterations=60),
                               acquisition=MaxVariance(), batch_size=batch,
-                              quantity="energy")],
+                              quantity="energy", keep_busy=keep_busy)],
         budget=Budget(coarse=n, fine=n), seed=0, mode=mode)
 
 
@@ -551,7 +561,8 @@ def schedule_figures(attempts: list[dict[str, Any]], workers: int) -> dict[str, 
             "warmup_seconds": max(by_worker.values()) - first,
             "worker_first_starts": sorted(start - first for start in by_worker.values()),
             "workers_seen": len(by_worker),
-            "ideal_makespan": ideal, "lower_bound": max(busy / workers, max(durations))}
+            "ideal_makespan": ideal, "ideal_utilization": busy / (workers * ideal),
+            "lower_bound": max(busy / workers, max(durations))}
 
 
 def utilization(n: int, *, workdir: Path, site: str = "local",
@@ -559,16 +570,17 @@ def utilization(n: int, *, workdir: Path, site: str = "local",
                 workers: int = UTILIZATION_WORKERS, batch: int = UTILIZATION_BATCH,
                 walkers: int = UTILIZATION_WALKERS
                 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Utilization and makespan records, async and rounds; also the measured commit lags."""
+    """Utilization and makespan records for each of :data:`VARIANTS`; also the measured
+    commit lags."""
     from campaign.ledger import Ledger
 
     records: list[dict[str, Any]] = []
     details: dict[str, Any] = {}
     spans: dict[str, float] = {}
-    for mode in ("async", "rounds"):
+    for mode, (engine_mode, keep_busy) in VARIANTS.items():
         out = Path(tempfile.mkdtemp(prefix=f"utilization-{mode}-", dir=workdir))
-        spec = utilization_spec(n, mode, batch=batch, walkers=walkers,
-                                duration_scale=duration_scale)
+        spec = utilization_spec(n, engine_mode, batch=batch, walkers=walkers,
+                                duration_scale=duration_scale, keep_busy=keep_busy)
         try:
             with commit_lags() as lags, measured() as cost:
                 summary = spec.run(site=site, out=out, overwrite=True,
@@ -591,25 +603,33 @@ def utilization(n: int, *, workdir: Path, site: str = "local",
             figures = schedule_figures([a for a in attempts if a["scale"] == scale], workers)
             details[mode][scale] = figures
             common = {"scale": scale, "workers": workers}
+            is_async = engine_mode == "async"
             records.append(record("utilization", mode, figures["tasks"],
                                   figures["utilization"], 1.0, "fraction",
-                                  goal=GOALS["utilization"] if mode == "async" else None,
+                                  goal=GOALS["utilization"] if is_async else None,
                                   meets_goal=bool(figures["utilization"] >= 0.95)
-                                  if mode == "async" else None, **common))
+                                  if is_async else None, **common))
+            records.append(record("ideal_schedule_utilization", mode, figures["tasks"],
+                                  figures["ideal_utilization"], 1.0, "fraction",
+                                  note="the same durations list-scheduled with zero "
+                                       "overhead: the most any engine could reach", **common))
             if math.isfinite(figures["utilization_warm"]):
                 records.append(record("utilization_after_warmup", mode, figures["tasks"],
                                       figures["utilization_warm"], 1.0, "fraction",
                                       warmup_seconds=figures["warmup_seconds"], **common))
             records.append(record("makespan", mode, figures["tasks"], figures["makespan"],
                                   figures["ideal_makespan"], "s",
-                                  goal=GOALS["makespan"] if mode == "async" else None,
+                                  goal=GOALS["makespan"] if is_async else None,
                                   meets_goal=bool(figures["makespan"]
                                                   <= 1.05 * figures["ideal_makespan"])
-                                  if mode == "async" else None, **common))
-    tasks = sum(r["n_tasks"] for r in records if r["metric"] == "makespan"
-                and r["mode"] == "async")
-    records.append(record("campaign_makespan", "async", tasks, spans["async"], spans["rounds"],
-                          "s", note="first submission to last end; baseline: rounds mode"))
+                                  if is_async else None, **common))
+    for mode in VARIANTS:
+        if mode == "rounds":
+            continue
+        tasks = sum(r["n_tasks"] for r in records if r["metric"] == "makespan"
+                    and r["mode"] == mode)
+        records.append(record("campaign_makespan", mode, tasks, spans[mode], spans["rounds"],
+                              "s", note="first submission to last end; baseline: rounds mode"))
     return records, details
 
 
@@ -734,14 +754,18 @@ def reach(curve: dict[str, Any], target: float) -> dict[str, Any]:
 def time_to_quality(spec: Any, *, workdir: Path, site: str = "local",
                     site_params: dict[str, Any] | None = None
                     ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Rounds first (it fixes the target), then async, same spec, same site."""
+    """Rounds first (it fixes the target), then each async variant of :data:`VARIANTS`,
+    same spec, same site."""
     promotion = spec.promotions[0].name
     curves: dict[str, dict[str, Any]] = {}
-    for mode in ("rounds", "async"):
+    for mode in ("rounds", *(m for m in VARIANTS if m != "rounds")):
+        engine_mode, keep_busy = VARIANTS[mode]
+        promotions = [p.model_copy(update={"keep_busy": keep_busy}) for p in spec.promotions]
         out = Path(tempfile.mkdtemp(prefix=f"quality-{mode}-", dir=workdir))
         try:
             with measured() as cost:
-                summary = spec.model_copy(update={"mode": mode}).run(
+                summary = spec.model_copy(update={"mode": engine_mode,
+                                                  "promotions": promotions}).run(
                     site=site, out=out, overwrite=True, **(site_params or {}))
             curves[mode] = quality_curve(out, promotion)
             curves[mode].update(wall=cost["wall"], stop_reason=summary.stop_reason,
@@ -753,20 +777,24 @@ def time_to_quality(spec: Any, *, workdir: Path, site: str = "local",
     target = TARGET_FACTOR * curves["rounds"]["final_rmse"]
     hit = {mode: reach(curves[mode], target) for mode in curves}
     n = spec.budget.tasks.get(spec.promotions[0].target, 0)
-    extra = {"target_rmse": target, "reached": hit["async"]["reached"],
-             "baseline_reached": hit["rounds"]["reached"]}
-    records = [
-        record("time_to_target", "async", n, hit["async"]["seconds"], hit["rounds"]["seconds"],
-               "s", goal=GOALS["time_to_target"],
-               meets_goal=bool(hit["async"]["seconds"] < hit["rounds"]["seconds"]), **extra),
-        record("sims_to_target", "async", n, hit["async"]["sims"], hit["rounds"]["sims"],
-               "fine sims", goal=GOALS["sims_to_target"],
-               meets_goal=bool(hit["async"]["sims"] <= 1.1 * hit["rounds"]["sims"]), **extra),
-        record("final_reference_rmse", "async", n, curves["async"]["final_rmse"],
-               curves["rounds"]["final_rmse"], "energy"),
-        record("quality_run_wall", "async", n, curves["async"]["wall"],
-               curves["rounds"]["wall"], "s", note="whole Campaign.run, start-up included"),
-    ]
+    records = []
+    for mode in curves:
+        if mode == "rounds":
+            continue
+        extra = {"target_rmse": target, "reached": hit[mode]["reached"],
+                 "baseline_reached": hit["rounds"]["reached"]}
+        records += [
+            record("time_to_target", mode, n, hit[mode]["seconds"], hit["rounds"]["seconds"],
+                   "s", goal=GOALS["time_to_target"],
+                   meets_goal=bool(hit[mode]["seconds"] < hit["rounds"]["seconds"]), **extra),
+            record("sims_to_target", mode, n, hit[mode]["sims"], hit["rounds"]["sims"],
+                   "fine sims", goal=GOALS["sims_to_target"],
+                   meets_goal=bool(hit[mode]["sims"] <= 1.1 * hit["rounds"]["sims"]), **extra),
+            record("final_reference_rmse", mode, n, curves[mode]["final_rmse"],
+                   curves["rounds"]["final_rmse"], "energy"),
+            record("quality_run_wall", mode, n, curves[mode]["wall"],
+                   curves["rounds"]["wall"], "s", note="whole Campaign.run, start-up included"),
+        ]
     return records, {"target_rmse": target, "runs": curves, "reach": hit}
 
 
@@ -970,7 +998,7 @@ def table(report: dict[str, Any]) -> str:
         if goal and r.get("meets_goal") is not None:
             goal += "  [met]" if r["meets_goal"] else "  [NOT met]"
         if r.get("reached") is False:
-            goal += "  (async never reached the target: lower bound)"
+            goal += "  (never reached the target: lower bound)"
         for side, who in (("method", "value"), ("baseline_method", "baseline")):
             if r.get(side, "difference") != "difference":
                 goal += f"  ({who}: {r[side]})"

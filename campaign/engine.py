@@ -28,6 +28,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import copy
+import functools
 import logging
 import threading
 import time
@@ -85,6 +86,7 @@ DEADLINE_MULTIPLE = 10.0  # without a timeout: x the longest duration seen ...
 DEADLINE_MIN = 60.0  # ... and never less than this
 DEADLINE_OBSERVED = 3  # durations seen before a derived deadline applies
 FAILURE_STREAK = 20  # quarantined tasks in a row that stop a campaign
+WARM_UP_POINTS = 8  # random 2-D points a learner's warm-up fit sees (campaign.task.warm_learner)
 
 
 class FitAbandonedError(Exception):
@@ -211,6 +213,7 @@ class Engine:
         self.in_flight_by_scale: collections.Counter[str] = collections.Counter()
         self.buffer = CommitBuffer(self.store, self._on_commit, ordered=self.mode == "rounds")
         self.refreshed_params: dict[str, dict[str, Any]] = {}
+        self.warmups = {p.name: self._warm_up(p) for p in self.state.promotions}
         self.max_in_flight = {
             scale.name: scale.max_in_flight
             or IN_FLIGHT_PER_WORKER * self.parsl.workers[scale.name]
@@ -567,11 +570,28 @@ class Engine:
                          list(chosen))
 
     # -- fits ------------------------------------------------------------------------
+    def _warm_up(self, promotion_state: PromotionState) -> concurrent.futures.Future[Any]:
+        """At launch: fit a copy of the learner on a few random points on the ``train``
+        executor, so the first real fit finds a warm worker (imports and first-call
+        set-up done: ``campaign.task.warm_learner``). Nobody waits for it but the first
+        rounds-mode fit; a failure is logged, never raised."""
+        X = np.random.default_rng(self.spec.seed).normal(size=(WARM_UP_POINTS, 2))
+        future = self.parsl.warm_app(copy.deepcopy(promotion_state.learner), X, self.spec.seed)
+        future.add_done_callback(functools.partial(_warmed, promotion_state.name))
+        return future
+
     def _fit_now(self, promotion_state: PromotionState, X: np.ndarray, y: np.ndarray,
                  before_round: int | None = None) -> Any:
         """Fit a copy of the learner on the train executor and wait for it (a second
         stop signal abandons the wait). Refittable features are refitted in the same job
-        (on source rows of rounds before ``before_round`` when given)."""
+        (on source rows of rounds before ``before_round`` when given). A warm-up fit
+        still running is waited for first: two fits at once on a thread executor would
+        share torch's global seed, and rounds mode replays exactly."""
+        warming = self.warmups.pop(promotion_state.name, None)
+        while warming is not None and not warming.done():
+            if self.stop.stop_now:
+                raise FitAbandonedError
+            concurrent.futures.wait([warming], timeout=POLL_SECONDS)
         if promotion_state.promotion.refits_features:
             fitting = self._submit_refit(promotion_state, before_round)
         else:
@@ -993,22 +1013,26 @@ class Engine:
         if left == 0 or free <= 0:
             return
         if not promotion_state.fitted:
-            # the seed design, once: then wait for the first model
+            # the seed design, once: then wait for the first model (``keep_busy``: go on
+            # choosing at random into free slots until it arrives)
             fitting = any(state is promotion_state for state, _ in self.fits.values())
             if promotion_state.pending or promotion_state.train_rows or fitting:
-                return
-            # from a pool that every walker has added to, not the first rows to arrive
-            walkers = len(source.walkers)
-            if source.tasks.get("done", 0) < walkers or (
-                    source.committed_rows < promotion.seed_design_size):
-                return
-            k = promotion.seed_design_size
+                if not promotion.keep_busy:
+                    return
+                k = min(promotion.batch_size, free)
+            else:
+                # from a pool that every walker has added to, not the first rows to arrive
+                walkers = len(source.walkers)
+                if source.tasks.get("done", 0) < walkers or (
+                        source.committed_rows < promotion.seed_design_size):
+                    return
+                k = promotion.seed_design_size
         else:
             # one model chooses at most one batch. Measured on the demo: allowing a
             # batch plus one queue (4) more per model spent the budget on stale picks
             # (reference RMSE 0.54 vs 0.37 at 120 fine sims, same coarse pool) when
             # simulations are faster than fits; slower simulations keep the queue full
-            # while the next fit runs
+            # while the next fit runs. ``keep_busy`` chooses again into every free slot
             allowed = promotion.batch_size
             chosen = self.chosen_by_model.get(promotion_state.name, (None, 0))
             used = chosen[1] if chosen[0] == promotion_state.generation else 0
@@ -1020,9 +1044,12 @@ class Engine:
                 # its whole batch was quarantined: no result will bring a new model
                 used = 0
                 self.chosen_by_model[promotion_state.name] = (promotion_state.generation, 0)
-            if used >= allowed:
+            if promotion.keep_busy:
+                k = min(promotion.batch_size, free)
+            elif used >= allowed:
                 return
-            k = min(promotion.batch_size, free, allowed - used)
+            else:
+                k = min(promotion.batch_size, free, allowed - used)
         if left is not None:
             k = min(k, left)
         index = self.state.promotions.index(promotion_state)
@@ -1432,6 +1459,20 @@ def _progress_parts(snapshot: dict[str, Any]) -> list[str]:
         parts.append(f"budget {100 * used['fraction']:.0f}% used ({used['what']}), "
                      f"~{left:.0f} s left")
     return parts
+
+
+def _warmed(name: str, future: concurrent.futures.Future[Any]) -> None:
+    try:
+        result = future.result()
+    except Exception as error:  # the train executor went away: the real fit will say so
+        logger.debug("%s: warm-up fit did not run (%s)", name, error)
+        return
+    if result["problem"]:
+        logger.debug("%s: warm-up fit on random targets failed (%s); no harm done", name,
+                    result["problem"])
+    else:
+        logger.debug("%s: warm-up fit took %.2f s (ended %.3f)", name, result["seconds"],
+                     result["ended"])
 
 
 def _number(value: Any, kind: type) -> Any:

@@ -153,7 +153,7 @@ class ParslSession:
         import parsl
         from parsl.app.app import python_app
 
-        from campaign.task import fit_features_and_learner, fit_learner, run_app
+        from campaign.task import fit_features_and_learner, fit_learner, run_app, warm_learner
 
         put_interpreter_on_path()
         self.dfk = parsl.load(config)
@@ -164,6 +164,7 @@ class ParslSession:
         self.train_app = python_app(fit_learner, executors=["train"], data_flow_kernel=self.dfk)
         self.refit_app = python_app(fit_features_and_learner, executors=["train"],
                                     data_flow_kernel=self.dfk)
+        self.warm_app = python_app(warm_learner, executors=["train"], data_flow_kernel=self.dfk)
         self.workers = {scale.name: executor_workers(self.dfk.executors[scale.executor_label])
                         for scale in spec.scales}
 

@@ -80,6 +80,23 @@ def fit_learner(learner: Any, X: np.ndarray, y: np.ndarray) -> dict[str, Any]:
             "ended": ended, "worker": worker_name(), "host": socket.gethostname()}
 
 
+def warm_learner(learner: Any, X: np.ndarray, seed: int) -> dict[str, Any]:
+    """Fit a copy of ``learner`` on ``X`` with random targets, to warm the train worker:
+    its first fit otherwise pays the imports and first-call set-up (measured for
+    ``ExactGP`` in a fresh process: 2.5 s of imports and a first fit of 1.6 s against
+    0.3 s warm). The fitted copy is thrown away; a failure is returned, not raised."""
+    started = time.time()
+    try:
+        y = np.random.default_rng(seed).normal(size=len(X))
+        learner.fit(np.asarray(X, dtype=np.float64), y)
+        problem = None
+    except Exception as error:  # a warm-up never fails a campaign
+        problem = f"{type(error).__name__}: {error}"
+    ended = time.time()
+    return {"seconds": ended - started, "started": started, "ended": ended,
+            "problem": problem, "worker": worker_name()}
+
+
 def fit_features_and_learner(features: Any, x_source: np.ndarray, train_rows: np.ndarray,
                              learner: Any, y: np.ndarray,
                              fit_rows: np.ndarray | None = None) -> dict[str, Any]:

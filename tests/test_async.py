@@ -99,6 +99,46 @@ def test_fits_run_while_simulations_go_on(tmp_path):
     ledger.close()
 
 
+class SlowFitGP(ExactGP):
+    """An ExactGP whose fit takes at least ``pause`` seconds: simulations outpace fits."""
+
+    def __init__(self, pause: float = 0.5, **kwargs):
+        super().__init__(**kwargs)
+        self.pause = pause
+
+    def fit(self, X, y):
+        time.sleep(self.pause)
+        return super().fit(X, y)
+
+
+def picks_per_model(run_dir):
+    """Fine tasks chosen by each model (a promoted row's round is the generation of the
+    model that chose it; round 0: the seed design, and keep_busy's random picks)."""
+    ledger, store = open_run(run_dir)
+    rounds, counts = np.unique(store.read("fine").meta["round"], return_counts=True)
+    ledger.close()
+    return {int(r): int(c) for r, c in zip(rounds, counts, strict=True)}
+
+
+def test_keep_busy_lets_a_model_choose_again_while_the_next_fit_runs(tmp_path):
+    learner = SlowFitGP(pause=0.5, restarts=1, iterations=30)
+    for keep_busy in (False, True):
+        run_dir = tmp_path / f"keep_busy_{keep_busy}"
+        spec = tiny_campaign(mode="async", budget=Budget(fine=40), fine_app=slow_fine,
+                             fine_params={**TINY_FINE, "pause": 0.2},
+                             promotion={"batch_size": 2, "keep_busy": keep_busy,
+                                        "learner": learner})
+        summary = spec.run(site="threads", out=run_dir)
+        assert summary.stop_reason == "task budget spent (fine=40)"
+        check_consistent(run_dir, 40)  # and no row was chosen twice
+        chosen = picks_per_model(run_dir)
+        by_models = [count for generation, count in chosen.items() if generation >= 1]
+        if keep_busy:  # random picks while the first fit runs, then more per model
+            assert chosen[0] > 2 and max(by_models) > 2, chosen
+        else:  # the seed design, then one batch per model
+            assert chosen[0] == 2 and max(by_models) <= 2, chosen
+
+
 def hangs_on_first_attempt(x, *, seed, marker):
     """Blocks in a C call (Parsl's walltime cannot interrupt it) the first time."""
     if not Path(marker).exists():
@@ -298,3 +338,51 @@ def test_the_three_scale_example_runs_its_chain(tmp_path):
     assert len(cg) == 2 * 10  # two short runs of 10 frames
     np.testing.assert_array_equal(fine.x, cg.x[fine.meta["parent_row"]])
     ledger.close()
+
+
+class NeedsThreeFeatures(ExactGP):
+    def fit(self, X, y):
+        if X.shape[1] != 3:
+            raise ValueError(f"expected 3 features, got {X.shape[1]}")
+        return super().fit(X, y)
+
+
+def test_warm_up_fit_reports_a_failure_instead_of_raising():
+    from campaign.task import warm_learner
+
+    X = np.random.default_rng(0).normal(size=(8, 2))
+    learner = ExactGP(restarts=1, iterations=5)
+    warmed = warm_learner(learner, X, seed=0)
+    assert warmed["problem"] is None and warmed["ended"] >= warmed["started"]
+    failed = warm_learner(NeedsThreeFeatures(restarts=1, iterations=5), X, seed=0)
+    assert "expected 3 features" in failed["problem"]
+
+
+def test_each_learner_is_warmed_up_once_at_launch_and_changes_nothing(tmp_path, monkeypatch):
+    from campaign import task
+
+    calls = []
+    original = task.warm_learner
+
+    def counted(learner, X, seed):
+        calls.append((type(learner).__name__, X.shape))
+        return original(learner, X, seed)
+
+    def broken(learner, X, seed):
+        calls.append(("broken", X.shape))
+        raise RuntimeError("the train executor lost its warm-up")
+
+    fine = {}
+    for name, warm in (("warmed", counted), ("broken", broken)):
+        monkeypatch.setattr(task, "warm_learner", warm)
+        spec = tiny_campaign(mode="rounds", budget=Budget(fine=8))
+        summary = spec.run(site="threads", out=tmp_path / name)
+        assert summary.stop_reason == "task budget spent (fine=8)"
+        ledger = Ledger(tmp_path / name / "ledger.sqlite")
+        fine[name] = Store(tmp_path / name, ledger, read_only=True).read("fine")
+        ledger.close()
+    assert calls == [("ExactGP", (8, 2)), ("broken", (8, 2))]  # once per run
+    # rounds mode replays exactly with or without it: the warm-up fitted a copy
+    np.testing.assert_array_equal(fine["warmed"].x, fine["broken"].x)
+    for key in fine["warmed"].y:
+        np.testing.assert_array_equal(fine["warmed"].y[key], fine["broken"].y[key])

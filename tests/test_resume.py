@@ -149,10 +149,14 @@ def test_incompatible_store_version_is_refused(tmp_path):
                                                         resume=True)
 
 
-def test_stop_during_a_fit_submits_nothing_new_and_resumes(tmp_path):
+def test_stop_during_a_fit_submits_nothing_new_and_resumes(tmp_path, monkeypatch):
     """A SIGTERM that arrives while a learner is being fitted: the round's batch is not
     submitted; the resumed run re-plans it and matches an uninterrupted run."""
+    from campaign import task
     from learners import ExactGP
+
+    # the launch's warm-up fit (8 random points) would fire the signal itself
+    monkeypatch.setattr(task, "warm_learner", lambda learner, X, seed: {"problem": "off"})
 
     class SignallingGP(ExactGP):
         def fit(self, X, y):

@@ -82,7 +82,7 @@ def test_benchmark_pieces_produce_well_formed_records(tmp_path):
     records += found
     assert {(r["metric"], r["mode"], r["scale"]) for r in found
             if r["metric"] == "utilization"} == {(m, mode, scale) for m in ["utilization"]
-                                                 for mode in ("async", "rounds")
+                                                 for mode in throughput.VARIANTS
                                                  for scale in ("coarse", "fine")}
     for r in found:
         if r["metric"] in ("utilization", "utilization_after_warmup"):
