@@ -102,6 +102,17 @@ class Attempt:
     reason: str | None = None
 
 
+PLAN_ROWS_PER_STATEMENT = 100  # 8 values a row: far below SQLite's variable limit
+
+
+def _insert_tasks(db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    """One multi-row INSERT of planned tasks (task_id, scale, round, seed, parent_row,
+    input, submitted, walker)."""
+    values = ", ".join(["(?, ?, ?, 'submitted', ?, ?, ?, ?, ?)"] * len(rows))
+    db.execute("INSERT INTO tasks (task_id, scale, round, status, seed, parent_row, input, "
+               f"submitted, walker) VALUES {values}", [v for row in rows for v in row])
+
+
 def _insert_attempts(db: sqlite3.Connection, attempts: Iterable[Attempt]) -> None:
     db.executemany("INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                    [(a.task_id, a.attempt, a.submitted, a.started, a.ended, a.worker,
@@ -143,6 +154,7 @@ class Ledger:
     def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
         self.path = Path(path)
         self.read_only = read_only
+        self._next_task_id: int | None = None  # plan()'s, read from the tasks table once
         try:
             if read_only:
                 if not self.path.is_file():
@@ -227,24 +239,46 @@ class Ledger:
                 (scale, round_index, seed, parent_row, json.dumps(task_input), time.time(),
                  walker),
             )
+            self._next_task_id = None
             return int(cursor.lastrowid)
 
     def plan(self, tasks: list[PlannedTask], seed_for: Callable[[int, int], int]) -> list[int]:
-        """Record ``tasks`` as submitted in one transaction (all or none) and return their
-        ids; ``seed_for(task_id, attempt)`` gives each task's seed."""
-        ids = []
-        with self.transaction() as db:
-            next_id = db.execute("SELECT COALESCE(MAX(task_id), 0) + 1 FROM tasks").fetchone()[0]
-            for offset, task in enumerate(tasks):
-                task_id = next_id + offset
-                db.execute(
-                    "INSERT INTO tasks (task_id, scale, round, status, seed, parent_row, input, "
-                    "submitted, walker) VALUES (?, ?, ?, 'submitted', ?, ?, ?, ?, ?)",
-                    (task_id, task.scale, task.round_index, seed_for(task_id, 1),
-                     task.parent_row, json.dumps(task.task_input), time.time(), task.walker),
-                )
-                ids.append(task_id)
-        return ids
+        """Record ``tasks`` as submitted, all or none, and return their ids;
+        ``seed_for(task_id, attempt)`` gives each task's seed.
+
+        A batch of up to ``PLAN_ROWS_PER_STATEMENT`` tasks is one multi-row ``INSERT``
+        (a single statement is atomic on its own: no ``BEGIN``/``COMMIT`` round trips,
+        each of which gives up the GIL to Parsl's threads); a larger one is a
+        transaction of such statements. The next id is kept in memory (one writer); if
+        another connection took it, the statement fails as a whole and is retried
+        with the id read afresh."""
+        if not tasks:
+            return []
+        for _ in range(2):
+            if self._next_task_id is None:
+                self._next_task_id = int(self._db.execute(
+                    "SELECT COALESCE(MAX(task_id), 0) + 1 FROM tasks").fetchone()[0])
+            first, submitted = self._next_task_id, time.time()
+            rows = [(first + offset, task.scale, task.round_index, seed_for(first + offset, 1),
+                     task.parent_row, json.dumps(task.task_input), submitted, task.walker)
+                    for offset, task in enumerate(tasks)]
+            chunks = [rows[i:i + PLAN_ROWS_PER_STATEMENT]
+                      for i in range(0, len(rows), PLAN_ROWS_PER_STATEMENT)]
+            try:
+                if len(chunks) == 1:
+                    _insert_tasks(self._db, chunks[0])
+                else:
+                    with self.transaction() as db:
+                        for chunk in chunks:
+                            _insert_tasks(db, chunk)
+            except sqlite3.IntegrityError as error:
+                if "tasks.task_id" not in str(error):  # a bad row: nothing was written
+                    raise
+                self._next_task_id = None  # another writer took these ids
+                continue
+            self._next_task_id = first + len(tasks)
+            return [row[0] for row in rows]
+        raise LedgerError(f"{self.path}: task ids taken by another writer twice in a row")
 
     def retry(self, task_id: int, seed: int, reason: str,
               failed: Attempt | None = None) -> int:

@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 
@@ -123,6 +124,35 @@ def test_store_format_mismatch_is_refused(tmp_path):
     store.group.attrs["store_format"] = 99
     with pytest.raises(StoreError, match="format 99"):
         open_store(tmp_path)
+
+
+def test_ledger_plan_is_all_or_none_and_survives_a_second_writer(tmp_path):
+    from campaign.ledger import PLAN_ROWS_PER_STATEMENT, PlannedTask
+
+    def batch(n, scale="fine"):
+        return [PlannedTask(scale, 0, i, [float(i)], None) for i in range(n)]
+
+    def seed(task_id, attempt):
+        return 1000 * task_id + attempt
+
+    ledger, other = Ledger(tmp_path / "ledger.sqlite"), Ledger(tmp_path / "ledger.sqlite")
+    assert ledger.plan(batch(3), seed) == [1, 2, 3]
+    assert other.plan(batch(2), seed) == [4, 5]  # its first plan reads the table
+    # ``ledger``'s remembered next id (4) is stale: the statement fails whole, is retried
+    big = PLAN_ROWS_PER_STATEMENT + 5  # two statements in one transaction
+    assert ledger.plan(batch(big), seed) == list(range(6, 6 + big))
+    tasks = ledger.tasks("fine")
+    assert [t["task_id"] for t in tasks] == list(range(1, 6 + big))
+    assert all(t["seed"] == 1000 * t["task_id"] + 1 for t in tasks)
+    # a batch whose last statement fails (no scale: NOT NULL) leaves nothing behind
+    bad = batch(big)
+    bad[-1] = PlannedTask(None, 0, 0, [0.0], None)
+    with pytest.raises(sqlite3.IntegrityError, match="NOT NULL"):
+        ledger.plan(bad, seed)
+    assert len(ledger.tasks("fine")) == 5 + big
+    assert ledger.plan(batch(1), seed) == [6 + big]
+    ledger.close()
+    other.close()
 
 
 def test_ledger_commit_is_one_transaction(tmp_path):
