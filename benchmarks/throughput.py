@@ -27,6 +27,11 @@ the engine's ``async`` or ``rounds``, or what a record varies):
    the engine, a campaign of one walker with ``max_in_flight=1``: the median interval
    between consecutive submissions in its ``attempts`` table (each is one round trip plus
    the engine's handling of the result), first 3 left out (cold workers).
+   **Paired** (``throughput_noop_paired``, part ``paired``): the async no-op row again,
+   engine and raw Parsl alternated ``--repeats`` times (default 3; order alternating),
+   one ratio per repeat from runs made back to back; the median of those ratios is
+   judged, and their range is kept (``paired_ratios``). At 10^3 in ``--quick``, 10^4
+   in full.
 2. **Scaling** (``driver_cpu_per_task``, ``driver_peak_rss``, ``cpu_per_task_growth``).
    ``time.process_time()`` of this process (all its threads: the steering loop, the model
    thread, Parsl's DataFlowKernel and HTEX threads; the interchange and workers are other
@@ -84,7 +89,7 @@ what else runs on the machine: the JSON records the load average before and afte
 Usage::
 
     python -m benchmarks.throughput [--quick] [--json PATH] [--parts a,b] [--workdir DIR]
-        [--sizes N,N]
+        [--sizes N,N] [--repeats R]
 
 ``--quick`` (~6 min on an idle 2-core machine, far longer when it is shared): 10^3 tasks
 only (1 ms sleep tasks in async mode only, no sweep), 200 tasks per utilization scale,
@@ -117,13 +122,14 @@ logger = logging.getLogger("benchmarks.throughput")
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "examples" / "muller_brown.py"
-PARTS = ("overhead", "utilization", "ingest", "quality", "colmena")
+PARTS = ("overhead", "paired", "utilization", "ingest", "quality", "colmena")
 
 # async: the engine's default max_in_flight (2 per worker) and twice as many walkers, so
 # a free slot always finds an idle walker; rounds: 100 walkers per round
 ASYNC_WALKERS, ASYNC_IN_FLIGHT, ROUNDS_WALKERS = 8, None, 100
 SWEEP = ((4, None), (16, 16), (64, 64))  # (walkers, max_in_flight); None: engine default
 ROUND_TRIPS = 20
+REPEATS = 3  # paired part: engine and raw Parsl alternated this many times
 ROUND_TRIP_SKIP = 3
 DURATION_LOW, DURATION_HIGH, DURATION_ALPHA = 0.05, 2.0, 0.5
 UTILIZATION_WORKERS = 16
@@ -473,6 +479,44 @@ def overhead(sizes: dict[str, Sequence[int]], *, workdir: Path,
                                   note="steady rate (10-90% of end times) of one run; "
                                        "baseline: raw Parsl's steady rate at this n"))
     return records
+
+
+def paired_throughput(n: int, *, workdir: Path, repeats: int = REPEATS, site: str = "local",
+                      site_params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """No-op throughput of the async engine and raw Parsl, measured ``repeats`` times
+    back to back (order alternating: raw first, then engine first, ...), each by
+    :func:`marginal_pair`: one ratio per repeat from two runs minutes apart, so load
+    that drifts over a benchmark cancels in each ratio. The record's ``value`` and
+    ``baseline`` are the medians; ``paired_ratios`` the per-repeat ratios, whose median
+    is judged against the goal."""
+    def raw(m: int) -> dict[str, Any]:
+        return raw_run(m, workdir=workdir, site=site, site_params=site_params)
+
+    def engine(m: int) -> dict[str, Any]:
+        return engine_run(m, workdir=workdir, mode="async", walkers=ASYNC_WALKERS,
+                          max_in_flight=ASYNC_IN_FLIGHT, site=site, site_params=site_params)
+
+    engine_rates, raw_rates, ratios, steady_ratios = [], [], [], []
+    for repeat in range(repeats):
+        order = [("raw", raw), ("engine", engine)]
+        if repeat % 2:
+            order.reverse()
+        pairs = {name: marginal_pair(run, n) for name, run in order}
+        engine_rates.append(pairs["engine"]["rate"])
+        raw_rates.append(pairs["raw"]["rate"])
+        ratios.append(pairs["engine"]["rate"] / pairs["raw"]["rate"])
+        steady_ratios.append(pairs["engine"]["long"]["steady"] / pairs["raw"]["long"]["steady"])
+        logger.info("paired n=%d repeat %d: engine %.0f, raw %.0f tasks/s (%.2fx)", n,
+                    repeat + 1, engine_rates[-1], raw_rates[-1], ratios[-1])
+    median_ratio = float(np.median(ratios))
+    return [record("throughput_noop_paired", "async", n, float(np.median(engine_rates)),
+                   float(np.median(raw_rates)), "tasks/s", repeats=repeats,
+                   engine_rates=engine_rates, raw_rates=raw_rates, paired_ratios=ratios,
+                   paired_ratio_median=median_ratio,
+                   paired_ratio_range=[min(ratios), max(ratios)],
+                   steady_ratios=steady_ratios, walkers=ASYNC_WALKERS,
+                   goal=GOALS["throughput"] + " (median of the paired ratios)",
+                   meets_goal=bool(median_ratio >= 0.9) if n >= 10_000 else None)]
 
 
 def marginal_pair(run: Callable[[int], dict[str, Any]], n: int) -> dict[str, Any]:
@@ -914,23 +958,23 @@ def settings(quick: bool) -> dict[str, Any]:
         return {"sizes": {"async": [1000], "rounds": [1000]},
                 "sleep_sizes": {"async": [1000]}, "sweep_size": None,
                 "utilization_tasks": 200, "ingest": [(100, 50), (10_000, 3)],
-                "fine_budget": 40, "colmena_sizes": [1000]}
+                "fine_budget": 40, "colmena_sizes": [1000], "paired_size": 1000}
     return {"sizes": {"async": [1000, 10_000, 100_000], "rounds": [1000, 10_000]},
             "sleep_sizes": {"async": [1000, 10_000], "rounds": [1000, 10_000]},
             "sweep_size": 10_000, "utilization_tasks": 400,
             "ingest": [(100, 1000), (10_000, 20)], "fine_budget": None,
-            "colmena_sizes": [1000, 10_000]}
+            "colmena_sizes": [1000, 10_000], "paired_size": 10_000}
 
 
 def run(quick: bool, *, parts: Sequence[str] = PARTS, workdir: Path | None = None,
-        sizes: Sequence[int] | None = None) -> dict[str, Any]:
+        sizes: Sequence[int] | None = None, repeats: int = REPEATS) -> dict[str, Any]:
     """Every part of the benchmark in this process; the report (records and details).
-    ``sizes``: the no-op sizes of the overhead part (async mode only, no 1 ms tasks) and
-    of the Colmena part, instead of the mode's."""
+    ``sizes``: the no-op sizes of the overhead part (async mode only, no 1 ms tasks), of
+    the Colmena part and (the largest) of the paired part, instead of the mode's."""
     chosen = settings(quick)
     if sizes:
         chosen.update(sizes={"async": list(sizes)}, sleep_sizes={}, sweep_size=None,
-                      colmena_sizes=list(sizes))
+                      colmena_sizes=list(sizes), paired_size=max(sizes))
     started = time.time()
     load_before = os.getloadavg()
     records: list[dict[str, Any]] = []
@@ -942,6 +986,9 @@ def run(quick: bool, *, parts: Sequence[str] = PARTS, workdir: Path | None = Non
             records += overhead(chosen["sizes"], workdir=folder,
                                 sleep_sizes=chosen["sleep_sizes"],
                                 sweep_size=chosen["sweep_size"])
+        if "paired" in parts:
+            records += paired_throughput(chosen["paired_size"], workdir=folder,
+                                         repeats=repeats)
         if "utilization" in parts:
             found, details["utilization"] = utilization(chosen["utilization_tasks"],
                                                         workdir=folder)
@@ -1048,7 +1095,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workdir", type=Path, help="run directories here (default: a "
                         "temporary folder); each run's folder is removed after it")
     parser.add_argument("--sizes", help="comma-separated no-op task counts for the overhead "
-                        "(async only) and Colmena parts, e.g. 10000")
+                        "(async only) and Colmena parts, the largest for the paired part, "
+                        "e.g. 10000")
+    parser.add_argument("--repeats", type=int, default=REPEATS,
+                        help=f"engine/raw alternations of the paired part (default {REPEATS})")
     args = parser.parse_args(argv)
     try:
         sizes = [int(n) for n in args.sizes.split(",")] if args.sizes else None
@@ -1056,12 +1106,15 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--sizes takes comma-separated integers, got {args.sizes!r}")
     if sizes and min(sizes) < 4:
         parser.error("--sizes: each run is also made at half its size: use 4 or more")
+    if args.repeats < 1:
+        parser.error(f"--repeats must be >= 1, got {args.repeats}")
     parts = [p for p in args.parts.split(",") if p]
     unknown = sorted(set(parts) - set(PARTS))
     if unknown:
         parser.error(f"unknown parts {unknown}; choose from {', '.join(PARTS)}")
     quiet_logging()
-    report = run(args.quick, parts=parts, workdir=args.workdir, sizes=sizes)
+    report = run(args.quick, parts=parts, workdir=args.workdir, sizes=sizes,
+                 repeats=args.repeats)
     print(table(report))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -75,6 +75,14 @@ def test_benchmark_pieces_produce_well_formed_records(tmp_path):
                                               "round_trip"}
     assert {r["mode"] for r in records} == {"async", "rounds"}
 
+    paired = throughput.paired_throughput(40, workdir=tmp_path, repeats=2, site="threads",
+                                          site_params=THREADS)
+    assert [r["metric"] for r in paired] == ["throughput_noop_paired"]
+    assert len(paired[0]["paired_ratios"]) == 2
+    assert paired[0]["paired_ratio_median"] == pytest.approx(np.median(
+        paired[0]["paired_ratios"]))
+    records += paired
+
     found, details = throughput.utilization(12, workdir=tmp_path, site="threads",
                                             site_params={"max_threads": 4},
                                             duration_scale=0.02, workers=4, batch=4,
