@@ -1044,6 +1044,9 @@ def table(report: dict[str, Any]) -> str:
         goal = r.get("goal") or ""
         if goal and r.get("meets_goal") is not None:
             goal += "  [met]" if r["meets_goal"] else "  [NOT met]"
+        if "paired_ratios" in r:
+            goal += (f"  (median paired ratio {r['paired_ratio_median']:.2f}x; per repeat "
+                     + ", ".join(f"{x:.2f}" for x in r["paired_ratios"]) + ")")
         if r.get("reached") is False:
             goal += "  (never reached the target: lower bound)"
         for side, who in (("method", "value"), ("baseline_method", "baseline")):

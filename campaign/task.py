@@ -82,9 +82,9 @@ def fit_learner(learner: Any, X: np.ndarray, y: np.ndarray) -> dict[str, Any]:
 
 def warm_learner(learner: Any, X: np.ndarray, seed: int) -> dict[str, Any]:
     """Fit a copy of ``learner`` on ``X`` with random targets, to warm the train worker:
-    its first fit otherwise pays the imports and first-call set-up (measured for
-    ``ExactGP`` in a fresh process: 2.5 s of imports and a first fit of 1.6 s against
-    0.3 s warm). The fitted copy is thrown away; a failure is returned, not raised."""
+    its first fit otherwise pays the imports and first-call set-up (seconds for torch
+    and gpytorch in a fresh process). The fitted copy is thrown away; a failure is
+    returned, not raised."""
     started = time.time()
     try:
         y = np.random.default_rng(seed).normal(size=len(X))
