@@ -573,8 +573,9 @@ class Engine:
     def _warm_up(self, promotion_state: PromotionState) -> concurrent.futures.Future[Any]:
         """At launch: fit a copy of the learner on a few random points on the ``train``
         executor, so the first real fit finds a warm worker (imports and first-call
-        set-up done: ``campaign.task.warm_learner``). Nobody waits for it but the first
-        rounds-mode fit; a failure is logged, never raised."""
+        set-up done: ``campaign.task.warm_learner``). Only the first fit the steering
+        thread waits for (:meth:`_fit_now`: rounds mode, the final fit) waits for it
+        first; a failure is logged, never raised."""
         X = np.random.default_rng(self.spec.seed).normal(size=(WARM_UP_POINTS, 2))
         future = self.parsl.warm_app(copy.deepcopy(promotion_state.learner), X, self.spec.seed)
         future.add_done_callback(functools.partial(_warmed, promotion_state.name))

@@ -132,4 +132,14 @@ def test_colmena_side_by_side_records(tmp_path):
                                                            ("round_trip", "colmena")}
     assert all(r["value"] > 0 for r in records)
     assert throughput.colmena_status()["installed"]
+
+    found, details = throughput.colmena_utilization_records(
+        12, workdir=tmp_path, workers=4, walkers=4, batch=4, duration_scale=0.02,
+        site="threads", site_params={"max_threads": 4})
+    check_records(found)
+    for scale in ("coarse", "fine"):  # every task of both scales ran, timed on its worker
+        assert details[scale]["tasks"] == 12
+        utilization = [r for r in found if r["metric"] == "utilization" and r["scale"] == scale]
+        assert len(utilization) == 1 and 0.0 < utilization[0]["value"] <= 1.0 + 1e-9
+    assert details["models"] >= 1  # the GP was fitted in the loop
     assert list(tmp_path.iterdir()) == []
