@@ -1037,10 +1037,11 @@ class Engine:
             allowed = promotion.batch_size
             chosen = self.chosen_by_model.get(promotion_state.name, (None, 0))
             used = chosen[1] if chosen[0] == promotion_state.generation else 0
-            fitting = any(state is promotion_state for state, _ in self.fits.values())
-            if promotion.refits_features and not fitting:  # its install swaps the features:
-                fitting = any(kind == "install" and state is promotion_state  # wait for it
-                              for kind, state, _ in self.model_jobs.values())
+            # a fit running, or a fitted model being installed (its reference error, or
+            # refitted features, on the model thread): a new model is on its way
+            fitting = any(state is promotion_state for state, _ in self.fits.values()) or any(
+                kind == "install" and state is promotion_state
+                for kind, state, _ in self.model_jobs.values())
             if used >= allowed and not promotion_state.pending and not fitting:
                 # its whole batch was quarantined: no result will bring a new model
                 used = 0
