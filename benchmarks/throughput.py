@@ -71,10 +71,11 @@ the engine's ``async`` or ``rounds``, or what a record varies):
 5. **Time to quality** (``time_to_target``, ``sims_to_target``). The built-in
    Müller-Brown demo (``examples/muller_brown.py``, ``Budget(fine=120, coarse=64)``;
    ``--quick``: both scaled by 40/120, ``Budget(fine=40, coarse=21)``) on
-   ``local``, rounds mode first, then ``async`` and ``async+keep_busy``. Target fixed before the runs: 1.5 x the
-   rounds-mode run's final reference RMSE. From ``Ledger.rounds("coarse-to-fine")``: the
-   first model (by ``fit_ended``) with ``reference_rmse <= target``: seconds from the
-   first task's submission to that fit's end, and its ``n_train`` (fine simulations).
+   ``local``, rounds mode first, then ``async`` and ``async+keep_busy``. Target fixed
+   before the runs: 1.5 x the rounds-mode run's final reference RMSE. From
+   ``Ledger.rounds("coarse-to-fine")``: the first model (by ``fit_ended``) with
+   ``reference_rmse <= target``: seconds from the first task's submission to that fit's
+   end, and its ``n_train`` (fine simulations).
    A run that never reaches it reports its totals with ``reached: false`` (lower bounds).
 6. **Colmena** (``pip install -e .[bench]``; reported as not installed otherwise): the
    no-op workload through a Colmena thinker (``ResourceCounter`` of 4 slots per worker,
@@ -847,6 +848,23 @@ def time_to_quality(spec: Any, *, workdir: Path, site: str = "local",
 
 
 # -- 6: Colmena --------------------------------------------------------------------------
+def run_thinker(thinker_class: Any, queues: Any, methods: list[Any], config: Any) -> Any:
+    """Start a Colmena ``ParslTaskServer`` of ``methods`` on ``config``, run a thinker of
+    ``thinker_class`` on ``queues`` to its end, stop the server; returns the thinker."""
+    from colmena.task_server.parsl import ParslTaskServer
+
+    server = ParslTaskServer(methods, queues, config)
+    server.start()
+    try:
+        thinker = thinker_class(queues)
+        thinker.start()
+        thinker.join()
+    finally:
+        queues.send_kill_signal()
+        server.join(timeout=60)
+    return thinker
+
+
 def colmena_noop(seed: int) -> dict[str, Any]:
     """The overhead part's no-op as a Colmena method: ``run_app`` on the worker, as raw
     Parsl runs it."""
@@ -862,7 +880,6 @@ def colmena_run(n: int, *, workdir: Path, in_flight: int, site: str = "local",
     and a ``ParslTaskServer`` on the same site config; timed like :func:`raw_run`. The
     task server is its own process: ``cpu`` is the thinker's process only."""
     from colmena.queue.python import PipeQueues
-    from colmena.task_server.parsl import ParslTaskServer
     from colmena.thinker import BaseThinker, ResourceCounter, result_processor, task_submitter
 
     from site_configs import get_config
@@ -895,16 +912,8 @@ def colmena_run(n: int, *, workdir: Path, in_flight: int, site: str = "local",
             config = get_config(site, scales=["w"], run_dir=str(run_dir),
                                 **(site_params or {"workers_per_scale": 2}))
             queues = PipeQueues(serialization_method="pickle", keep_inputs=False)
-            server = ParslTaskServer([(colmena_noop, {"executors": ["sim-w"]})], queues,
-                                     config)
-            server.start()
-            try:
-                thinker = NoopThinker(queues)
-                thinker.start()
-                thinker.join()
-            finally:
-                queues.send_kill_signal()
-                server.join(timeout=60)
+            thinker = run_thinker(NoopThinker, queues,
+                                  [(colmena_noop, {"executors": ["sim-w"]})], config)
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
     if len(thinker.received) != n:
@@ -951,9 +960,13 @@ def colmena_utilization(n: int, *, workdir: Path, workers: int = UTILIZATION_WOR
     pool anew. Returns the attempts (worker clocks, as the engine's ``attempts`` table)
     and the models fitted."""
     from colmena.queue.python import PipeQueues
-    from colmena.task_server.parsl import ParslTaskServer
-    from colmena.thinker import (BaseThinker, ResourceCounter, agent, result_processor,
-                                 task_submitter)
+    from colmena.thinker import (
+        BaseThinker,
+        ResourceCounter,
+        agent,
+        result_processor,
+        task_submitter,
+    )
 
     from apps import toy
     from campaign.engine import IN_FLIGHT_PER_WORKER
@@ -1090,17 +1103,10 @@ def colmena_utilization(n: int, *, workdir: Path, workers: int = UTILIZATION_WOR
                                 **(site_params or {"workers_per_scale": workers}))
             queues = PipeQueues(topics=["coarse", "fine", "train"],
                                 serialization_method="pickle", keep_inputs=False)
-            server = ParslTaskServer([(colmena_walker, {"executors": ["sim-coarse"]}),
-                                      (colmena_energy, {"executors": ["sim-fine"]}),
-                                      (colmena_fit, {"executors": ["train"]})], queues, config)
-            server.start()
-            try:
-                thinker = UtilizationThinker(queues)
-                thinker.start()
-                thinker.join()
-            finally:
-                queues.send_kill_signal()
-                server.join(timeout=60)
+            thinker = run_thinker(UtilizationThinker, queues,
+                                  [(colmena_walker, {"executors": ["sim-coarse"]}),
+                                   (colmena_energy, {"executors": ["sim-fine"]}),
+                                   (colmena_fit, {"executors": ["train"]})], config)
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
     return {"wall": cost["wall"], "attempts": thinker.attempts, "models": thinker.models}
