@@ -614,6 +614,31 @@ def schedule_figures(attempts: list[dict[str, Any]], workers: int) -> dict[str, 
             "lower_bound": max(busy / workers, max(durations))}
 
 
+def schedule_records(mode: str, scale: str, figures: dict[str, Any], workers: int, *,
+                     judged: bool) -> list[dict[str, Any]]:
+    """The utilization and makespan records of one scale's :func:`schedule_figures`;
+    ``judged``: against the goals (the async variants)."""
+    common = {"scale": scale, "workers": workers}
+    records = [
+        record("utilization", mode, figures["tasks"], figures["utilization"], 1.0, "fraction",
+               goal=GOALS["utilization"] if judged else None,
+               meets_goal=bool(figures["utilization"] >= 0.95) if judged else None, **common),
+        record("ideal_schedule_utilization", mode, figures["tasks"],
+               figures["ideal_utilization"], 1.0, "fraction",
+               note="the same durations list-scheduled with zero overhead: the most any "
+                    "engine could reach", **common)]
+    if math.isfinite(figures["utilization_warm"]):
+        records.append(record("utilization_after_warmup", mode, figures["tasks"],
+                              figures["utilization_warm"], 1.0, "fraction",
+                              warmup_seconds=figures["warmup_seconds"], **common))
+    records.append(record("makespan", mode, figures["tasks"], figures["makespan"],
+                          figures["ideal_makespan"], "s",
+                          goal=GOALS["makespan"] if judged else None,
+                          meets_goal=bool(figures["makespan"] <= 1.05 * figures["ideal_makespan"])
+                          if judged else None, **common))
+    return records
+
+
 def utilization(n: int, *, workdir: Path, site: str = "local",
                 site_params: dict[str, Any] | None = None, duration_scale: float = 1.0,
                 workers: int = UTILIZATION_WORKERS, batch: int = UTILIZATION_BATCH,
@@ -651,27 +676,8 @@ def utilization(n: int, *, workdir: Path, site: str = "local",
         for scale in ("coarse", "fine"):
             figures = schedule_figures([a for a in attempts if a["scale"] == scale], workers)
             details[mode][scale] = figures
-            common = {"scale": scale, "workers": workers}
-            is_async = engine_mode == "async"
-            records.append(record("utilization", mode, figures["tasks"],
-                                  figures["utilization"], 1.0, "fraction",
-                                  goal=GOALS["utilization"] if is_async else None,
-                                  meets_goal=bool(figures["utilization"] >= 0.95)
-                                  if is_async else None, **common))
-            records.append(record("ideal_schedule_utilization", mode, figures["tasks"],
-                                  figures["ideal_utilization"], 1.0, "fraction",
-                                  note="the same durations list-scheduled with zero "
-                                       "overhead: the most any engine could reach", **common))
-            if math.isfinite(figures["utilization_warm"]):
-                records.append(record("utilization_after_warmup", mode, figures["tasks"],
-                                      figures["utilization_warm"], 1.0, "fraction",
-                                      warmup_seconds=figures["warmup_seconds"], **common))
-            records.append(record("makespan", mode, figures["tasks"], figures["makespan"],
-                                  figures["ideal_makespan"], "s",
-                                  goal=GOALS["makespan"] if is_async else None,
-                                  meets_goal=bool(figures["makespan"]
-                                                  <= 1.05 * figures["ideal_makespan"])
-                                  if is_async else None, **common))
+            records += schedule_records(mode, scale, figures, workers,
+                                        judged=engine_mode == "async")
     for mode in VARIANTS:
         if mode == "rounds":
             continue
@@ -1122,13 +1128,7 @@ def colmena_utilization_records(n: int, *, workdir: Path, workers: int = UTILIZA
     for scale in ("coarse", "fine"):
         figures = schedule_figures([a for a in run["attempts"] if a["scale"] == scale], workers)
         details[scale] = figures
-        common = {"scale": scale, "workers": workers}
-        records.append(record("utilization", "colmena", figures["tasks"],
-                              figures["utilization"], 1.0, "fraction", **common))
-        records.append(record("ideal_schedule_utilization", "colmena", figures["tasks"],
-                              figures["ideal_utilization"], 1.0, "fraction", **common))
-        records.append(record("makespan", "colmena", figures["tasks"], figures["makespan"],
-                              figures["ideal_makespan"], "s", **common))
+        records += schedule_records("colmena", scale, figures, workers, judged=False)
     return records, details
 
 

@@ -589,21 +589,23 @@ class Engine:
         still running is waited for first: two fits at once on a thread executor would
         share torch's global seed, and rounds mode replays exactly."""
         warming = self.warmups.pop(promotion_state.name, None)
-        while warming is not None and not warming.done():
-            if self.stop.stop_now:
-                raise FitAbandonedError
-            concurrent.futures.wait([warming], timeout=POLL_SECONDS)
+        if warming is not None:
+            self._wait_for(warming)
         if promotion_state.promotion.refits_features:
             fitting = self._submit_refit(promotion_state, before_round)
         else:
             fitting = self.parsl.train_app(copy.deepcopy(promotion_state.learner), X, y)
         fault_point("during-fit")
-        while not fitting.done():
+        self._wait_for(fitting)
+        return fitting.result()
+
+    def _wait_for(self, future: concurrent.futures.Future[Any]) -> None:
+        """Wait for a train job, reporting progress; a second stop signal abandons it."""
+        while not future.done():
             if self.stop.stop_now:
                 raise FitAbandonedError
-            concurrent.futures.wait([fitting], timeout=POLL_SECONDS)
+            concurrent.futures.wait([future], timeout=POLL_SECONDS)
             self._report_progress()
-        return fitting.result()
 
     def _submit_refit(self, promotion_state: PromotionState,
                       before_round: int | None = None) -> Any:
