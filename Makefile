@@ -32,7 +32,7 @@ test: $(STAMP)
 		     || { apt-get update -qq >/dev/null 2>&1 \
 		          && apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1; } \
 		     || echo "chromium could not be installed: the browser tests will skip"; }
-	$(RUN) $(BIN)/python -m pytest -q
+	$(RUN) $(BIN)/python -m pytest -q --durations=25
 
 bench: $(STAMP)
 	mkdir -p runs/bench

@@ -11,6 +11,8 @@ fills ``results.latent`` (n_frames, latent_dim) for any Universe.
 
 Training is full batch Adam on one CPU thread with a seeded initialization and split,
 so two fits on the same rows with the same seed give bit-for-bit equal weights.
+Encoding is evaluated in float64 numpy in a fixed order, so a row's features are
+bit-for-bit the same whatever batch it is evaluated in (rounds mode replays exactly).
 Distances are in Å.
 """
 
@@ -144,7 +146,7 @@ class DistanceAutoencoder:
         if distances.ndim != 2 or distances.shape[1] != self.n_inputs:
             raise ValueError(f"distances must have shape (n, {self.n_inputs}); "
                              f"got {distances.shape}")
-        return ((distances - self.mean) / self.sd).astype(np.float32)
+        return (distances - self.mean) / self.sd
 
     def fit(self, distances: np.ndarray) -> DistanceAutoencoder:
         """Train on ``distances`` (n, P), in place; returns self.
@@ -165,7 +167,7 @@ class DistanceAutoencoder:
                                                      replace=False))]
         self.mean = distances.mean(axis=0)
         self.sd = np.maximum(distances.std(axis=0), 1e-6)
-        data = torch.from_numpy(self._standardized(distances))
+        data = torch.from_numpy(self._standardized(distances).astype(np.float32))
         order = rng.permutation(len(data))
         n_held = int(round(self.holdout * len(data))) if len(data) >= 10 else 0
         held, train = data[order[:n_held]], data[order[n_held:]]
@@ -201,23 +203,45 @@ class DistanceAutoencoder:
         self.n_trained = len(distances)
         return self
 
-    def encode(self, distances: np.ndarray) -> np.ndarray:
-        """Latent coordinates of ``distances`` (n, P): (n, latent_dim) float64."""
-        import torch
+    def _linear_layers(self) -> list[tuple[np.ndarray, np.ndarray, bool]]:
+        """(weight (out, in), bias, followed by tanh) per linear layer, in float64."""
+        widths = self._widths()
+        layers, module = [], 0
+        for index in range(len(widths) - 1):
+            activated = index not in (len(self.hidden), len(widths) - 2)
+            layers.append((self.weights[f"{module}.weight"].astype(np.float64),
+                           self.weights[f"{module}.bias"].astype(np.float64), activated))
+            module += 2 if activated else 1
+        return layers
 
-        data = torch.from_numpy(self._standardized(distances))
-        encoder = self._loaded()[: self._encoder_layers()]
-        with torch.no_grad():
-            return encoder(data).numpy().astype(np.float64)
+    def _evaluate(self, distances: np.ndarray, n_layers: int) -> np.ndarray:
+        """The first ``n_layers`` linear layers applied to standardized ``distances``.
+
+        Float64 numpy, one input column at a time: every output is b + x_0 w_0 + x_1 w_1
+        + ... in that order, from elementwise IEEE operations only, so a row's result
+        does not depend on which other rows share the batch, nor on threads (a BLAS
+        matrix product picks its blocking, and so its rounding, by batch size and CPU)."""
+        values = self._standardized(distances)
+        for weight, bias, activated in self._linear_layers()[:n_layers]:
+            out = np.broadcast_to(bias, (len(values), len(bias))).copy()
+            for column in range(weight.shape[1]):
+                out += values[:, column:column + 1] * weight[:, column]
+            values = np.tanh(out) if activated else out
+        return values
+
+    def encode(self, distances: np.ndarray) -> np.ndarray:
+        """Latent coordinates of ``distances`` (n, P): (n, latent_dim) float64.
+
+        Row-wise exact: a row's coordinates are bit-for-bit the same whatever else is
+        in the batch (see :meth:`_evaluate`)."""
+        return self._evaluate(distances, len(self.hidden) + 1)
 
     def reconstruction_error(self, distances: np.ndarray) -> np.ndarray:
-        """Mean squared reconstruction error per row, in standardized units: (n,)."""
-        import torch
-
-        data = torch.from_numpy(self._standardized(distances))
-        with torch.no_grad():
-            return torch.mean((self._loaded()(data) - data) ** 2, dim=1).numpy().astype(
-                np.float64)
+        """Mean squared reconstruction error per row, in standardized units: (n,).
+        Row-wise exact, like :meth:`encode`."""
+        data = self._standardized(distances)
+        return np.mean((self._evaluate(distances, len(self._widths()) - 1) - data) ** 2,
+                       axis=1)
 
     def __repr__(self) -> str:
         return (f"DistanceAutoencoder({self.n_inputs} -> {self.latent_dim}, "

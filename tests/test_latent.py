@@ -70,7 +70,10 @@ def test_features_are_refittable_and_unfitted_features_are_a_fixed_projection():
     assert refittable(features) and not features.fitted
     before = features(rows)
     assert before.shape == (60, 3)
-    np.testing.assert_array_equal(features(rows[:7]), before[:7])  # stateless, row-wise
+    # stateless and row-wise exact: a row's features do not depend on the batch around it
+    np.testing.assert_array_equal(features(rows[:7]), before[:7])
+    np.testing.assert_array_equal(features(rows[::-1])[::-1], before)
+    np.testing.assert_array_equal(features(rows[41:42]), before[41:42])
     np.testing.assert_array_equal(LatentFeatures(6, **FAST)(rows), before)  # seeded
     assert features(rows[:0]).shape == (0, 3)
     with pytest.raises(ValueError, match="3 \\* 6|>= 18"):
