@@ -136,7 +136,7 @@ class Scale(SpecModel):
     ``resources`` (``campaign.resources.Resources``, a dict of its fields, or None) is what
     one task needs: cores, GPUs, MPI ranks, nodes, memory, priority. The site maps it to
     its executor layout, the Parsl session submits each task with it, and
-    ``resources.total_cores`` (default 1) is what one task's seconds count in a
+    ``resources.cores`` (default 1) is what one task's seconds count in a
     ``Budget(core_seconds=...)``.
 
     ``monitor`` (a ``learners.monitor.Monitor``; walker scales, async mode) judges each
