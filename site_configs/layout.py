@@ -17,12 +17,18 @@ from parsl.executors.high_throughput.mpi_prefix_composer import validate_resourc
 
 from campaign.resources import NodeShape, Resources, accelerator_groups, problems_on
 from campaign.resources import workers_per_node as fitting_workers
+from site_configs.mpi_worker_pool import LAUNCH_CMD
 
 
 class PrioritizedMPIExecutor(MPIExecutor):
     """Parsl's ``MPIExecutor`` that also takes HTEX's ``priority`` in a task's resource
     specification (the interchange orders waiting tasks by it; the MPI keys are checked by
-    Parsl's own validation)."""
+    Parsl's own validation), and starts its pools through
+    :mod:`site_configs.mpi_worker_pool` (Parsl's pool with its MPI backlog loop fixed)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("launch_cmd", LAUNCH_CMD)
+        super().__init__(**kwargs)
 
     def validate_resource_spec(self, resource_specification: dict) -> None:
         mpi_keys = {key: value for key, value in resource_specification.items()

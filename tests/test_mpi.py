@@ -128,3 +128,39 @@ def test_two_rank_fine_scale_runs_end_to_end_on_local_mpi_mode(mpi_energy, tmp_p
         assert ledger.task_counts()["fine"] == {"done": 4}  # committed, none failed
     finally:
         ledger.close()
+
+
+def test_the_pool_fix_leaves_a_task_that_does_not_fit_in_the_backlog(tmp_path, monkeypatch):
+    # Parsl's own loop recurses until RecursionError here (Parsl PR #3800)
+    import multiprocessing
+    import pickle
+    import queue
+
+    from parsl.executors.high_throughput.mpi_resource_management import MPITaskScheduler
+
+    from site_configs import mpi_worker_pool
+
+    nodefile = tmp_path / "nodes"
+    nodefile.write_text("localhost\nlocalhost\n")
+    monkeypatch.delenv("SLURM_NODELIST", raising=False)
+    monkeypatch.setenv("PBS_NODEFILE", str(nodefile))
+    monkeypatch.setattr(MPITaskScheduler, "_schedule_backlog_tasks",
+                        MPITaskScheduler._schedule_backlog_tasks)  # restored afterwards
+    mpi_worker_pool.install()
+    tasks, results = multiprocessing.Queue(), multiprocessing.Queue()
+    scheduler = MPITaskScheduler(tasks, results)
+
+    def task(task_id, nodes):
+        return {"task_id": task_id, "context": {"resource_spec": {"num_nodes": nodes}}}
+
+    for task_id, nodes in ((1, 1), (2, 1), (3, 2)):
+        scheduler.put_task(task(task_id, nodes))
+    assert [tasks.get(timeout=10)["task_id"] for _ in range(2)] == [1, 2]
+    results.put(pickle.dumps({"type": "result", "task_id": 1}))
+    scheduler.get_result(timeout=10)  # one node free, task 3 needs two: it waits
+    with pytest.raises(queue.Empty):
+        tasks.get(timeout=0.5)
+    assert scheduler._backlog_queue.qsize() == 1
+    results.put(pickle.dumps({"type": "result", "task_id": 2}))
+    scheduler.get_result(timeout=10)
+    assert tasks.get(timeout=10)["task_id"] == 3

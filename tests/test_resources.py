@@ -171,7 +171,9 @@ def test_mpi_scales_get_mpi_mode_and_a_launcher_prefix(site, tmp_path, monkeypat
     assert aa.max_workers_per_block == 2  # 4 nodes a block, 2 a task
     assert isinstance(aa.provider.launcher, SimpleLauncher)  # one pool on the first node
     assert not isinstance(cg, MPIExecutor) and not isinstance(train, MPIExecutor)
-    assert "--enable_mpi_mode" in launch_command(aa, tmp_path)
+    command = launch_command(aa, tmp_path)
+    assert command.startswith("python3 -m site_configs.mpi_worker_pool ")
+    assert "--enable_mpi_mode" in command
     assert f"--mpi-launcher={launcher}" in aa.launch_cmd
     scripts = render_scripts(config, tmp_path, monkeypatch)
     script = scripts["sim-aa"][0]

@@ -1,9 +1,10 @@
-/* A tiny MPI program for tests and examples: mpi_energy INPUT OUTPUT.
+/* A tiny MPI program for tests and examples: mpi_energy INPUT OUTPUT [SECONDS].
  *
  * Every rank reads "x = <a> <b> ..." from INPUT, computes its share of
  * sum_i (x_i - 1)^2 (rank r takes i = r, r + size, ...) and writes
  * rank-<r>.txt ("rank <r> of <size> on <host> pid <pid>"); rank 0 reduces the
- * shares and writes "energy = %.17g" and "ranks = <size>" to OUTPUT. */
+ * shares and writes "energy = %.17g" and "ranks = <size>" to OUTPUT. With SECONDS,
+ * every rank first sleeps that long (a stand-in for work, for benchmarks). */
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,10 +16,11 @@ int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
-    if (argc != 3) {
-        if (rank == 0) fprintf(stderr, "usage: mpi_energy INPUT OUTPUT\n");
+    if (argc != 3 && argc != 4) {
+        if (rank == 0) fprintf(stderr, "usage: mpi_energy INPUT OUTPUT [SECONDS]\n");
         MPI_Abort(MPI_COMM_WORLD, 2);
     }
+    if (argc == 4) usleep((useconds_t)(strtod(argv[3], NULL) * 1e6));
     double x[64];
     int d = 0;
     FILE *in = fopen(argv[1], "r");
