@@ -1,7 +1,7 @@
 """A mixed campaign on local MPI mode: do a 1-rank coarse and a 2-rank fine scale keep 4
 core slots busy?
 
-    python -m benchmarks.mpi_utilization [--coarse 48] [--fine 16] [--json PATH]
+    python -m benchmarks.mpi_utilization [--coarse 96] [--fine 32] [--json PATH]
 
 Both scales share one ``MPIExecutor`` of 4 core slots (``local`` site, ``mpi_slots=4``):
 the coarse scale's walkers sleep a heavy-tailed time (``benchmarks.throughput.sleep_walker``,
@@ -100,8 +100,8 @@ def run(*, coarse: int, fine: int, fine_seconds: float, walkers: int,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--coarse", type=int, default=48)
-    parser.add_argument("--fine", type=int, default=16)
+    parser.add_argument("--coarse", type=int, default=96)
+    parser.add_argument("--fine", type=int, default=32)
     parser.add_argument("--fine-seconds", type=float, default=1.0)
     parser.add_argument("--walkers", type=int, default=8)
     parser.add_argument("--json", type=Path)
