@@ -23,8 +23,9 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(RUN) $(BIN)/campaign demo --out runs/demo
 
-# Headless Chromium for tests/test_report.py, installed when missing (apt, as root), like
-# Slurm for tests/test_slurm.py; without it those tests skip and say why.
+# Headless Chromium for tests/test_report.py and MPICH for tests/test_mpi.py, installed when
+# missing (apt, as root), like Slurm for tests/test_slurm.py; without them those tests skip
+# and say why.
 test: $(STAMP)
 	@command -v chromium >/dev/null || [ "$$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null \
 		|| { export DEBIAN_FRONTEND=noninteractive; \
@@ -32,6 +33,13 @@ test: $(STAMP)
 		     || { apt-get update -qq >/dev/null 2>&1 \
 		          && apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1; } \
 		     || echo "chromium could not be installed: the browser tests will skip"; }
+	@command -v mpicc >/dev/null || [ "$$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null \
+		|| { export DEBIAN_FRONTEND=noninteractive; \
+		     apt-get install -y -qq --no-install-recommends mpich libmpich-dev >/dev/null 2>&1 \
+		     || { apt-get update -qq >/dev/null 2>&1 \
+		          && apt-get install -y -qq --no-install-recommends mpich libmpich-dev \
+		             >/dev/null 2>&1; } \
+		     || echo "MPICH could not be installed: the MPI tests will skip"; }
 	$(RUN) $(BIN)/python -m pytest -q --durations=25
 
 bench: $(STAMP)

@@ -45,6 +45,7 @@ import hashlib
 import logging
 import os
 import re
+import shlex
 import shutil
 import signal
 import string
@@ -78,6 +79,7 @@ MULLER_BROWN: Path = Path(__file__).resolve().parent / "data" / "muller_brown.sh
 
 STDOUT = "stdout.txt"
 STDERR = "stderr.txt"
+LAUNCH = "launch.txt"  # the command line of an MPI task
 TAIL_LINES = 20
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _FORTRAN_DOUBLE = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+))[dD]([+-]?\d+)$")
@@ -262,7 +264,8 @@ class ExternalProgram:
                  input_file: str = "input.txt", output_file: str = "output.txt",
                  name: str | None = None, workdir_root: str | os.PathLike | None = None,
                  timeout: float | None = None, grace: float = 5.0,
-                 env: Mapping[str, str] | None = None, keep_workdir: bool = True) -> None:
+                 env: Mapping[str, str] | None = None, keep_workdir: bool = True,
+                 mpi: bool = False) -> None:
         if isinstance(command, str | os.PathLike) or not command:
             raise ValueError("command must be a non-empty sequence: [program, arg, ...]")
         self.command = [os.fspath(part) for part in command]
@@ -284,7 +287,7 @@ class ExternalProgram:
             if "x" in self.outputs:
                 raise ValueError("'x' is the configuration, not an output key")
         for label, filename in (("input_file", input_file), ("output_file", output_file)):
-            if Path(filename).name != filename or filename in (STDOUT, STDERR):
+            if Path(filename).name != filename or filename in (STDOUT, STDERR, LAUNCH):
                 raise ValueError(f"{label} must be a plain file name other than {STDOUT} "
                                  f"and {STDERR}; got {filename!r}")
         self.input_file, self.output_file = input_file, output_file
@@ -297,10 +300,12 @@ class ExternalProgram:
         self.timeout, self.grace = timeout, float(grace)
         self.env = None if env is None else dict(env)
         self.keep_workdir = keep_workdir
+        self.mpi = bool(mpi)
 
     def __repr__(self) -> str:
         return (f"ExternalProgram({self.command!r}, name={self.name!r}, "
-                f"workdir_root={str(self.workdir_root)!r}, timeout={self.timeout})")
+                f"workdir_root={str(self.workdir_root)!r}, timeout={self.timeout}"
+                f"{', mpi=True' if self.mpi else ''})")
 
     def __call__(self, x: np.ndarray, *, seed: int, **params: Any) -> dict[str, np.ndarray]:
         """Run the program once on the configuration ``x`` (shape (d,) or (1, d)).
@@ -354,11 +359,31 @@ class ExternalProgram:
                              f"{', '.join(sorted(self.fields)) or 'none'})")
         return {**builtin, **params}
 
+    def launch_command(self) -> list[str]:
+        """The command line run: ``command``, behind ``$PARSL_MPI_PREFIX`` (the executor's
+        MPI launcher with this task's ranks and nodes) when ``mpi``.
+
+        Raises:
+            ExternalError: ``mpi`` but no ``$PARSL_MPI_PREFIX`` (the task is not running on
+                an MPI-mode executor).
+        """
+        if not self.mpi:
+            return list(self.command)
+        prefix = os.environ.get("PARSL_MPI_PREFIX", "").strip()
+        if not prefix:
+            raise ExternalError(self.name, "-", None,
+                                ": mpi=True but $PARSL_MPI_PREFIX is not set; run the scale "
+                                "on an MPI-mode executor (Scale(resources=Resources(ranks=N)))")
+        return [*shlex.split(prefix), *self.command]
+
     def _execute(self, workdir: Path) -> None:
         env = None if self.env is None else {**os.environ, **self.env}
+        command = self.launch_command()
+        if self.mpi:
+            (workdir / LAUNCH).write_text(shlex.join(command) + "\n")
         with open(workdir / STDOUT, "wb") as out, open(workdir / STDERR, "wb") as err:
             try:
-                process = subprocess.Popen(self.command, cwd=workdir, stdin=subprocess.DEVNULL,
+                process = subprocess.Popen(command, cwd=workdir, stdin=subprocess.DEVNULL,
                                            stdout=out, stderr=err, env=env,
                                            start_new_session=True)
             except OSError as error:
@@ -404,7 +429,7 @@ def external_app(command: Sequence[str | os.PathLike], *, template: str,
                  name: str | None = None, workdir_root: str | os.PathLike | None = None,
                  timeout: float | None = None, grace: float = 5.0,
                  env: Mapping[str, str] | None = None,
-                 keep_workdir: bool = True) -> ExternalProgram:
+                 keep_workdir: bool = True, mpi: bool = False) -> ExternalProgram:
     """A scale app that runs ``command`` once per task on one configuration.
 
     Args:
@@ -430,13 +455,18 @@ def external_app(command: Sequence[str | os.PathLike], *, template: str,
         grace: seconds between SIGTERM and SIGKILL.
         env: variables added to (or replacing) the inherited environment.
         keep_workdir: keep the work directory after success (always kept on failure).
+        mpi: launch the program through ``$PARSL_MPI_PREFIX``, which Parsl's MPI mode sets
+            per task (e.g. ``mpiexec -n 2 -ppn 1 -hosts ...`` or ``srun --ntasks 8 ...``)
+            from the scale's ``Resources(ranks=..., nodes=...)``; the command line run is
+            written to ``launch.txt`` in the work directory.
 
     Raises:
         ValueError: bad arguments (an :class:`InputError` for a malformed template).
     """
     return ExternalProgram(command, template=template, outputs=outputs, input_file=input_file,
                            output_file=output_file, name=name, workdir_root=workdir_root,
-                           timeout=timeout, grace=grace, env=env, keep_workdir=keep_workdir)
+                           timeout=timeout, grace=grace, env=env, keep_workdir=keep_workdir,
+                           mpi=mpi)
 
 
 def _wait(process: subprocess.Popen, timeout: float | None) -> bool:

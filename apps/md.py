@@ -226,14 +226,62 @@ def make_simulation(molecular: MolecularSystem, *, temperature: float = 300.0,
     return app.Simulation(molecular.topology, system, integrator, chosen, properties)
 
 
-def _platform_name(platform: str) -> str:
-    available = {openmm.Platform.getPlatform(i).getName()
-                 for i in range(openmm.Platform.getNumPlatforms())}
-    if platform == "auto":
+# Variables through which Parsl (HTEX ``available_accelerators``) or a launcher assigns a
+# task its GPUs: NVIDIA, AMD, Intel.
+GPU_VARIABLES = ("CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "ZE_AFFINITY_MASK")
+GPU_PLATFORMS = ("CUDA", "HIP", "OpenCL")  # tried in this order when a GPU is assigned
+PLATFORM_CODES = {"Reference": 0, "CPU": 1, "CUDA": 2, "OpenCL": 3, "HIP": 4}
+"""The number ``segment(..., record_platform=True)`` stores per frame for each platform."""
+
+
+def assigned_gpus(environ: Any = None) -> str | None:
+    """The GPUs this task was given (the first of :data:`GPU_VARIABLES` that is set to
+    something other than nothing or ``-1``), or None."""
+    environ = os.environ if environ is None else environ
+    for name in GPU_VARIABLES:
+        value = environ.get(name, "").strip()
+        if value and value not in ("-1", "NoDevFiles"):
+            return value
+    return None
+
+
+def available_platforms() -> list[str]:
+    """The OpenMM platforms this installation has."""
+    return [openmm.Platform.getPlatform(i).getName()
+            for i in range(openmm.Platform.getNumPlatforms())]
+
+
+def choose_platform(platform: str = "auto", *, available: Sequence[str] | None = None,
+                    gpus: str | None = None) -> str:
+    """The OpenMM platform to run on.
+
+    ``"auto"``: with a GPU assigned (``gpus``, default :func:`assigned_gpus`), CUDA, else
+    HIP, else OpenCL; none of them -> CPU, with a warning naming the GPUs left unused.
+    Without an assigned GPU: CUDA if present (a GPU machine with no pinning), else CPU
+    (never OpenCL, which may be a CPU driver). A platform named explicitly must exist.
+
+    Raises:
+        ValueError: a named platform that is not available.
+    """
+    available = list(available_platforms() if available is None else available)
+    if platform != "auto":
+        if platform not in available:
+            raise ValueError(f"OpenMM platform {platform!r} is not available; have "
+                             f"{sorted(available)}")
+        return platform
+    gpus = assigned_gpus() if gpus is None else gpus
+    if gpus is None:
         return "CUDA" if "CUDA" in available else "CPU"
-    if platform not in available:
-        raise ValueError(f"OpenMM platform {platform!r} is not available; have {sorted(available)}")
-    return platform
+    for name in GPU_PLATFORMS:
+        if name in available:
+            return name
+    logger.warning("GPU %s assigned to this task but OpenMM has no GPU platform (have %s); "
+                   "running on CPU", gpus, ", ".join(sorted(available)))
+    return "CPU"
+
+
+def _platform_name(platform: str) -> str:
+    return choose_platform(platform)
 
 
 def run_frames(simulation: app.Simulation, x: np.ndarray, *, seed: int, n_steps: int,
@@ -324,6 +372,7 @@ def segment(
     platform: str = "CPU",
     threads: int = 1,
     artifacts_dir: str | None = None,
+    record_platform: bool = False,
 ) -> dict[str, np.ndarray]:
     """AA app: one segment of Langevin MD of ``structure`` from row ``x``.
 
@@ -342,10 +391,14 @@ def segment(
         minimize: minimize before starting from positions only.
         platform, threads: see :func:`make_simulation`.
         artifacts_dir: if given, the trajectory is written to
-            ``<artifacts_dir>/<seed>/trajectory.dcd`` with ``topology.pdb`` beside it.
+            ``<artifacts_dir>/<seed>/trajectory.dcd`` with ``topology.pdb`` beside it, and
+            the platform used to ``platform.txt``.
+        record_platform: also return ``"platform"``, the :data:`PLATFORM_CODES` number of
+            the OpenMM platform the task ran on, per frame (stored with the results).
 
     Returns:
-        ``{"x": (F, 6N), "energy": (F,) kJ/mol, "forces": (F, 3N) kJ/(mol Å)}``.
+        ``{"x": (F, 6N), "energy": (F,) kJ/mol, "forces": (F, 3N) kJ/(mol Å)}`` (and
+        ``"platform": (F,)`` with ``record_platform``).
     """
     molecular = _cached_system(structure, forcefield, solvent, constraints)
     simulation = make_simulation(molecular, temperature=temperature, friction=friction,
@@ -354,8 +407,16 @@ def segment(
     x = np.asarray(x, dtype=np.float64).ravel()
     start = molecular.positions.ravel() if x.size == 0 else x
     trajectory = _artifact_paths(artifacts_dir, seed, molecular.topology, start)
-    return run_frames(simulation, start, seed=seed, n_steps=n_steps, stride=stride,
-                      temperature=temperature, minimize=minimize, trajectory=trajectory)
+    used = simulation.context.getPlatform().getName()
+    logger.info("segment seed %d on OpenMM platform %s (GPUs assigned: %s)", seed, used,
+                assigned_gpus())
+    if trajectory is not None:
+        (Path(trajectory).parent / "platform.txt").write_text(used + "\n")
+    result = run_frames(simulation, start, seed=seed, n_steps=n_steps, stride=stride,
+                        temperature=temperature, minimize=minimize, trajectory=trajectory)
+    if record_platform:
+        result["platform"] = np.full(len(result["energy"]), float(PLATFORM_CODES.get(used, -1)))
+    return result
 
 
 def _artifact_paths(artifacts_dir: str | None, seed: int, topology: app.Topology,

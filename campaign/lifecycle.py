@@ -3,7 +3,8 @@
 Owns: deciding what to do with a run directory without writing anything
 (:func:`inspect_run_dir`), clearing a previous run, the facts recorded at start, and the
 Parsl session (:class:`ParslSession`: load a site config, wrap the task functions as
-apps on each scale's executor, know how many workers each executor has, shut down in
+apps on each scale's executor submitted with the scale's resource specification (see
+:mod:`campaign.placement`), know how many workers each executor has, shut down in
 bounded time). The lock is :mod:`campaign.lock`; what happens in between is the engine's.
 """
 
@@ -20,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from campaign.ledger import Ledger
-from campaign.spec import CampaignSpec
+from campaign.placement import default_priority, task_resource_specification
+from campaign.spec import CampaignSpec, Scale
 from campaign.store import Store
 
 logger = logging.getLogger(__name__)
@@ -126,16 +128,22 @@ def put_interpreter_on_path() -> None:
         os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
 
 
-def executor_workers(executor: Any) -> int:
+def executor_workers(executor: Any, task_cores: int = 1) -> int:
     """How many tasks ``executor`` runs at once, read from its Parsl configuration.
 
-    HighThroughputExecutor: workers per node x nodes per block x max blocks; thread
-    pools: their thread count; anything else: 1."""
+    HighThroughputExecutor: workers per node x nodes per block x max blocks; in MPI mode
+    tasks per block x max blocks (on one machine's core slots: slots // ``task_cores``, the
+    cores x ranks of one task); thread pools: their thread count; anything else: 1."""
     threads = getattr(executor, "max_threads", None)
     if isinstance(threads, int):
         return max(1, threads)
     per_node = getattr(executor, "workers_per_node", None)
     provider = getattr(executor, "provider", None)
+    if getattr(executor, "enable_mpi_mode", False) and provider is not None:
+        per_block = int(getattr(executor, "max_workers_per_block", 1) or 1)
+        if type(provider).__name__ == "LocalProvider":
+            per_block = max(1, per_block // max(1, task_cores))
+        return max(1, per_block * max(1, getattr(provider, "max_blocks", 1) or 1))
     if per_node is not None and provider is not None:
         if not math.isfinite(per_node):
             per_node = 1
@@ -145,28 +153,71 @@ def executor_workers(executor: Any) -> int:
     return 1
 
 
+def _with_spec(app: Any, resource_spec: dict[str, Any]) -> Any:
+    """``app`` called with a fresh copy of ``resource_spec`` each time (Parsl's MPI mode
+    fills in keys of the dict it is given)."""
+
+    def submit(*args: Any, **kwargs: Any) -> Any:
+        return app(*args, parsl_resource_specification=dict(resource_spec), **kwargs)
+
+    return submit
+
+
 class ParslSession:
     """A loaded Parsl config: the apps of each scale and of ``train``, worker counts,
-    and a shutdown that returns in bounded time."""
+    and a shutdown that returns in bounded time.
+
+    ``sim_apps[scale](app, x, seed, params, walltime=...)`` submits a task of that scale
+    with :meth:`resource_spec` (priority; ranks and nodes in MPI mode).
+
+    Raises:
+        campaign.placement.PlacementError: a scale's resources that its executor cannot
+            place (e.g. MPI ranks on an executor not in MPI mode); nothing is left loaded.
+    """
 
     def __init__(self, config: Any, spec: CampaignSpec) -> None:
         import parsl
         from parsl.app.app import python_app
 
-        from campaign.task import fit_features_and_learner, fit_learner, run_app, warm_learner
+        from campaign.placement import run_placed
+        from campaign.task import fit_features_and_learner, fit_learner, warm_learner
 
         put_interpreter_on_path()
+        self.specs = self._resource_specs(config, spec)
         self.dfk = parsl.load(config)
         self.shutdown_incomplete = False
-        self.sim_apps = {scale.name: python_app(run_app, executors=[scale.executor_label],
-                                                data_flow_kernel=self.dfk)
-                         for scale in spec.scales}
+        self.sim_apps = {
+            scale.name: _with_spec(python_app(run_placed, executors=[scale.executor_label],
+                                              data_flow_kernel=self.dfk),
+                                   self.specs[scale.name])
+            for scale in spec.scales}
         self.train_app = python_app(fit_learner, executors=["train"], data_flow_kernel=self.dfk)
         self.refit_app = python_app(fit_features_and_learner, executors=["train"],
                                     data_flow_kernel=self.dfk)
         self.warm_app = python_app(warm_learner, executors=["train"], data_flow_kernel=self.dfk)
-        self.workers = {scale.name: executor_workers(self.dfk.executors[scale.executor_label])
+        self.workers = {scale.name: executor_workers(self.dfk.executors[scale.executor_label],
+                                                     scale.resources.total_cores)
                         for scale in spec.scales}
+
+    @staticmethod
+    def _resource_specs(config: Any, spec: CampaignSpec) -> dict[str, dict[str, Any]]:
+        """Each scale's resource specification, checked before anything starts."""
+        executors = {executor.label: executor for executor in config.executors}
+        specs = {}
+        for index, scale in enumerate(spec.scales):
+            executor = executors.get(scale.executor_label)
+            if executor is None:
+                raise ValueError(f"scale '{scale.name}': the site config has no executor "
+                                 f"'{scale.executor_label}'")
+            specs[scale.name] = task_resource_specification(
+                scale.name, scale.resources, executor,
+                default_priority(index, len(spec.scales)))
+        return specs
+
+    def resource_spec(self, scale: Scale | str) -> dict[str, Any]:
+        """The ``parsl_resource_specification`` the tasks of ``scale`` are submitted with
+        (a copy)."""
+        return dict(self.specs[scale if isinstance(scale, str) else scale.name])
 
     def close(self) -> None:
         """Parsl's cleanup, bounded in time. A SIGTERM sent to a whole job (Slurm at

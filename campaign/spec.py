@@ -24,6 +24,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from campaign.resources import Resources
 from learners import default_learner, learner_by_name
 from learners.acquisition import Acquisition, acquisition_by_name, default_acquisition
 from learners.base import Learner
@@ -130,8 +131,13 @@ class Scale(SpecModel):
 
     In async mode the engine keeps ``max_in_flight`` tasks of this scale submitted
     (default: four times the workers of the scale's executor, read from the Parsl config), so
-    no worker waits for the steering loop. ``resources["cores"]`` (default 1) is what one
-    task's seconds count in a ``Budget(core_seconds=...)``.
+    no worker waits for the steering loop.
+
+    ``resources`` (``campaign.resources.Resources``, a dict of its fields, or None) is what
+    one task needs: cores, GPUs, MPI ranks, nodes, memory, priority. The site maps it to
+    its executor layout, the Parsl session submits each task with it, and
+    ``resources.cores`` (default 1) is what one task's seconds count in a
+    ``Budget(core_seconds=...)``.
 
     ``monitor`` (a ``learners.monitor.Monitor``; walker scales, async mode) judges each
     segment as it returns: the walker continues, stops (its rows so far stay, marked in
@@ -147,7 +153,7 @@ class Scale(SpecModel):
     retries: int = Field(default=2, ge=0)
     timeout: float | None = Field(default=None, gt=0)
     executor: str | None = None
-    resources: dict[str, Any] = Field(default_factory=dict)
+    resources: Resources = Field(default_factory=Resources)
     max_in_flight: int | None = Field(default=None, ge=1)
     monitor: Any = None
 
@@ -162,6 +168,11 @@ class Scale(SpecModel):
         if "seed" in params:
             raise ValueError("'seed' is set by the engine per task")
         return params
+
+    @field_validator("resources", mode="before")
+    @classmethod
+    def _are_resources(cls, resources: Any) -> Resources:
+        return Resources.coerce(resources)
 
     @field_validator("walkers", mode="before")
     @classmethod

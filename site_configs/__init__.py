@@ -11,17 +11,23 @@ no environment; a factory resolves addresses and environments only when called.
 ['sim-coarse', 'sim-fine', 'train']
 >>> "slurm" in SITES
 True
+>>> node_shape("perlmutter").describe()
+'64 cores, 4 A100, 256 GB, 1 node per block'
+>>> from campaign.resources import Resources
+>>> print(*check_resources("perlmutter", {"aa": Resources(gpus=8)}))  # doctest: +ELLIPSIS
+scale 'aa' asks for gpus=8: 8 A100s per task on one node; the node has 4 (perlmutter node: ...)
 """
 
 from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from parsl.config import Config
 
+from campaign.resources import NodeShape, Resources, problems_on
 from site_configs import aurora, frontier, local, lsf, pbs, perlmutter, polaris, slurm, threads
 from site_configs.batch import PARAMETER_HELP
 from site_configs.labels import TRAIN_LABEL, executor_labels
@@ -37,9 +43,11 @@ __all__ = [
     "TRAIN_LABEL",
     "SiteFileError",
     "UnknownSiteError",
+    "check_resources",
     "describe_sites",
     "executor_labels",
     "get_config",
+    "node_shape",
 ]
 
 SITES: dict[str, Callable[..., Config]] = {
@@ -55,10 +63,25 @@ SITES: dict[str, Callable[..., Config]] = {
 }
 """Site name -> factory ``(*, scales, run_dir, **params) -> Config``."""
 
-ENGINE_GIVEN = ("scales", "run_dir")
+NODE_SHAPES: dict[str, Callable[..., NodeShape]] = {
+    "local": local.node_shape,
+    "threads": threads.node_shape,
+    "slurm": slurm.node_shape,
+    "pbs": pbs.node_shape,
+    "lsf": lsf.node_shape,
+    "perlmutter": perlmutter.node_shape,
+    "frontier": frontier.node_shape,
+    "polaris": polaris.node_shape,
+    "aurora": aurora.node_shape,
+}
+"""Site name -> ``(**settings) -> NodeShape``: the node one executor's jobs get."""
+
+ENGINE_GIVEN = ("scales", "run_dir", "resources")
 
 
-def get_config(name: str, *, scales: Sequence[str], run_dir: str, **params: Any) -> Config:
+def get_config(name: str, *, scales: Sequence[str], run_dir: str,
+               resources: Mapping[str, Resources | None] | None = None,
+               **params: Any) -> Config:
     """A fresh Config of the named site, or of the site a TOML/YAML file describes.
 
     Args:
@@ -66,6 +89,8 @@ def get_config(name: str, *, scales: Sequence[str], run_dir: str, **params: Any)
             (see :mod:`site_configs.site_file`); ``params`` override the file's settings.
         scales: scale names; the config has executors ``sim-<scale>`` and ``train``.
         run_dir: Parsl's run directory.
+        resources: scale name -> what one of its tasks needs (``Scale.resources``); the
+            site maps it to the scale's executor (workers per node, MPI mode, GPUs).
         **params: the site factory's own parameters (e.g. ``account``, ``walltime``).
 
     Raises:
@@ -84,7 +109,71 @@ def get_config(name: str, *, scales: Sequence[str], run_dir: str, **params: Any)
             f"unknown site {name!r}; known sites: {', '.join(sorted(SITES))} "
             "(or a .toml/.yaml site file)"
         ) from None
-    return factory(scales=scales, run_dir=run_dir, **params)
+    return factory(scales=scales, run_dir=run_dir, resources=resources, **params)
+
+
+def _site_and_params(name: str, params: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The site a name or site file means, and its parameters (the file's, then
+    ``params``)."""
+    params = dict(params)
+    if is_site_file(name):
+        name, from_file = read_site_file(name, SITES)
+        params = {**from_file, **params}
+    if name not in SITES:
+        raise UnknownSiteError(f"unknown site {name!r}; known sites: {', '.join(sorted(SITES))}"
+                               " (or a .toml/.yaml site file)")
+    return name, params
+
+
+def node_shape(name: str, *, label: str | None = None, **params: Any) -> NodeShape:
+    """The node the jobs of executor ``label`` get on site ``name`` with ``params`` (the
+    site's defaults, its ``overrides[label]`` applied), for ``campaign sites`` and
+    ``campaign validate --site``.
+
+    Raises:
+        UnknownSiteError, SiteFileError: as :func:`get_config`.
+        ValueError: a parameter value the site refuses (e.g. ``node_type='tpu'``).
+    """
+    name, params = _site_and_params(name, params)
+    defaults = {parameter.name: parameter.default
+                for parameter in inspect.signature(SITES[name]).parameters.values()
+                if parameter.default is not inspect.Parameter.empty}
+    settings = {**defaults, **params}
+    overrides = settings.pop("overrides", None) or {}
+    if label is not None:
+        settings.update(overrides.get(label, {}))
+    return NODE_SHAPES[name](**settings)
+
+
+def check_resources(name: str, scales: Sequence[Any] | Mapping[str, Any],
+                    **params: Any) -> list[str]:
+    """What each scale asks of site ``name`` that its node cannot give, one line each
+    naming the scale, what it asked and the node (empty: every request fits).
+
+    Args:
+        name: a site (or site file), as for :func:`get_config`.
+        scales: ``Scale`` objects (``.name``, ``.resources``, ``.executor_label``) or a
+            mapping ``scale name -> Resources`` (or a dict of its fields).
+        **params: the site's parameters, as the campaign would run with them.
+    """
+    name, params = _site_and_params(name, params)
+    if isinstance(scales, Mapping):
+        asked = [(scale, f"sim-{scale}", Resources.coerce(need)) for scale, need in
+                 scales.items()]
+    else:
+        asked = [(scale.name, getattr(scale, "executor_label", f"sim-{scale.name}"),
+                  Resources.coerce(scale.resources)) for scale in scales]
+    problems = []
+    for scale, label, need in asked:
+        try:
+            node = node_shape(name, label=label, **params)
+        except (TypeError, ValueError) as error:
+            problems.append(f"scale '{scale}': site {name!r} cannot be set up: {error}")
+            continue
+        for problem in problems_on(need, node):
+            problems.append(f"scale '{scale}' asks for {need.describe()}: {problem} "
+                            f"({name} node: {node.describe()})")
+    return problems
 
 
 def describe_sites() -> list[dict[str, Any]]:
@@ -92,8 +181,10 @@ def describe_sites() -> list[dict[str, Any]]:
 
     Returns:
         One dict per site, sorted by name: ``name``, ``description`` (the first line of its
-        module's docstring) and ``parameters``, a list of dicts with ``name``, ``default``
-        and ``help`` (``scales`` and ``run_dir``, which the engine gives, are left out).
+        module's docstring), ``node`` (its default node shape, e.g. ``64 cores, 4 A100,
+        256 GB, 1 node per block``) and ``parameters``, a list of dicts with ``name``,
+        ``default`` and ``help`` (``scales``, ``run_dir`` and ``resources``, which the
+        engine gives, are left out).
     """
     described = []
     for name in sorted(SITES):
@@ -111,7 +202,8 @@ def describe_sites() -> list[dict[str, Any]]:
             for parameter in inspect.signature(factory).parameters.values()
             if parameter.name not in ENGINE_GIVEN
         ]
-        described.append({"name": name, "description": description, "parameters": parameters})
+        described.append({"name": name, "description": description,
+                          "node": node_shape(name).describe(), "parameters": parameters})
     return described
 
 

@@ -15,8 +15,12 @@ from typing import Any
 from parsl.config import Config
 from parsl.executors import HighThroughputExecutor
 
+from campaign.resources import NodeShape, Resources
 from site_configs import pbs
 from site_configs.batch import build_config
+
+CORES_PER_NODE = 104  # two 52-core Xeon Max, 2 hardware threads per core
+MEMORY_GB = 1024  # DDR5 (each CPU also has 64 GB HBM)
 
 # ALCF's list: each tile's worker gets 8 cores and their hyperthreads, skipping the cores
 # (0 and 52) the system keeps.
@@ -51,6 +55,7 @@ def config(
     cmd_timeout: int = 120,
     strategy_period: float = 5.0,
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    resources: Mapping[str, Resources | None] | None = None,
 ) -> Config:
     """A fresh Aurora Config: one HTEX per label over whole nodes, a worker per GPU tile.
 
@@ -65,6 +70,8 @@ def config(
         tiles_per_gpu: workers per GPU, one per tile (``ZE_AFFINITY_MASK=<gpu>.<tile>``);
             1 gives each worker a whole GPU.
         interface: ALCF's guide leaves it unset (workers try every address).
+        resources: scale name -> what one of its tasks needs (``gpus`` counts tiles when
+            ``tiles_per_gpu=2``); an MPI scale gets an ``MPIExecutor`` using mpiexec.
 
     Raises:
         ValueError: bad block, tile or worker settings, or an unknown override.
@@ -73,14 +80,12 @@ def config(
 
 
 def executor(
-    label: str, *, gpus_per_node: int, tiles_per_gpu: int, **settings: Any
+    label: str, *, gpus_per_node: int, tiles_per_gpu: int, resources: Resources,
+    **settings: Any
 ) -> HighThroughputExecutor:
     """One label's executor on Aurora nodes."""
-    if gpus_per_node < 0 or tiles_per_gpu not in (1, 2):
-        raise ValueError(
-            f"need gpus_per_node >= 0 and tiles_per_gpu 1 or 2; got "
-            f"gpus_per_node={gpus_per_node}, tiles_per_gpu={tiles_per_gpu}"
-        )
+    node = node_shape(gpus_per_node=gpus_per_node, tiles_per_gpu=tiles_per_gpu,
+                      nodes_per_block=settings["nodes_per_block"])
     if tiles_per_gpu == 2:
         tiles = [f"{gpu}.{tile}" for gpu in range(gpus_per_node) for tile in range(2)]
     else:
@@ -92,5 +97,21 @@ def executor(
         gpus_per_node=None,
         accelerators=tiles or None,
         launcher="mpiexec",
+        resources=resources,
+        node=node,
+        threads_per_core=2,
         **settings,
     )
+
+
+def node_shape(*, gpus_per_node: int = 6, tiles_per_gpu: int = 2, nodes_per_block: int = 1,
+               **_: Any) -> NodeShape:
+    """An Aurora node: 104 cores, its GPUs counted in tiles (or whole GPUs), memory."""
+    if gpus_per_node < 0 or tiles_per_gpu not in (1, 2):
+        raise ValueError(
+            f"need gpus_per_node >= 0 and tiles_per_gpu 1 or 2; got "
+            f"gpus_per_node={gpus_per_node}, tiles_per_gpu={tiles_per_gpu}"
+        )
+    return NodeShape(cores=CORES_PER_NODE, gpus=gpus_per_node * tiles_per_gpu,
+                     memory=MEMORY_GB, nodes=nodes_per_block,
+                     gpu_kind="GPU tile" if tiles_per_gpu == 2 else "GPU")

@@ -29,13 +29,14 @@ from parsl.launchers import (
     SrunLauncher,
 )
 from parsl.launchers.base import Launcher
-from parsl.providers.base import ExecutionProvider
 from parsl.usage_tracking.levels import DISABLED
 
+from campaign.resources import Resources
 from site_configs.labels import executor_labels
+from site_configs.layout import label_resources
 
 # Factory arguments that are not per-label settings.
-NOT_SETTINGS = ("scales", "run_dir", "overrides", "strategy_period")
+NOT_SETTINGS = ("scales", "run_dir", "overrides", "strategy_period", "resources")
 WALLTIME = re.compile(r"^\d+:[0-5]\d:[0-5]\d$")
 
 # The help text of parameters many sites share (``campaign sites`` shows it); a factory's
@@ -73,6 +74,7 @@ PARAMETER_HELP = {
     "strategy_period": "seconds between Parsl's scaling polls",
     "overrides": "per-label settings, e.g. {'sim-fine': {'node_type': 'gpu'}}",
     "node_type": "node type: gpu or cpu",
+    "resources": "scale name -> campaign.resources.Resources (the engine passes the spec's)",
 }
 
 LAUNCHERS = ("srun", "mpiexec", "mpirun", "jsrun", "simple", "single")
@@ -142,36 +144,14 @@ def check_blocks(
         raise ValueError(f"walltime must be HH:MM:SS; got {walltime!r}")
 
 
-def cluster_executor(
-    label: str,
-    provider: ExecutionProvider,
-    *,
-    address: str | None,
-    workers_per_node: int | None,
-    cores_per_worker: float,
-    accelerators: int | Sequence[str] | None,
-    cpu_affinity: str = "none",
-) -> HighThroughputExecutor:
-    """An encrypted HTEX over ``provider``: one worker per accelerator when there are any.
-
-    Raises:
-        ValueError: ``workers_per_node < 1`` or ``cores_per_worker <= 0``.
-    """
-    if workers_per_node is not None and workers_per_node < 1:
-        raise ValueError(f"workers_per_node must be >= 1; got {workers_per_node}")
-    if cores_per_worker <= 0:
-        raise ValueError(f"cores_per_worker must be > 0; got {cores_per_worker}")
-    return HighThroughputExecutor(
-        label=label,
-        provider=provider,
-        address=address,
-        max_workers_per_node=workers_per_node,
-        cores_per_worker=cores_per_worker,
-        available_accelerators=accelerators if accelerators else (),
-        cpu_affinity=cpu_affinity,
-        prefetch_capacity=0,
-        encrypted=True,
-    )
+def provider_launcher(resources: Resources, name: str, options: str = "", *,
+                      bind_cmd: str = "--bind-to") -> Launcher:
+    """How a block's worker pool starts: the site's launcher, or, for an MPI task,
+    ``SimpleLauncher`` (Parsl's MPI mode runs one pool on the block's first node and the
+    task's own launcher spreads its ranks)."""
+    if resources.mpi:
+        return SimpleLauncher()
+    return make_launcher(name, options, bind_cmd=bind_cmd)
 
 
 def label_settings(
@@ -210,7 +190,8 @@ def build_config(
 
     Args:
         arguments: the factory's keyword arguments (``scales``, ``run_dir``, ``overrides``,
-            ``strategy_period`` and the per-label settings).
+            ``strategy_period``, ``resources`` (scale name -> Resources) and the per-label
+            settings).
         make_executor: builds one executor from a label and its settings.
     """
     labels = executor_labels(arguments["scales"])
@@ -218,8 +199,10 @@ def build_config(
         raise ValueError(f"strategy_period must be > 0; got {arguments['strategy_period']}")
     settings = {key: value for key, value in arguments.items() if key not in NOT_SETTINGS}
     per_label = label_settings(labels, settings, arguments["overrides"])
+    resources = label_resources(labels, arguments.get("resources"))
     return Config(
-        executors=[make_executor(label, **per_label[label]) for label in labels],
+        executors=[make_executor(label, resources=resources[label], **per_label[label])
+                   for label in labels],
         run_dir=arguments["run_dir"],
         strategy_period=arguments["strategy_period"],
         usage_tracking=DISABLED,

@@ -14,11 +14,13 @@ from typing import Any
 from parsl.config import Config
 from parsl.executors import HighThroughputExecutor
 
+from campaign.resources import NodeShape, Resources
 from site_configs import slurm
 from site_configs.batch import build_config
 
 CORES_PER_NODE = 56  # 64 less the 8 Frontier reserves for the system (core specialization)
 GCDS_PER_NODE = 8
+MEMORY_GB = 512  # DDR4 per node
 
 
 def config(
@@ -45,6 +47,7 @@ def config(
     cmd_timeout: int = 60,
     strategy_period: float = 5.0,
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    resources: Mapping[str, Resources | None] | None = None,
 ) -> Config:
     """A fresh Frontier Config: one HTEX per label over whole nodes.
 
@@ -54,6 +57,8 @@ def config(
         account: OLCF project ID (e.g. ``ABC123``).
         partition: ``batch`` or ``extended`` (long, small jobs).
         gpus_per_node: GCDs given one worker each (8 per node; 0 for CPU-only tasks).
+        resources: scale name -> what one of its tasks needs (``gpus`` counts GCDs); an
+            MPI scale gets an ``MPIExecutor`` using srun.
 
     Raises:
         ValueError: bad block or worker settings, an unknown override, or no ``hsn0`` here
@@ -62,7 +67,8 @@ def config(
     return build_config(dict(locals()), executor)
 
 
-def executor(label: str, *, gpus_per_node: int, **settings: Any) -> HighThroughputExecutor:
+def executor(label: str, *, gpus_per_node: int, resources: Resources,
+             **settings: Any) -> HighThroughputExecutor:
     """One label's executor on Frontier nodes."""
     return slurm.executor(
         label,
@@ -72,5 +78,14 @@ def executor(label: str, *, gpus_per_node: int, **settings: Any) -> HighThroughp
         gpus_per_node=gpus_per_node or None,
         exclusive=True,
         launcher="srun",
+        resources=resources,
+        node=node_shape(gpus_per_node=gpus_per_node, nodes_per_block=settings["nodes_per_block"]),
         **settings,
     )
+
+
+def node_shape(*, gpus_per_node: int = GCDS_PER_NODE, nodes_per_block: int = 1,
+               **_: Any) -> NodeShape:
+    """A Frontier node: the 56 cores left to jobs, its GCDs, memory."""
+    return NodeShape(cores=CORES_PER_NODE, gpus=gpus_per_node, memory=MEMORY_GB,
+                     nodes=nodes_per_block, gpu_kind="GCD")

@@ -10,14 +10,15 @@ from parsl.config import Config
 from parsl.executors import HighThroughputExecutor
 from parsl.providers import LSFProvider
 
+from campaign.resources import NodeShape, Resources
 from site_configs.batch import (
     build_config,
     check_blocks,
-    cluster_executor,
     default_worker_init,
     make_launcher,
     worker_address,
 )
+from site_configs.layout import simulation_executor
 
 
 def config(
@@ -44,6 +45,7 @@ def config(
     cmd_timeout: int = 120,
     strategy_period: float = 5.0,
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    resources: Mapping[str, Resources | None] | None = None,
 ) -> Config:
     """A fresh Config: one HTEX per label over an ``LSFProvider`` (``#BSUB -nnodes``), encrypted.
 
@@ -58,6 +60,8 @@ def config(
             ``nodes_per_block=1``); ``jsrun`` or ``mpirun`` for more nodes.
         gpus_per_node: one worker is pinned to each GPU (request them in
             ``scheduler_options``, e.g. ``#BSUB -gpu "num=4"``).
+        resources: scale name -> what one of its tasks needs (no MPI tasks: Parsl's MPI
+            mode reads Slurm's and PBS's node lists only).
 
     Raises:
         ValueError: bad scales, block, launcher or worker settings, an unknown override, or
@@ -87,8 +91,11 @@ def executor(
     interface: str | None,
     address: str | None,
     cmd_timeout: int,
+    resources: Resources,
 ) -> HighThroughputExecutor:
     """One label's executor."""
+    node = node_shape(cores_per_node=cores_per_node, gpus_per_node=gpus_per_node,
+                      nodes_per_block=nodes_per_block)
     check_blocks(nodes_per_block=nodes_per_block, init_blocks=init_blocks,
                  min_blocks=min_blocks, max_blocks=max_blocks, walltime=walltime)
     provider = LSFProvider(
@@ -105,11 +112,20 @@ def executor(
         launcher=make_launcher(launcher, launcher_options),
         cmd_timeout=cmd_timeout,
     )
-    return cluster_executor(
+    return simulation_executor(
         label,
         provider,
+        resources=resources,
+        node=node,
         address=worker_address(interface, address),
         workers_per_node=workers_per_node,
         cores_per_worker=cores_per_worker,
         accelerators=gpus_per_node,
     )
+
+
+def node_shape(*, cores_per_node: int | None = None, gpus_per_node: int | None = None,
+               nodes_per_block: int = 1, **_: Any) -> NodeShape:
+    """The node a job gets, as far as the settings say; no MPI mode (see ``resources``)."""
+    return NodeShape(cores=cores_per_node, gpus=gpus_per_node or 0, nodes=nodes_per_block,
+                     mpi=False)

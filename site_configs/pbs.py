@@ -10,14 +10,15 @@ from parsl.config import Config
 from parsl.executors import HighThroughputExecutor
 from parsl.providers import PBSProProvider
 
+from campaign.resources import NodeShape, Resources
 from site_configs.batch import (
     build_config,
     check_blocks,
-    cluster_executor,
     default_worker_init,
-    make_launcher,
+    provider_launcher,
     worker_address,
 )
+from site_configs.layout import simulation_executor
 
 
 def config(
@@ -47,6 +48,7 @@ def config(
     cmd_timeout: int = 120,
     strategy_period: float = 5.0,
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    resources: Mapping[str, Resources | None] | None = None,
 ) -> Config:
     """A fresh Config: one HTEX per label over a ``PBSProProvider``, encrypted.
 
@@ -61,6 +63,8 @@ def config(
         cpus_per_node: ``ncpus`` in ``#PBS -l select=<nodes>:ncpus=<cpus_per_node>``.
         launcher_options: mpiexec arguments; ``--ppn 1`` starts one worker pool per node.
         filesystems: adds ``#PBS -l filesystems=<filesystems>`` (required at ALCF).
+        resources: scale name -> what one of its tasks needs; an MPI scale gets an
+            ``MPIExecutor`` using mpiexec.
 
     Raises:
         ValueError: bad scales, block, launcher or worker settings, an unknown override, or
@@ -94,8 +98,16 @@ def executor(
     address: str | None,
     cmd_timeout: int,
     accelerators: int | Sequence[str] | None = None,
+    resources: Resources | None = None,
+    node: NodeShape | None = None,
+    threads_per_core: int = 1,
 ) -> HighThroughputExecutor:
-    """One label's executor; machine sites (Polaris, Aurora) call this with their defaults."""
+    """One label's executor; machine sites (Polaris, Aurora) call this with their defaults
+    and node shape."""
+    resources = resources or Resources()
+    if node is None:
+        node = node_shape(cpus_per_node=cpus_per_node, gpus_per_node=gpus_per_node,
+                          nodes_per_block=nodes_per_block)
     check_blocks(nodes_per_block=nodes_per_block, init_blocks=init_blocks,
                  min_blocks=min_blocks, max_blocks=max_blocks, walltime=walltime)
     if cpus_per_node < 1:
@@ -116,15 +128,26 @@ def executor(
         scheduler_options=header,
         worker_init=default_worker_init() if worker_init is None else worker_init,
         # MPICH (Cray PALS at ALCF) binds with --cpu-bind
-        launcher=make_launcher(launcher, launcher_options, bind_cmd="--cpu-bind"),
+        launcher=provider_launcher(resources, launcher, launcher_options, bind_cmd="--cpu-bind"),
         cmd_timeout=cmd_timeout,
     )
-    return cluster_executor(
+    return simulation_executor(
         label,
         provider,
+        resources=resources,
+        node=node,
         address=worker_address(interface, address),
         workers_per_node=workers_per_node,
         cores_per_worker=cores_per_worker,
         accelerators=accelerators if accelerators is not None else gpus_per_node,
         cpu_affinity=cpu_affinity,
+        threads_per_core=threads_per_core,
+        mpi_launcher="mpiexec",
     )
+
+
+def node_shape(*, cpus_per_node: int = 1, gpus_per_node: int | None = None,
+               nodes_per_block: int = 1, **_: Any) -> NodeShape:
+    """The node a job asks for: ``ncpus`` (unknown when left at 1), GPUs."""
+    return NodeShape(cores=cpus_per_node if cpus_per_node > 1 else None,
+                     gpus=gpus_per_node or 0, nodes=nodes_per_block)

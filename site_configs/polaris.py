@@ -15,8 +15,12 @@ from typing import Any
 from parsl.config import Config
 from parsl.executors import HighThroughputExecutor
 
+from campaign.resources import NodeShape, Resources
 from site_configs import pbs
 from site_configs.batch import build_config
+
+CORES_PER_NODE = 32  # one EPYC 7543P, 2 hardware threads per core
+MEMORY_GB = 512
 
 
 def config(
@@ -43,6 +47,7 @@ def config(
     cmd_timeout: int = 120,
     strategy_period: float = 5.0,
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    resources: Mapping[str, Resources | None] | None = None,
 ) -> Config:
     """A fresh Polaris Config: one HTEX per label over whole nodes.
 
@@ -53,6 +58,8 @@ def config(
         queue: ``debug`` (1-2 nodes), ``debug-scaling`` (up to 10) or ``prod`` (10 or more).
         filesystems: what the job mounts (``#PBS -l filesystems=``).
         gpus_per_node: GPUs given one worker each (``select ... ngpus=``).
+        resources: scale name -> what one of its tasks needs (cores are physical, two
+            hardware threads each); an MPI scale gets an ``MPIExecutor`` using mpiexec.
 
     Raises:
         ValueError: bad block or worker settings, an unknown override, or no ``bond0`` here
@@ -61,7 +68,8 @@ def config(
     return build_config(dict(locals()), executor)
 
 
-def executor(label: str, *, gpus_per_node: int, **settings: Any) -> HighThroughputExecutor:
+def executor(label: str, *, gpus_per_node: int, resources: Resources,
+             **settings: Any) -> HighThroughputExecutor:
     """One label's executor on Polaris nodes."""
     return pbs.executor(
         label,
@@ -69,5 +77,14 @@ def executor(label: str, *, gpus_per_node: int, **settings: Any) -> HighThroughp
         select_options=f"ngpus={gpus_per_node}" if gpus_per_node else "",
         gpus_per_node=gpus_per_node or None,
         launcher="mpiexec",
+        resources=resources,
+        node=node_shape(gpus_per_node=gpus_per_node, nodes_per_block=settings["nodes_per_block"]),
+        threads_per_core=2,
         **settings,
     )
+
+
+def node_shape(*, gpus_per_node: int = 4, nodes_per_block: int = 1, **_: Any) -> NodeShape:
+    """A Polaris node: 32 cores, its A100s, memory."""
+    return NodeShape(cores=CORES_PER_NODE, gpus=gpus_per_node, memory=MEMORY_GB,
+                     nodes=nodes_per_block, gpu_kind="A100")

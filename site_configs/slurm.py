@@ -10,14 +10,15 @@ from parsl.config import Config
 from parsl.executors import HighThroughputExecutor
 from parsl.providers import SlurmProvider
 
+from campaign.resources import NodeShape, Resources
 from site_configs.batch import (
     build_config,
     check_blocks,
-    cluster_executor,
     default_worker_init,
-    make_launcher,
+    provider_launcher,
     worker_address,
 )
+from site_configs.layout import simulation_executor
 
 
 def config(
@@ -48,6 +49,7 @@ def config(
     cmd_timeout: int = 60,
     strategy_period: float = 5.0,
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    resources: Mapping[str, Resources | None] | None = None,
 ) -> Config:
     """A fresh Config: one HTEX per label over a ``SlurmProvider``, encrypted.
 
@@ -61,6 +63,8 @@ def config(
         run_dir: Parsl's run directory (submit scripts land in ``<run_dir>/.../submit_scripts``).
         gpus_per_node: ``--gpus-per-node``; one worker is pinned to each GPU.
         exclusive: ``--exclusive`` (whole nodes).
+        resources: scale name -> what one of its tasks needs; an MPI scale gets an
+            ``MPIExecutor`` launching through ``srun``.
 
     Raises:
         ValueError: bad scales, block, launcher or worker settings, an unknown override, or
@@ -96,13 +100,20 @@ def executor(
     cmd_timeout: int,
     cpu_affinity: str = "none",
     accelerators: int | Sequence[str] | None = None,
+    resources: Resources | None = None,
+    node: NodeShape | None = None,
+    threads_per_core: int = 1,
 ) -> HighThroughputExecutor:
     """One label's executor; machine sites (Perlmutter, Frontier) call this with their
-    defaults. ``accelerators`` names the devices workers are pinned to when they are not
-    simply ``range(gpus_per_node)``."""
+    defaults and node shape. ``accelerators`` names the devices workers are pinned to when
+    they are not simply ``range(gpus_per_node)``."""
+    resources = resources or Resources()
+    if node is None:
+        node = node_shape(cores_per_node=cores_per_node, gpus_per_node=gpus_per_node,
+                          mem_per_node=mem_per_node, nodes_per_block=nodes_per_block)
     check_blocks(nodes_per_block=nodes_per_block, init_blocks=init_blocks,
                  min_blocks=min_blocks, max_blocks=max_blocks, walltime=walltime)
-    if launcher == "srun" and cores_per_node:
+    if launcher == "srun" and cores_per_node and not resources.mpi:
         # srun no longer inherits the job's --cpus-per-task (Slurm 22.05): without this the
         # worker pool's step would get one CPU.
         launcher_options = f"--cpus-per-task={cores_per_node} {launcher_options}".strip()
@@ -122,15 +133,27 @@ def executor(
         exclusive=exclusive,
         scheduler_options=scheduler_options,
         worker_init=default_worker_init() if worker_init is None else worker_init,
-        launcher=make_launcher(launcher, launcher_options),
+        launcher=provider_launcher(resources, launcher, launcher_options),
         cmd_timeout=cmd_timeout,
     )
-    return cluster_executor(
+    return simulation_executor(
         label,
         provider,
+        resources=resources,
+        node=node,
         address=worker_address(interface, address),
         workers_per_node=workers_per_node,
         cores_per_worker=cores_per_worker,
         accelerators=accelerators if accelerators is not None else gpus_per_node,
         cpu_affinity=cpu_affinity,
+        threads_per_core=threads_per_core,
+        mpi_launcher="srun",
     )
+
+
+def node_shape(*, cores_per_node: int | None = None, gpus_per_node: int | None = None,
+               mem_per_node: int | None = None, nodes_per_block: int = 1,
+               **_: Any) -> NodeShape:
+    """The node a job gets, as far as the settings say (cores unknown when unset)."""
+    return NodeShape(cores=cores_per_node, gpus=gpus_per_node or 0, memory=mem_per_node,
+                     nodes=nodes_per_block)
