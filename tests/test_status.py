@@ -21,7 +21,8 @@ from conftest import tiny_campaign
 from typer.testing import CliRunner
 
 from campaign import Budget
-from campaign.cli import _wall_time, app
+from campaign.cli import app
+from campaign.cli.runs import wall_time
 from campaign.ledger import Ledger
 from campaign.lock import RunLock, holder_alive, read_holder
 from campaign.store import Store
@@ -212,8 +213,8 @@ def test_resumed_run_summary_tells_total_from_this_session():
     class Resumed:
         earlier_wall = 30.0
 
-    assert _wall_time(12.0, Fresh(), 15.1) == "12.0 s campaign, 15.1 s with start-up"
-    assert _wall_time(45.3, Resumed(), 24.4) == (
+    assert wall_time(12.0, Fresh(), 15.1) == "12.0 s campaign, 15.1 s with start-up"
+    assert wall_time(45.3, Resumed(), 24.4) == (
         "45.3 s campaign in total; this session 15.3 s, 24.4 s with start-up")
 
 

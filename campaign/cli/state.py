@@ -1,0 +1,183 @@
+"""``campaign status``: what state a run is in (running, stopped, failed, killed,
+crashed) and why, its counts per scale and its newest model, as a table or JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from campaign.cli.terminal import console, fail, open_run
+
+
+def run_state(run_dir: Path, ledger: Any) -> dict[str, Any]:
+    """``{"state", "reason", "resumable", "driver"}`` of a run: ``running`` while the
+    process named in ``campaign.lock`` lives (same pid and start time); otherwise what the
+    ledger's facts recorded (``failed``, ``stop_reason``, ``interrupted``); with none of
+    them, ``killed`` if the lock still names the dead driver (it never released it) or
+    ``crashed`` if the lock was released without a stop (an exception ended the driver;
+    the engine records no traceback: it is in the driver's output)."""
+    from campaign.lock import holder_alive, read_holder
+
+    holder = read_holder(run_dir)
+    alive = holder_alive(holder) if holder else False
+    resume_hint = f"`campaign resume {run_dir}` continues it"
+    if holder and alive:
+        return {"state": "running", "resumable": False, "driver": holder,
+                "reason": f"driver pid {holder['pid']} on {holder.get('host')} since "
+                          f"{holder.get('started')}"}
+    if holder and alive is None:
+        return {"state": "unknown", "resumable": False, "driver": holder,
+                "reason": f"driver pid {holder['pid']} ran on host {holder.get('host')}; "
+                          f"whether it still runs can be checked only there"}
+    stop_reason, interrupted = ledger.fact("stop_reason"), ledger.fact("interrupted")
+    if ledger.fact("failed"):
+        return {"state": "failed", "resumable": True, "driver": holder,
+                "reason": f"{stop_reason or ledger.fact('failed')} (it could not progress)"}
+    if stop_reason:
+        return {"state": "stopped", "resumable": True, "driver": holder,
+                "reason": stop_reason}
+    if interrupted:
+        return {"state": "stopped", "resumable": True, "driver": holder,
+                "reason": f"{interrupted}; {resume_hint}"}
+    if holder:
+        return {"state": "killed", "resumable": True, "driver": holder,
+                "reason": f"driver pid {holder['pid']} (started {holder.get('started')}) is "
+                          f"gone and recorded no stop: killed (SIGKILL, out of memory, or its "
+                          f"node went down); {resume_hint}"}
+    if (run_dir / "campaign.lock").is_file():
+        return {"state": "crashed", "resumable": True, "driver": None,
+                "reason": f"the driver released its lock without recording a stop: an "
+                          f"error ended it (its traceback is in the driver's output, not in "
+                          f"the run directory); {resume_hint}"}
+    return {"state": "unknown", "resumable": True, "driver": None,
+            "reason": f"no stop recorded and no lock record: killed or crashed; {resume_hint}"}
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinities as None, for strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
+
+
+def status_record(run_dir: Path, ledger: Any, store: Any) -> dict[str, Any]:
+    """Everything ``campaign status`` shows, as plain data (``--json``)."""
+    state = run_state(run_dir, ledger)
+    counts = ledger.task_counts()
+    scales = sorted(set(counts) | set(store.scales()))
+    rounds = ledger.rounds()
+    mode = ledger.fact("mode") or "rounds"
+    recorded = float(ledger.fact("wall_seconds", 0.0) or 0.0)
+    driver = state["driver"] or {}
+    elapsed = recorded  # every finished segment (a killed one's is not recorded)
+    if state["state"] == "running" and driver.get("started_at"):
+        elapsed += max(0.0, time.time() - float(driver["started_at"]))
+    models = {}
+    for promotion in sorted({r["promotion"] for r in rounds}):
+        scored = [r for r in ledger.rounds(promotion) if r.get("n_train")]
+        if scored:
+            models[promotion] = {"round": scored[-1]["round"],
+                                 "n_train": scored[-1]["n_train"]}
+            for key in ("reference_rmse", "prospective_rmse", "calibration"):
+                values = [r[key] for r in scored if r.get(key) is not None]  # the newest
+                models[promotion][key] = values[-1] if values else None
+    return _finite({
+        "run_dir": str(run_dir), "name": ledger.fact("name"), "mode": mode,
+        "state": state["state"], "reason": state["reason"], "resumable": state["resumable"],
+        "driver": state["driver"], "elapsed": elapsed, "resumed": ledger.fact("resumed", 0),
+        "steps": max((r["round"] for r in rounds), default=-1) + (mode == "rounds"),
+        "counts": counts, "rows": {scale: store.rows(scale) for scale in scales},
+        "retried": {scale: sum(1 for t in ledger.tasks(scale) if t["attempts"] > 1)
+                    for scale in scales},
+        "models": models,
+    })
+
+
+def print_status(run_dir: Path, ledger: Any, record: dict[str, Any]) -> None:
+    table = Table(title=f"campaign '{record['name']}' in {run_dir}")
+    for column in ("scale", "rows", "done", "submitted", "quarantined", "retried"):
+        table.add_column(column, justify="right" if column != "scale" else "left")
+    for scale, rows in record["rows"].items():
+        by_status = record["counts"].get(scale, {})
+        table.add_row(scale, str(rows), *(str(by_status.get(s, 0)) for s in
+                                          ("done", "submitted", "quarantined")),
+                      str(record["retried"][scale]))
+    console.print(table)
+    steps = "rounds" if record["mode"] == "rounds" else "models fitted"
+    console.print(f"mode: {record['mode']}; {steps}: {record['steps']}; elapsed "
+                  f"{record['elapsed']:.1f} s"
+                  + {0: "", 1: "; resumed once"}.get(record["resumed"],
+                                                      f"; resumed {record['resumed']} times"),
+                  highlight=False, soft_wrap=True)
+    console.print(f"state: [bold]{record['state']}[/]: {escape(record['reason'])}",
+                  highlight=False, soft_wrap=True)
+    from campaign.processes import leftover_processes
+
+    leftovers = leftover_processes(run_dir)
+    if leftovers:
+        console.print(f"{len(leftovers)} Parsl processes of a killed driver are still "
+                      f"running (pids {', '.join(str(p['pid']) for p in leftovers[:8])}); "
+                      f"`campaign resume {run_dir}` ends them", soft_wrap=True)
+    for promotion, model in record["models"].items():
+        parts = [f"{promotion}: {model['n_train']} training points"]
+        for key, label in (("reference_rmse", "reference RMSE"),
+                           ("prospective_rmse", "prospective RMSE")):
+            if model.get(key) is not None:
+                parts.append(f"{label} {model[key]:.4g}")
+        console.print(", ".join(parts))
+        scored = [r for r in ledger.rounds(promotion) if r.get("n_train")]
+        calibrated = [r for r in scored if r.get("calibration")]
+        if calibrated:
+            c = calibrated[-1]["calibration"]
+            console.print(f"  calibration on round {calibrated[-1]['round']}'s new results "
+                          f"(n={c['n']:.0f}, before training on them): coverage 50% "
+                          f"{c['coverage_50']:.2f}, 90% {c['coverage_90']:.2f}, z-score sd "
+                          f"{c['z_std']:.2f}, NLL {c['nll']:.3g}", highlight=False,
+                          soft_wrap=True)
+    for task in ledger.tasks(status="quarantined"):
+        console.print(f"  quarantined task {task['task_id']} ({task['scale']}, parent row "
+                      f"{task['parent_row']}): {escape(str(task['reason']))}",
+                      highlight=False, soft_wrap=True)
+
+
+def status(
+    run_dir: Annotated[Path, typer.Argument(help="run directory")],
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="print one JSON object (state, reason, counts per scale and status, "
+                       "rows, elapsed, models) instead of the table")] = False,
+    watch: Annotated[bool, typer.Option(
+        help="print again every --interval seconds until the run is no longer running "
+             "(with --json: one object per line)")] = False,
+    interval: Annotated[float, typer.Option(
+        help="seconds between prints with --watch")] = 5.0,
+) -> None:
+    """State (running, stopped, failed, killed, crashed), counts per scale, rounds and the
+    current surrogate error of a run."""
+    if interval <= 0:
+        fail(f"--interval must be a positive number of seconds, got {interval}")
+    while True:
+        ledger, store = open_run(run_dir)
+        try:
+            record = status_record(run_dir, ledger, store)
+            if as_json:
+                typer.echo(json.dumps(record))
+            else:
+                if watch and console.is_terminal:
+                    console.clear()
+                print_status(run_dir, ledger, record)
+        finally:
+            ledger.close()
+        if not watch or record["state"] != "running":
+            return
+        time.sleep(interval)
