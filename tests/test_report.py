@@ -37,6 +37,7 @@ from campaign.report import (
     sims_to_reach,
     summarize,
 )
+from campaign.report.headline import compare_with_random, headline_lines, sims_to_stay_below
 
 EVERY_FIGURE = {"learning-curve", "sampling", "surrogate", "parity", "calibration",
                 "timeline", "utilization"}
@@ -144,6 +145,11 @@ def test_report_holds_every_figure_self_contained(run):
         assert not_blank(png), figure_id
         assert len(figure["caption"]) > 40, figure_id
     assert (out / "report.png").stat().st_size > 10_000  # still written, as before
+    text = (out / "report.html").read_text()
+    body = text[text.index("<body>"):]
+    assert body.index('id="headline"') < body.index('id="facts"')  # the page opens with it
+    assert summary["promotions"]["coarse-to-fine"]["headline"][0] in text
+    assert ">None<" not in text and "None" not in body.split("<figure")[0]
 
 
 @pytest.mark.slow
@@ -227,12 +233,17 @@ def test_baseline_of_several_seeds_gives_median_and_range(run, tmp_path):
     entry = summary["promotions"]["coarse-to-fine"]
     finals = [c["reference_rmse"][-1] for c in entry["random_curves"]]
     assert entry["target_rmse"] == pytest.approx(float(np.median(finals)))
-    per_seed = [sims_to_reach(np.asarray(c["n_simulations"]), np.asarray(c["reference_rmse"]),
-                              entry["target_rmse"]) for c in entry["random_curves"]]
-    assert entry["sims_to_target"]["random_per_seed"] == per_seed
+    per_seed = [sims_to_stay_below(np.asarray(c["n_simulations"]),
+                                   np.asarray(c["reference_rmse"]), entry["target_rmse"])
+                for c in entry["random_curves"]]
+    assert entry["sims_to_stay_below"]["random_per_seed"] == per_seed
     counts = sorted(float("inf") if n is None else n for n in per_seed)
-    median = (counts[0] + counts[1]) / 2  # two seeds; one that never reached makes it inf
-    assert entry["sims_to_target"]["random"] == (None if median == float("inf") else median)
+    median = (counts[0] + counts[1]) / 2  # two seeds; one that never stays makes it inf
+    assert entry["sims_to_stay_below"]["random"] == (None if median == float("inf") else median)
+    equal = entry["error_ratio_at_equal_sims"]
+    assert len(equal["per_seed"]) == 2
+    assert equal["min"] <= equal["median"] <= equal["max"]
+    assert "None" not in " ".join(entry["headline"])
     page = parse(out / "report.html")
     assert "median of 2 seeds" in page.figures["learning-curve"]["caption"]
     facts = {row["fact"]: row["value"] for row in table_dicts(page, "facts")}
@@ -428,3 +439,53 @@ def test_browser_check_fails_on_a_broken_image_a_blank_image_and_a_script_error(
                                  EVERY_FIGURE)
         assert problems, name
         assert any(expected in problem for problem in problems), (name, problems)
+
+
+def test_sims_to_stay_below_is_not_the_first_crossing():
+    n = np.array([8, 16, 24, 32, 40])
+    dips_then_rises = np.array([3.0, 0.9, 1.5, 0.8, 0.7])
+    assert sims_to_reach(n, dips_then_rises, 1.0) == 16  # the first crossing
+    assert sims_to_stay_below(n, dips_then_rises, 1.0) == 32  # below for good from 32
+    assert sims_to_stay_below(n, np.array([3.0, 0.5, 0.5, 0.5, 1.2]), 1.0) is None
+    assert sims_to_stay_below(n, np.array([0.5] * 5), 1.0) == 8
+    assert sims_to_stay_below(n, np.array([0.5, 0.5, np.nan, 0.5, 0.5]), 1.0) == 32
+    assert sims_to_stay_below(n[:0], np.zeros(0), 1.0) is None
+
+
+def test_headline_compares_staying_below_and_errors_at_equal_sims():
+    n = np.array([8, 16, 24, 32, 40, 48])
+    ours = np.array([2.0, 0.9, 0.5, 0.3, 0.2, 0.1])
+    seeds = [(n, np.array([2.0, 1.5, 0.9, 1.1, 0.8, 0.24])),
+             (n, np.array([2.0, 0.2, 0.6, 0.5, 0.4, 0.25])),  # dips at 16, rises again
+             (n[:5], np.array([2.0, 1.2, 0.9, 0.7, 0.3]))]
+    comparison = compare_with_random(n, ours, seeds)
+    assert comparison["target_rmse"] == pytest.approx(0.25)  # median of 0.24, 0.25, 0.3
+    reached = comparison["sims_to_stay_below"]
+    assert reached["campaign"] == 40  # 0.3 at 32 is above 0.25
+    assert reached["random_per_seed"] == [48, 48, None]  # seed 2's dip at 16 does not count
+    assert reached["random"] == 48
+    assert comparison["ratio_vs_random"] == pytest.approx(48 / 40)
+    equal = comparison["error_ratio_at_equal_sims"]
+    # each seed read at min(48, its last count): 48, 48 and 40
+    assert [e["n_simulations"] for e in equal["per_seed"]] == [48, 48, 40]
+    assert sorted([equal["min"], equal["median"], equal["max"]]) == pytest.approx(
+        sorted([0.24 / 0.1, 0.25 / 0.1, 0.3 / 0.2]))
+    entry = {"final_reference_rmse": 0.1, "curve": {"n_simulations": n.tolist()},
+             **comparison}
+    text = " ".join(headline_lines("coarse-to-fine", entry))
+    assert "stayed below after 40 simulations; random after 48 (per seed: 48, 48, never)" in text
+    assert "1.5x to 2.5x" in text
+    assert "None" not in text and "-1" not in text
+
+
+def test_headline_without_a_baseline_or_a_model_prints_no_none():
+    assert headline_lines("a-to-b", {"final_reference_rmse": None,
+                                     "last_prospective_rmse": None}) == [
+        "a-to-b: no model was scored yet."]
+    text = " ".join(headline_lines("a-to-b", {"final_reference_rmse": 0.5,
+                                              "curve": {"n_simulations": [4, 8]}}))
+    assert "0.5 after 8 simulations" in text and "--baseline N" in text
+    never = compare_with_random(np.array([4, 8]), np.array([1.0, 0.9]),
+                                [(np.array([4, 8]), np.array([1.0, 0.5]))])
+    text = " ".join(headline_lines("a-to-b", {"final_reference_rmse": 0.9, **never}))
+    assert "did not end below it" in text and "None" not in text

@@ -12,6 +12,7 @@ from campaign.cli.terminal import console, fail, open_run, setup_logging
 
 
 def print_report(run_dir: Path, spec: Any, baseline: int) -> None:
+    """Write the report of ``run_dir`` and print its headline and what it wrote."""
     from campaign.report import summarize
 
     summary = summarize(run_dir, spec, baseline=baseline)
@@ -22,18 +23,9 @@ def print_report(run_dir: Path, spec: Any, baseline: int) -> None:
                       f"{cost['tasks']} tasks, {cost['wall_seconds']:.0f} s "
                       f"(the same budget again per seed, on threads)", highlight=False,
                       soft_wrap=True)
-    for name, entry in summary["promotions"].items():
-        final = entry["final_reference_rmse"]
-        shown = f"{final:.3g}" if isinstance(final, float) else str(final)
-        line = f"{name}: final reference RMSE {shown}"
-        if entry.get("sims_to_target"):
-            reached = entry["sims_to_target"]
-            median = " (median of seeds)" if len(reached["random_per_seed"]) > 1 else ""
-            random_sims = reached["random"]
-            random_text = "never" if random_sims is None else f"{random_sims:g}"
-            line += (f"; to reach random's final RMSE {entry['target_rmse']:.3g}{median}: "
-                     f"{reached['campaign']} sims vs random {random_text}")
-        console.print(line, highlight=False, soft_wrap=True)
+    for entry in summary["promotions"].values():
+        for line in entry["headline"]:
+            console.print(line, highlight=False, soft_wrap=True)
     extra = "".join(f", {path}" for path in summary.get("extra_reports", []))
     console.print(f"wrote {run_dir / summary['html']} (with its PNGs), "
                   f"{run_dir / 'report.png'}, {run_dir / 'summary.json'}{extra}",

@@ -45,6 +45,16 @@ th { background: #f2f2f2; } td:first-child, th:first-child { text-align: left; }
 """
 
 
+def _headline(summary: dict[str, Any]) -> str:
+    """The page's opening: each promotion's headline sentences (what the run found)."""
+    promotions = summary["promotions"]
+    if not promotions:
+        return '<section id="headline"><p>This campaign has no promotion.</p></section>'
+    return ('<section id="headline">' + "".join(
+        "<p>" + " ".join(html.escape(line) for line in entry["headline"]) + "</p>"
+        for entry in promotions.values()) + "</section>")
+
+
 def render_html(run_dir: Path, ledger: Ledger, store: Store, figures: list[Figure],
                 notes: dict[str, str], summary: dict[str, Any]) -> str:
     """The page: one self-contained HTML document (PNGs as base64, inline CSS only)."""
@@ -78,6 +88,7 @@ def render_html(run_dir: Path, ledger: Ledger, store: Store, figures: list[Figur
     extras = [figure.id for figure in figures if figure.id.startswith("extra-")]
     body = [
         f"<h1>Campaign report: {name}</h1>",
+        _headline(summary),
         _table("facts", facts, ""),
         section("Learning curve", ["learning-curve"]),
         section("Where the learner sampled", ["sampling", "surrogate"]),

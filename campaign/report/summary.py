@@ -3,19 +3,19 @@ and the comparison with the random baseline."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-import numpy as np
-
 from campaign.ledger import Ledger
-from campaign.report.baseline import sims_to_reach
+from campaign.report.headline import compare_with_random, headline_lines
 from campaign.report.records import learning_curve
 from campaign.store import Store
 
 
 def summary_record(ledger: Ledger, store: Store, promotions: list[str],
-             baselines: list[Ledger]) -> dict[str, Any]:
+                   baselines: list[Ledger]) -> dict[str, Any]:
+    """The content of ``summary.json``: facts, counts, rows, and per promotion the
+    learning curve, the comparison with random (:mod:`campaign.report.headline`) where
+    baselines ran, and the headline sentences."""
     summary: dict[str, Any] = {
         "name": ledger.fact("name"),
         "site": ledger.fact("site"),
@@ -41,22 +41,7 @@ def summary_record(ledger: Ledger, store: Store, promotions: list[str],
             entry["random_curves"] = [{"seed_offset": i, "n_simulations": n_r.tolist(),
                                        "reference_rmse": e_r.tolist()}
                                       for i, (n_r, e_r) in enumerate(curves)]
-            finals = [float(e_r[-1]) for _, e_r in curves if len(e_r)]
-            if finals and len(error):
-                # the target is the median seed's final error; each seed's count to it
-                target = float(np.median(finals))
-                ours = sims_to_reach(n, error, target)
-                per_seed = [sims_to_reach(n_r, e_r, target) for n_r, e_r in curves]
-                # a seed that never reached the target counts as more than any count
-                counts = [math.inf if count is None else count for count in per_seed]
-                random_median = float(np.median(counts))
-                random_median = None if math.isinf(random_median) else random_median
-                entry["target_rmse"] = target
-                entry["random_final_rmse"] = {"median": target, "min": min(finals),
-                                              "max": max(finals), "seeds": len(finals)}
-                entry["sims_to_target"] = {"campaign": ours, "random": random_median,
-                                           "random_per_seed": per_seed}
-                entry["ratio_vs_random"] = (random_median / ours
-                                            if ours and random_median is not None else None)
+            entry.update(compare_with_random(n, error, curves) or {})
+        entry["headline"] = headline_lines(name, entry)
         summary["promotions"][name] = entry
     return summary
