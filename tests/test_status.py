@@ -155,6 +155,48 @@ def test_dead_driver_without_a_stop_is_killed(copy):
     assert "state: killed: driver pid" in text.stdout
 
 
+def test_killed_run_elapsed_runs_to_its_last_recorded_event(copy):
+    """A killed driver records no wall time: status counts from the session's start to
+    the last event it recorded, not 0.0 s."""
+    clear_stop(copy, wall_seconds=0.0)  # as a driver killed in its first session left it
+    write_lock(copy, pid=dead_pid(), create_time=time.time() - 10)
+    ledger = Ledger(copy / "ledger.sqlite", read_only=True)
+    session = ledger.fact("sessions")[-1]
+    last = max([a[k] for a in ledger.attempts() for k in ("submitted", "started", "ended")
+                if a[k] is not None]
+               + [r["fit_ended"] for r in ledger.rounds() if r.get("fit_ended")])
+    ledger.close()
+    record = status_json(copy)
+    assert record["elapsed"] == pytest.approx(last - session) and record["elapsed"] > 0
+    text = status(copy).stdout
+    assert f"elapsed {last - session:.1f} s (until the last event the driver recorded)" in text
+
+
+def test_status_text_prints_no_none_and_no_minus_one(copy):
+    clear_stop(copy)
+    ledger = Ledger(copy / "ledger.sqlite")
+    task = ledger.tasks("coarse")[0]  # a walker task: parent row -1 in the ledger
+    ledger._db.execute("UPDATE tasks SET status = 'quarantined', reason = NULL "
+                       "WHERE task_id = ?", (task["task_id"],))
+    ledger._db.commit()
+    ledger.close()
+    text = status(copy).stdout
+    assert "None" not in text and "-1" not in text, text
+    assert "a walker segment" in text and "no reason recorded" in text
+    assert re.search(r"models fitted: [1-9]", text), text
+    assert "submitted (total)" in text and "unfinished" in text
+
+
+def test_status_of_a_run_with_no_model_says_zero_models(copy):
+    ledger = Ledger(copy / "ledger.sqlite")
+    ledger._db.execute("DELETE FROM rounds")  # as an async run before its first fit
+    ledger._db.commit()
+    ledger.close()
+    record = status_json(copy)
+    assert record["steps"] == 0 and record["models"] == {}
+    assert "models fitted: 0" in status(copy).stdout
+
+
 def test_released_lock_without_a_stop_is_crashed(copy):
     clear_stop(copy)
     assert (copy / "campaign.lock").read_text() == ""  # released by the finished driver
@@ -305,3 +347,4 @@ def test_sigkilled_driver_is_killed(tmp_path):
     record = status_json(out)
     assert record["state"] == "killed", record
     assert record["counts"]["fine"].get("submitted", 0) >= 1
+    assert record["elapsed"] > 0  # from the ledger's recorded times, not the 0.0 s recorded

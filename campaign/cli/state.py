@@ -28,13 +28,15 @@ def run_state(run_dir: Path, ledger: Any) -> dict[str, Any]:
     holder = read_holder(run_dir)
     alive = holder_alive(holder) if holder else False
     resume_hint = f"`campaign resume {run_dir}` continues it"
+    host = (holder or {}).get("host") or "an unknown host"
+    started = (holder or {}).get("started") or "an unknown time"
     if holder and alive:
         return {"state": "running", "resumable": False, "driver": holder,
-                "reason": f"driver pid {holder['pid']} on {holder.get('host')} since "
-                          f"{holder.get('started')}"}
+                "reason": f"driver pid {holder['pid']} on {host} since "
+                          f"{started}"}
     if holder and alive is None:
         return {"state": "unknown", "resumable": False, "driver": holder,
-                "reason": f"driver pid {holder['pid']} ran on host {holder.get('host')}; "
+                "reason": f"driver pid {holder['pid']} ran on host {host}; "
                           f"whether it still runs can be checked only there"}
     stop_reason, interrupted = ledger.fact("stop_reason"), ledger.fact("interrupted")
     if ledger.fact("failed"):
@@ -48,7 +50,7 @@ def run_state(run_dir: Path, ledger: Any) -> dict[str, Any]:
                 "reason": f"{interrupted}; {resume_hint}"}
     if holder:
         return {"state": "killed", "resumable": True, "driver": holder,
-                "reason": f"driver pid {holder['pid']} (started {holder.get('started')}) is "
+                "reason": f"driver pid {holder['pid']} (started {started}) is "
                           f"gone and recorded no stop: killed (SIGKILL, out of memory, or its "
                           f"node went down); {resume_hint}"}
     if (run_dir / "campaign.lock").is_file():
@@ -71,6 +73,35 @@ def _finite(value: Any) -> Any:
     return value
 
 
+def last_recorded_event(ledger: Any) -> float | None:
+    """The newest time the ledger recorded: an attempt submitted, started or ended, or a
+    model fit ended (seconds since the epoch); None before any."""
+    times = [a[key] for a in ledger.attempts() for key in ("submitted", "started", "ended")
+             if a.get(key) is not None]
+    times += [r["fit_ended"] for r in ledger.rounds() if r.get("fit_ended") is not None]
+    return max(times) if times else None
+
+
+def run_elapsed(ledger: Any, state: dict[str, Any]) -> tuple[float, str]:
+    """(seconds, how they were measured) of a run's wall time over all its sessions.
+
+    Every session that ended recorded its total in ``wall_seconds``. A running driver
+    adds the time since it started; a driver that ended without recording (killed,
+    crashed) adds the time from its start (the ledger's ``sessions``) to the last event it
+    recorded, a lower bound on how long it ran."""
+    recorded = float(ledger.fact("wall_seconds", 0.0) or 0.0)
+    driver = state["driver"] or {}
+    if state["state"] == "running" and driver.get("started_at"):
+        return recorded + max(0.0, time.time() - float(driver["started_at"])), ""
+    if state["state"] in ("killed", "crashed", "unknown"):
+        sessions = ledger.fact("sessions") or []
+        last = last_recorded_event(ledger)
+        if sessions and last is not None and last > float(sessions[-1]):
+            return (recorded + last - float(sessions[-1]),
+                    " (until the last event the driver recorded)")
+    return recorded, ""
+
+
 def status_record(run_dir: Path, ledger: Any, store: Any) -> dict[str, Any]:
     """Everything ``campaign status`` shows, as plain data (``--json``)."""
     state = run_state(run_dir, ledger)
@@ -78,11 +109,7 @@ def status_record(run_dir: Path, ledger: Any, store: Any) -> dict[str, Any]:
     scales = sorted(set(counts) | set(store.scales()))
     rounds = ledger.rounds()
     mode = ledger.fact("mode") or "rounds"
-    recorded = float(ledger.fact("wall_seconds", 0.0) or 0.0)
-    driver = state["driver"] or {}
-    elapsed = recorded  # every finished segment (a killed one's is not recorded)
-    if state["state"] == "running" and driver.get("started_at"):
-        elapsed += max(0.0, time.time() - float(driver["started_at"]))
+    elapsed, elapsed_note = run_elapsed(ledger, state)
     models = {}
     for promotion in sorted({r["promotion"] for r in rounds}):
         scored = [r for r in ledger.rounds(promotion) if r.get("n_train")]
@@ -96,7 +123,9 @@ def status_record(run_dir: Path, ledger: Any, store: Any) -> dict[str, Any]:
         "run_dir": str(run_dir), "name": ledger.fact("name"), "mode": mode,
         "state": state["state"], "reason": state["reason"], "resumable": state["resumable"],
         "driver": state["driver"], "elapsed": elapsed, "resumed": ledger.fact("resumed", 0),
-        "steps": max((r["round"] for r in rounds), default=-1) + (mode == "rounds"),
+        "elapsed_note": elapsed_note,
+        "steps": (max((r["round"] + 1 for r in rounds), default=0) if mode == "rounds"
+                  else sum(1 for r in rounds if r.get("n_train"))),
         "counts": counts, "rows": {scale: store.rows(scale) for scale in scales},
         "retried": {scale: sum(1 for t in ledger.tasks(scale) if t["attempts"] > 1)
                     for scale in scales},
@@ -105,18 +134,22 @@ def status_record(run_dir: Path, ledger: Any, store: Any) -> dict[str, Any]:
 
 
 def print_status(run_dir: Path, ledger: Any, record: dict[str, Any]) -> None:
+    """The status table and lines of :func:`status_record` for a person."""
     table = Table(title=f"campaign '{record['name']}' in {run_dir}")
-    for column in ("scale", "rows", "done", "submitted", "quarantined", "retried"):
+    # "submitted (total)" counts every task recorded, as the live panel's column does;
+    # "unfinished" those without an outcome yet (in flight, or lost with a killed driver)
+    for column in ("scale", "rows", "submitted (total)", "unfinished", "done",
+                   "quarantined", "retried"):
         table.add_column(column, justify="right" if column != "scale" else "left")
     for scale, rows in record["rows"].items():
         by_status = record["counts"].get(scale, {})
-        table.add_row(scale, str(rows), *(str(by_status.get(s, 0)) for s in
-                                          ("done", "submitted", "quarantined")),
+        table.add_row(scale, str(rows), str(sum(by_status.values())),
+                      *(str(by_status.get(s, 0)) for s in ("submitted", "done", "quarantined")),
                       str(record["retried"][scale]))
     console.print(table)
     steps = "rounds" if record["mode"] == "rounds" else "models fitted"
     console.print(f"mode: {record['mode']}; {steps}: {record['steps']}; elapsed "
-                  f"{record['elapsed']:.1f} s"
+                  f"{record['elapsed']:.1f} s{record['elapsed_note']}"
                   + {0: "", 1: "; resumed once"}.get(record["resumed"],
                                                       f"; resumed {record['resumed']} times"),
                   highlight=False, soft_wrap=True)
@@ -146,8 +179,12 @@ def print_status(run_dir: Path, ledger: Any, record: dict[str, Any]) -> None:
                           f"{c['z_std']:.2f}, NLL {c['nll']:.3g}", highlight=False,
                           soft_wrap=True)
     for task in ledger.tasks(status="quarantined"):
-        console.print(f"  quarantined task {task['task_id']} ({task['scale']}, parent row "
-                      f"{task['parent_row']}): {escape(str(task['reason']))}",
+        origin = (f"parent row {task['parent_row']}" if task["parent_row"] >= 0
+                  else "a walker segment")
+        attempts = task.get("attempts") or 0
+        tried = f", {attempts} attempt{'s' if attempts != 1 else ''}" if attempts else ""
+        console.print(f"  quarantined task {task['task_id']} ({task['scale']}, {origin}"
+                      f"{tried}): {escape(task['reason'] or 'no reason recorded')}",
                       highlight=False, soft_wrap=True)
 
 
