@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 from conftest import tiny_campaign
 
+from apps import toy
 from campaign import Budget
 from campaign.ledger import Ledger
 from campaign.report import (
@@ -38,6 +39,7 @@ from campaign.report import (
     summarize,
 )
 from campaign.report.headline import compare_with_random, headline_lines, sims_to_stay_below
+from campaign.report.tables import picks_table
 
 EVERY_FIGURE = {"learning-curve", "sampling", "surrogate", "parity", "calibration",
                 "timeline", "utilization"}
@@ -172,11 +174,45 @@ def test_report_tables_count_what_the_ledger_holds(run):
         assert int(counts["fine"]["done"]) == 8  # the budget
         assert "quarantine" in page.ids and "quarantine" not in page.tables  # none: a note
         rounds = table_dicts(page, "rounds")
+        assert "rounds-note" in page.ids  # what the table's errors are, against parity's
         assert len(rounds) == len(ledger.rounds("coarse-to-fine"))
         assert [int(r["n_train"]) for r in rounds] == [
             r["n_train"] for r in ledger.rounds("coarse-to-fine")]
     finally:
         ledger.close()
+
+
+@pytest.mark.slow
+def test_utilization_per_scale_is_busy_time_over_its_workers_and_the_span(run):
+    out, _ = run
+    page = parse(out / "report.html")
+    rows = {row["scale"]: row for row in table_dicts(page, "utilization-table")}
+    assert set(rows) == {"coarse", "fine", "all"}
+    ledger = Ledger(out / "ledger.sqlite", read_only=True)
+    attempts = [a for a in ledger.attempts() if a["started"] and a["ended"]]
+    ledger.close()
+    span = max(a["ended"] for a in attempts) - min(a["started"] for a in attempts)
+    for scale in ("coarse", "fine"):
+        mine = [a for a in attempts if a["scale"] == scale]
+        workers = len({a["worker"] for a in mine})
+        busy = sum(a["ended"] - a["started"] for a in mine)
+        assert int(rows[scale]["workers"]) == workers
+        assert float(rows[scale]["utilization"]) == pytest.approx(
+            busy / (workers * span), abs=1e-3)
+        assert 0 < float(rows[scale]["utilization"]) <= 1.0 + 1e-6
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["utilization"]) == {"coarse", "fine", "all"}
+    assert "per scale (its own workers): coarse" in page.figures["utilization"]["caption"]
+
+
+@pytest.mark.slow
+def test_parity_names_its_quantity_and_kind_of_score(run):
+    out, _ = run
+    page = parse(out / "report.html")
+    caption = page.figures["parity"]["caption"]
+    assert caption.startswith("Prospective parity") and "pools every point" in caption
+    note = (out / "report.html").read_text()
+    assert "parity plot&#x27;s RMSE" in note or "parity plot's RMSE" in note
 
 
 @pytest.mark.slow
@@ -489,3 +525,69 @@ def test_headline_without_a_baseline_or_a_model_prints_no_none():
                                 [(np.array([4, 8]), np.array([1.0, 0.5]))])
     text = " ".join(headline_lines("a-to-b", {"final_reference_rmse": 0.9, **never}))
     assert "did not end below it" in text and "None" not in text
+
+
+def three_columns(x, *, seed, **params):
+    """A coarse scale whose rows have three columns: Langevin frames and their sum."""
+    frames = toy.langevin(np.asarray(x)[:2], seed=seed, **params)
+    return {"x": np.column_stack([frames["x"], frames["x"].sum(axis=1)]),
+            "energy": frames["energy"]}
+
+
+def fine_of_three(x, *, seed, **params):
+    return toy.smeared_energy(np.asarray(x).reshape(-1)[:2], seed=seed, **params)
+
+
+@pytest.mark.slow
+def test_surrogate_view_of_rows_with_three_columns_is_drawn_on_their_projection(tmp_path):
+    from campaign import Campaign, Promotion, Scale
+    from learners import ExactGP
+
+    walkers = np.column_stack([toy.initial_walkers(2), toy.initial_walkers(2).sum(axis=1)])
+    spec = Campaign(
+        name="three", mode="async",
+        scales=[Scale("coarse", app=three_columns, params={"n_steps": 2000, "stride": 100},
+                      walkers=walkers),
+                Scale("fine", app=fine_of_three, params={"n_samples": 1024})],
+        promotions=[Promotion(source="coarse", target="fine", features=toy.positions,
+                              learner=ExactGP(restarts=1, iterations=30),
+                              acquisition="max_variance", batch_size=4, quantity="energy")],
+        budget=Budget(fine=8))
+    out = tmp_path / "run"
+    spec.run(site="threads", out=out)
+    summary = summarize(out, spec)
+    assert "surrogate" in summary["figures"]
+    page = parse(out / "report.html")
+    assert "surrogate-note" not in page.ids
+    assert "principal components" in page.figures["surrogate"]["caption"]
+    assert not_blank(Path(summary["figures"]["surrogate"]).read_bytes())
+
+
+class FakeStore:
+    """What picks_table reads: a target's meta arrays."""
+
+    def __init__(self, meta):
+        self.meta = meta
+
+    def scales(self):
+        return ["coarse", "fine"]
+
+    def read(self, scale):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(meta=self.meta if scale == "fine" else {})
+
+
+def test_picks_table_reads_optional_staleness_and_skips_quietly_without():
+    assert picks_table(FakeStore({"round": np.array([0, 1, 1])}), ["coarse-to-fine"]) == []
+    meta = {"round": np.array([0, 0, 1, 1, 1]), "staleness": np.array([0, 0, 1, 3, 2])}
+    rows = picks_table(FakeStore(meta), ["coarse-to-fine"])
+    assert rows == [
+        {"promotion": "coarse-to-fine", "model generation": 0, "picks": 2,
+         "mean staleness": 0.0, "max staleness": 0.0},
+        {"promotion": "coarse-to-fine", "model generation": 1, "picks": 3,
+         "mean staleness": 2.0, "max staleness": 3.0}]
+    meta = {"round": np.array([0, 0]), "model_generation": np.array([[2], [3]])}
+    rows = picks_table(FakeStore(meta), ["coarse-to-fine"])
+    assert [(r["model generation"], r["picks"]) for r in rows] == [(2, 1), (3, 1)]
+    assert "mean staleness" not in rows[0]

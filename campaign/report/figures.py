@@ -20,6 +20,7 @@ from campaign.report.timeline import (
     plot_timeline,
     plot_utilization,
     resume_gaps,
+    utilization_by_scale,
 )
 from campaign.spec import CampaignSpec
 from campaign.store import Store
@@ -89,11 +90,12 @@ def page_figures(run_dir: Path, ledger: Ledger, store: Store, promotions: list[s
     else:
         notes["surrogate"] = surrogate
 
-    parity = parity_figure(run_dir, ledger, store, spec, promotions)
+    parity, pooled = parity_figure(run_dir, ledger, store, spec, promotions)
     if isinstance(parity, Figure):
         figures.append(parity)
     else:
         notes["parity"] = parity
+    notes["rounds"] = rounds_note(pooled)
 
     calibrated = [(name, [r for r in ledger.rounds(name) if r.get("calibration")])
                   for name in promotions]
@@ -140,12 +142,31 @@ def page_figures(run_dir: Path, ledger: Ledger, store: Store, promotions: list[s
 
     figure, axis = plt.subplots(figsize=(11, 3.6))
     utilization = plot_utilization(axis, spans, gaps)
+    per_scale = "; ".join(f"{row['scale']} {row['utilization']:.2f} on {row['workers']} "
+                          f"worker{'s' if row['workers'] != 1 else ''}"
+                          for row in utilization_by_scale(spans)[:-1])
     figures.append(save(figure, run_dir, "utilization",
                          "Mean number of attempts running in each of "
                          f"{UTILIZATION_BINS} time bins, per scale and in all, against the "
                          f"number of workers seen; busy time / (workers x span) = "
-                         f"{utilization:.2f}. " + gap_text))
+                         f"{utilization:.2f} in all"
+                         + (f", per scale (its own workers): {per_scale}" if per_scale else "")
+                         + ". " + gap_text))
     return figures, notes
+
+
+def rounds_note(pooled: dict[str, float]) -> str:
+    """What the models table's errors are, and why they differ from the parity plot's."""
+    text = ("Each row is one fitted model. Reference RMSE: that model's mean against the "
+            "reference values (the learning curve). Prospective RMSE: that model on the "
+            "finer-scale results that arrived after it was fitted and before the next "
+            "one (n scored), the same results its coverage is measured on.")
+    if pooled:
+        figures = ", ".join(f"{name} {rmse:.3g}" for name, rmse in pooled.items())
+        text += (f" The parity plot's RMSE ({figures}) pools the prospective predictions of "
+                 "every model, early ones included: it is no one model's error, and is "
+                 "usually larger than the newest models' errors here.")
+    return text
 
 
 def _plot_learning_curves(axis: Any, ledger: Ledger, promotions: list[str],

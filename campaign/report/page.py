@@ -10,7 +10,14 @@ from typing import Any
 
 from campaign.ledger import Ledger
 from campaign.report.plotting import Figure
-from campaign.report.tables import counts_table, quarantine_table, rounds_table
+from campaign.report.records import attempt_spans
+from campaign.report.tables import (
+    counts_table,
+    picks_table,
+    quarantine_table,
+    rounds_table,
+)
+from campaign.report.timeline import utilization_by_scale
 from campaign.store import Store
 
 HTML_NAME = "report.html"
@@ -55,6 +62,18 @@ def _headline(summary: dict[str, Any]) -> str:
         for entry in promotions.values()) + "</section>")
 
 
+def _picks(store: Store, promotions: list[str]) -> str:
+    """The picks table where the store records each pick's model generation or
+    staleness; nothing where it does not."""
+    rows = picks_table(store, promotions)
+    if not rows:
+        return ""
+    return ("<h3>Picks per model generation</h3>"
+            '<p id="picks-note">Rows chosen by each model generation, and the staleness '
+            "the engine recorded with each pick (the store's meta), where it did.</p>"
+            + _table("picks", rows, ""))
+
+
 def render_html(run_dir: Path, ledger: Ledger, store: Store, figures: list[Figure],
                 notes: dict[str, str], summary: dict[str, Any]) -> str:
     """The page: one self-contained HTML document (PNGs as base64, inline CSS only)."""
@@ -93,8 +112,14 @@ def render_html(run_dir: Path, ledger: Ledger, store: Store, figures: list[Figur
         section("Learning curve", ["learning-curve"]),
         section("Where the learner sampled", ["sampling", "surrogate"]),
         section("Parity and calibration", ["parity", "calibration"],
-                _table("rounds", rounds_table(ledger, promotions), "No model was fitted.")),
-        section("Tasks over time", ["timeline", "utilization"]),
+                _table("rounds", rounds_table(ledger, promotions), "No model was fitted.")
+                + (f'<p id="rounds-note">{html.escape(notes["rounds"])}</p>'
+                   if "rounds" in notes else "")
+                + _picks(store, promotions)),
+        section("Tasks over time", ["timeline", "utilization"],
+                "<h3>Utilization per scale</h3>"
+                + _table("utilization-table", utilization_by_scale(attempt_spans(ledger)),
+                         "No attempt ran.")),
         section("Counts and costs", [],
                 _table("counts", counts_table(ledger, store), "No tasks.")
                 + "<h3>Quarantine reasons</h3>"

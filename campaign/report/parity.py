@@ -17,6 +17,12 @@ from campaign.store import Store
 
 logger = logging.getLogger(__name__)
 
+def learned_quantity(promotion: Any, outputs: dict[str, Any]) -> str | None:
+    """The output the promotion's learner is trained on: its ``quantity``, or the
+    target's only output."""
+    return promotion.quantity or (next(iter(outputs)) if len(outputs) == 1 else None)
+
+
 def parity_points(store: Store, promotion: Any) -> dict[str, np.ndarray]:
     """Prospective predictions of the finer scale's results, recomputed from saved models.
 
@@ -35,7 +41,7 @@ def parity_points(store: Store, promotion: Any) -> dict[str, np.ndarray]:
     source = store.read(promotion.source)
     if len(target) == 0 or len(source) == 0:
         return empty
-    quantity = promotion.quantity or (next(iter(target.y)) if len(target.y) == 1 else None)
+    quantity = learned_quantity(promotion, target.y)
     if quantity not in target.y:
         return empty
     observed_rows = np.asarray(target.y[quantity], np.float64).reshape(len(target), -1)
@@ -69,11 +75,13 @@ def parity_points(store: Store, promotion: Any) -> dict[str, np.ndarray]:
 
 
 def parity_figure(run_dir: Path, ledger: Ledger, store: Store, spec: CampaignSpec | None,
-                   promotions: list[str]) -> Figure | str:
+                  promotions: list[str]) -> tuple[Figure | str, dict[str, float]]:
+    """The parity figure (or why there is none) and, per promotion drawn, the pooled
+    prospective RMSE of its points."""
     if spec is None:
         return ("Parity is not shown: per-result predictions are not recorded in the run; "
                 "they are recomputed from the saved models, which needs the campaign spec. "
-                "The rounds table gives the recorded prospective RMSE.")
+                "The rounds table gives the recorded prospective RMSE."), {}
     drawn = []
     for name in promotions:
         promotion = promotion_spec(spec, name)
@@ -85,14 +93,18 @@ def parity_figure(run_dir: Path, ledger: Ledger, store: Store, spec: CampaignSpe
             logger.warning("parity of %s: %s: %s", name, type(error).__name__, error)
             continue
         if len(points["row"]):
-            drawn.append((name, points))
+            outputs = store.read(promotion.target).y
+            drawn.append((promotion, learned_quantity(promotion, outputs), points))
     if not drawn:
         return ("Parity is not shown: no finer-scale result arrived after a saved model "
-                "that was not trained on it.")
+                "that was not trained on it."), {}
     plt = pyplot()
-    figure, axes = plt.subplots(1, len(drawn), figsize=(5.6 * len(drawn), 5), squeeze=False)
-    for axis, (name, points) in zip(axes[0], drawn, strict=True):
-        cmap, norm, ticks = integer_colours(points["model"].astype(np.int64))
+    pooled: dict[str, float] = {}
+    figure, axes = plt.subplots(1, len(drawn), figsize=(5.8 * len(drawn), 5.2),
+                                squeeze=False)
+    for axis, (promotion, quantity, points) in zip(axes[0], drawn, strict=True):
+        models = points["model"].astype(np.int64)
+        cmap, norm, ticks = integer_colours(models)
         axis.errorbar(points["observed"], points["mean"], yerr=2 * points["sd"], fmt="none",
                       ecolor="0.6", elinewidth=0.8, zorder=1)
         scatter = axis.scatter(points["observed"], points["mean"], c=points["model"],
@@ -103,14 +115,22 @@ def parity_figure(run_dir: Path, ledger: Ledger, store: Store, spec: CampaignSpe
         low, high = float(both.min()), float(both.max())
         axis.plot([low, high], [low, high], "k:", linewidth=1)
         rmse = float(np.sqrt(np.mean((points["mean"] - points["observed"]) ** 2)))
-        axis.set_title(f"{name}: {len(points['row'])} results, RMSE {rmse:.3g}")
-        axis.set_xlabel("observed (finer scale)")
-        axis.set_ylabel("predicted mean (+/- 2 sd)")
+        pooled[promotion.name] = rmse
+        first, last = int(models.min()), int(models.max())
+        which = f"model {first}" if first == last else f"models {first}-{last}"
+        axis.set_title(f"{promotion.name}: '{quantity}', prospective\n"
+                       f"{len(points['row'])} results by {which}, pooled RMSE {rmse:.3g}",
+                       fontsize=10)
+        axis.set_xlabel(f"observed {quantity} ({promotion.target} scale)")
+        axis.set_ylabel(f"predicted {quantity}: mean +/- 2 sd")
     return save(figure, run_dir, "parity",
-                 "Each finer-scale result against the prediction of the newest saved model "
-                 "that had not been trained on it (recomputed from the saved models: the "
-                 "run records per-model prospective RMSE, not per-result predictions). "
-                 "Results the first model was trained on are not shown.")
+                "Prospective parity: each finer-scale result against the prediction of "
+                "the newest saved model that had not been trained on it (recomputed from "
+                "the saved models: the run records per-model prospective RMSE, not "
+                "per-result predictions). Results the first model was trained on are not "
+                "shown. The RMSE in the title pools every point, each predicted by a "
+                "different, older model; it is not the newest model's error (see the "
+                "note under the models table)."), pooled
 
 
 def plot_calibration(axis: Any, name: str, records: list[dict[str, Any]]) -> None:

@@ -17,6 +17,7 @@ from campaign.store import Store
 
 logger = logging.getLogger(__name__)
 
+MAX_ROWS = 4000  # source rows predicted for a map of more (or fewer) than 2 columns
 GRID = 60  # points per axis of the surrogate background
 
 
@@ -43,8 +44,11 @@ def _chosen(ledger: Ledger, target: str) -> tuple[np.ndarray, np.ndarray, np.nda
 
 
 def plot_sampling(axis: Any, ledger: Ledger, store: Store, promotion: str,
-                   background: tuple[np.ndarray, np.ndarray, np.ndarray, str] | None = None
-                   ) -> None:
+                  background: tuple[Any, ...] | None = None) -> None:
+    """The source rows (projected, :func:`project_2d`) and the rows chosen for the target,
+    coloured by the model that chose them. ``background``: ``(gx, gy, values, label)``,
+    a grid drawn behind them, or ``(rows, values, label)``, those source rows coloured by
+    ``values`` instead of grey."""
     source, target = promotion.split("-to-")
     axis.set_title(f"where {promotion} sampled")
     pool = store.read(source)
@@ -52,12 +56,18 @@ def plot_sampling(axis: Any, ledger: Ledger, store: Store, promotion: str,
         no_data(axis, f"no committed {source} rows")
         return
     points, labels = project_2d(pool.x)
-    if background is not None:
+    if background is not None and len(background) == 4:
         gx, gy, values, label = background
         mesh = axis.pcolormesh(gx, gy, values, shading="auto", cmap="magma", alpha=0.85)
         axis.figure.colorbar(mesh, ax=axis, label=label)
-    axis.scatter(points[:, 0], points[:, 1], s=2, c="0.7", label=f"{source} rows",
-                 rasterized=True)
+    if background is not None and len(background) == 3:
+        shown, values, label = background
+        coloured = axis.scatter(points[shown, 0], points[shown, 1], s=6, c=values,
+                                cmap="magma", label=f"{source} rows", rasterized=True)
+        axis.figure.colorbar(coloured, ax=axis, label=label)
+    else:
+        axis.scatter(points[:, 0], points[:, 1], s=2, c="0.7", label=f"{source} rows",
+                     rasterized=True)
     rows, rounds, quarantined = _chosen(ledger, target)
     rows_ok = rows < len(points)
     rows, rounds, quarantined = rows[rows_ok], rounds[rows_ok], quarantined[rows_ok]
@@ -88,10 +98,32 @@ def load_learner(store: Store, promotion: Any, model: int) -> Any:
     return learner
 
 
+def _grid_view(promotion: Any, learner: Any, x: np.ndarray) -> tuple[Any, ...]:
+    """Two columns: mean and std over a grid of the rows' box (pcolormesh input)."""
+    low, high = x.min(axis=0), x.max(axis=0)
+    pad = 0.05 * np.maximum(high - low, 1e-12)
+    gx, gy = np.meshgrid(np.linspace(low[0] - pad[0], high[0] + pad[0], GRID),
+                         np.linspace(low[1] - pad[1], high[1] + pad[1], GRID))
+    grid = np.column_stack([gx.ravel(), gy.ravel()])
+    posterior = learner.posterior(np.asarray(promotion.features(grid), np.float64))
+    std = np.sqrt(np.maximum(posterior.variance, 0.0))
+    return (gx, gy, posterior.mean.reshape(gx.shape), std.reshape(gx.shape))
+
+
+def _rows_view(promotion: Any, learner: Any, x: np.ndarray) -> tuple[Any, ...]:
+    """Other column counts: mean and std at the source rows themselves (at most
+    MAX_ROWS of them, evenly spaced), for a scatter on their 2-D projection."""
+    shown = np.unique(np.linspace(0, len(x) - 1, min(len(x), MAX_ROWS)).astype(np.int64))
+    posterior = learner.posterior(np.asarray(promotion.features(x[shown]), np.float64))
+    return (shown, posterior.mean, np.sqrt(np.maximum(posterior.variance, 0.0)))
+
+
 def surrogate_figure(run_dir: Path, store: Store, spec: CampaignSpec | None,
-                      promotions: list[str]) -> Figure | str:
-    """The newest saved model's mean and standard deviation over the source rows' box,
-    behind the sampled points: for promotions whose source rows have one or two columns."""
+                     promotions: list[str]) -> Figure | str:
+    """The newest saved model's mean and standard deviation behind the sampled points:
+    over a grid of the source rows' box when they have two columns, else at the source
+    rows themselves, on their projection (:func:`project_2d`: principal components for
+    more than two columns)."""
     from campaign.resume import saved_models
 
     if spec is None:
@@ -107,35 +139,30 @@ def surrogate_figure(run_dir: Path, store: Store, spec: CampaignSpec | None,
         if promotion is None or not models or len(pool) == 0:
             reasons.append(f"{name}: no saved model or no source rows")
             continue
-        if pool.x.shape[1] != 2:
-            reasons.append(f"{name}: the source rows have {pool.x.shape[1]} columns "
-                           "(a map needs 2)")
-            continue
         try:
             learner = load_learner(store, promotion, models[-1])
-            low, high = pool.x.min(axis=0), pool.x.max(axis=0)
-            pad = 0.05 * np.maximum(high - low, 1e-12)
-            gx, gy = np.meshgrid(np.linspace(low[0] - pad[0], high[0] + pad[0], GRID),
-                                 np.linspace(low[1] - pad[1], high[1] + pad[1], GRID))
-            grid = np.column_stack([gx.ravel(), gy.ravel()])
-            posterior = learner.posterior(np.asarray(promotion.features(grid), np.float64))
+            view = (_grid_view if pool.x.shape[1] == 2 else _rows_view)(
+                promotion, learner, pool.x)
         except Exception as error:  # a user's featurizer or learner: report, not crash
             logger.warning("surrogate map of %s: %s: %s", name, type(error).__name__, error)
             reasons.append(f"{name}: {type(error).__name__}: {error}")
             continue
-        mean = posterior.mean.reshape(gx.shape)
-        std = np.sqrt(np.maximum(posterior.variance, 0.0)).reshape(gx.shape)
-        drawn.append((name, models[-1], (gx, gy, mean, std)))
+        drawn.append((name, models[-1], view))
     if not drawn:
         return "No surrogate map: " + "; ".join(reasons) + "."
     plt = pyplot()
     figure, axes = plt.subplots(len(drawn), 2, figsize=(12.8, 4.8 * len(drawn)), squeeze=False)
-    for row, (name, model, (gx, gy, mean, std)) in enumerate(drawn):
-        plot_sampling(axes[row, 0], ledger, store, name, (gx, gy, mean, "surrogate mean"))
-        plot_sampling(axes[row, 1], ledger, store, name, (gx, gy, std, "surrogate std"))
-        axes[row, 0].set_title(f"{name}: mean of model {model}")
-        axes[row, 1].set_title(f"{name}: standard deviation of model {model}")
+    for row, (name, model, view) in enumerate(drawn):
+        *where, mean, std = view
+        plot_sampling(axes[row, 0], ledger, store, name, (*where, mean, "surrogate mean"))
+        plot_sampling(axes[row, 1], ledger, store, name, (*where, std, "surrogate std"))
+        at = "" if len(where) == 2 else " at the source rows"
+        axes[row, 0].set_title(f"{name}: mean of model {model}{at}")
+        axes[row, 1].set_title(f"{name}: standard deviation of model {model}{at}")
     return save(figure, run_dir, "surrogate",
-                 "The newest saved model's predictive mean (left) and standard deviation of "
-                 "the latent function (right) over the source rows' range, with the sampled "
-                 "points on top." + (" " + "; ".join(reasons) + "." if reasons else ""))
+                "The newest saved model's predictive mean (left) and standard deviation of "
+                "the latent function (right), with the sampled points on top: over the "
+                "source rows' range where they have two columns, else at the source rows "
+                f"themselves (at most {MAX_ROWS}, evenly spaced), on the same projection as "
+                "the sampling figure (principal components for more than two columns)."
+                + (" " + "; ".join(reasons) + "." if reasons else ""))

@@ -7,7 +7,8 @@ from typing import Any
 
 from campaign.ledger import Ledger
 from campaign.report.headline import compare_with_random, headline_lines
-from campaign.report.records import learning_curve
+from campaign.report.records import attempt_spans, learning_curve
+from campaign.report.timeline import utilization_by_scale
 from campaign.store import Store
 
 
@@ -24,6 +25,8 @@ def summary_record(ledger: Ledger, store: Store, promotions: list[str],
         "tasks": ledger.task_counts(),
         "rows": {scale: store.rows(scale) for scale in store.scales()},
         "versions": ledger.fact("versions"),
+        "utilization": {row["scale"]: row["utilization"]
+                        for row in utilization_by_scale(attempt_spans(ledger))},
         "promotions": {},
     }
     for name in promotions:

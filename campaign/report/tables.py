@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from campaign.ledger import Ledger
 from campaign.store import Store
 
@@ -58,6 +60,45 @@ def rounds_table(ledger: Ledger, promotions: list[str]) -> list[dict[str, Any]]:
                 "90% coverage": _number(calibration.get("coverage_90")),
                 "fit seconds": _number(record.get("fit_seconds")),
             })
+    return rows
+
+
+# Optional per-pick columns of a target's meta (written by engines that record them);
+# the first name present is read, and a run without any shows no picks table.
+GENERATION_NAMES = ("model_generation", "generation")
+STALENESS_NAMES = ("staleness", "pick_staleness")
+
+
+def _optional(meta: dict[str, np.ndarray], names: tuple[str, ...]) -> np.ndarray | None:
+    for name in names:
+        if name in meta:
+            return np.asarray(meta[name]).reshape(len(meta[name]), -1)[:, 0]
+    return None
+
+
+def picks_table(store: Store, promotions: list[str]) -> list[dict[str, Any]]:
+    """Per promotion and model generation that chose rows: how many picks it made and,
+    where the store records it, their staleness (mean and max). Reads the optional meta
+    arrays named in ``GENERATION_NAMES`` / ``STALENESS_NAMES`` of each target; empty when
+    a target has neither."""
+    rows = []
+    for name in promotions:
+        target = name.split("-to-")[1]
+        meta = store.read(target).meta if target in store.scales() else {}
+        generation = _optional(meta, GENERATION_NAMES)
+        staleness = _optional(meta, STALENESS_NAMES)
+        if generation is None and staleness is None:
+            continue
+        if generation is None:
+            generation = np.asarray(meta["round"])
+        for value in np.unique(generation):
+            mine = generation == value
+            row: dict[str, Any] = {"promotion": name, "model generation": int(value),
+                                   "picks": int(mine.sum())}
+            if staleness is not None:
+                row["mean staleness"] = _number(np.mean(staleness[mine]))
+                row["max staleness"] = _number(np.max(staleness[mine]))
+            rows.append(row)
     return rows
 
 

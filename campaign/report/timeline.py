@@ -91,6 +91,26 @@ def plot_timeline(axis: Any, spans: list[dict[str, Any]], fits: list[tuple[float
     axis.legend(handles=handles, fontsize=7, loc="upper right")
 
 
+def utilization_by_scale(spans: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per scale, then ``all``: its workers (those that ran one of its attempts), busy
+    seconds, and utilization = busy / (its workers x the run's span, first attempt start
+    to last attempt end). A scale whose workers idle half the run reads 0.5."""
+    if not spans:
+        return []
+    start = min(span["started"] for span in spans)
+    span = max(max(s["ended"] for s in spans) - start, 1e-9)
+    rows = []
+    for scale in [*sorted({s["scale"] for s in spans}), None]:
+        mine = [s for s in spans if scale is None or s["scale"] == scale]
+        workers = len({s["worker"] for s in mine})
+        busy = sum(s["ended"] - s["started"] for s in mine)
+        rows.append({"scale": "all" if scale is None else scale, "workers": workers,
+                     "attempts": len(mine), "busy seconds": round(busy, 3),
+                     "span seconds": round(span, 3),
+                     "utilization": round(busy / (workers * span), 3)})
+    return rows
+
+
 def plot_utilization(axis: Any, spans: list[dict[str, Any]],
                       gaps: list[tuple[float, float]]) -> float:
     """Mean attempts running per time bin; returns busy / (workers x span)."""
