@@ -310,7 +310,8 @@ def test_resume_with_a_larger_budget_runs_more(run_copy):
     ("wall_time=soon", "--budget wall_time=soon: must be a number of seconds"),
     ("fine", "--budget must be SCALE=N"),
     ("fine=0", "tasks for scale 'fine' must be a positive integer"),
-    ("finest=3", "budget names unknown scale 'finest'; scales: coarse, fine"),
+    ("finest=3", "budget names unknown scale 'finest'; did you mean 'fine'? scales: coarse, "
+                 "fine"),
     ("rounds=0", "rounds: Input should be greater than or equal to 1"),
 ])
 def test_resume_with_a_bad_budget_is_one_line_and_changes_nothing(run_copy, value, expected):

@@ -95,7 +95,7 @@ def run_script(script: Path, site: str, out: Path, *, overwrite: bool = False,
     from campaign.script import ScriptError, load_campaign
     from campaign.spec import SpecError
     from campaign.store import StoreError
-    from site_configs import UnknownSiteError
+    from site_configs import UnknownSiteError, UnknownSiteParameterError
 
     setup_logging(verbose)
     started = time.time()
@@ -110,8 +110,8 @@ def run_script(script: Path, site: str, out: Path, *, overwrite: bool = False,
                         on_progress=None if panel is None else panel.update)
         with panel or nullcontext():
             summary = engine.run()
-    except (ScriptError, SpecError, UnknownSiteError, RunDirError, RunLockedError, LedgerError,
-            StoreError, ValueError) as error:
+    except (ScriptError, SpecError, UnknownSiteError, UnknownSiteParameterError, RunDirError,
+            RunLockedError, LedgerError, StoreError, ValueError) as error:
         fail(str(error))
         return
     except TypeError as error:  # a site parameter the factory does not take
