@@ -39,7 +39,7 @@ from campaign.report import (
     summarize,
 )
 from campaign.report.headline import compare_with_random, headline_lines, sims_to_stay_below
-from campaign.report.tables import picks_table
+from campaign.report.tables import counts_table, picks_table
 
 EVERY_FIGURE = {"learning-curve", "sampling", "surrogate", "parity", "calibration",
                 "timeline", "utilization"}
@@ -591,3 +591,16 @@ def test_picks_table_reads_optional_staleness_and_skips_quietly_without():
     rows = picks_table(FakeStore(meta), ["coarse-to-fine"])
     assert [(r["model generation"], r["picks"]) for r in rows] == [(2, 1), (3, 1)]
     assert "mean staleness" not in rows[0]
+
+
+def test_counts_table_counts_other_attempt_outcomes_apart_from_app_failures():
+    from types import SimpleNamespace
+
+    attempts = [{"scale": "fine", "outcome": outcome}
+                for outcome in ("done", "failed", "lost", "lost", "quarantined")]
+    ledger = SimpleNamespace(task_counts=lambda: {"fine": {"done": 1, "quarantined": 1}},
+                             attempts=lambda: attempts, core_seconds=lambda: {"fine": 2.0})
+    store = SimpleNamespace(scales=lambda: ["fine"], rows=lambda scale: 1)
+    (row,) = counts_table(ledger, store)
+    assert row["failed attempts"] == 2 and row["attempts lost"] == 2
+    assert row["attempts"] == 5 and row["done"] == 1

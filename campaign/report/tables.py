@@ -10,26 +10,34 @@ import numpy as np
 from campaign.ledger import Ledger
 from campaign.store import Store
 
+APP_FAILURES = ("failed", "quarantined")  # attempt outcomes the app is charged with
+
 
 def counts_table(ledger: Ledger, store: Store) -> list[dict[str, Any]]:
-    """Per scale: tasks by status, attempts, failed attempts, committed rows, busy seconds."""
+    """Per scale: tasks by status, attempts, failed attempts (outcomes in
+    ``APP_FAILURES``), committed rows, busy seconds; and one ``attempts <outcome>`` column
+    per other outcome the ledger holds (e.g. attempts lost to the infrastructure, counted
+    apart from the app's failures)."""
     counts = ledger.task_counts()
     attempts = ledger.attempts()
     busy = ledger.core_seconds()
+    others = sorted({a["outcome"] for a in attempts} - {"done", *APP_FAILURES})
     rows = []
     for scale in sorted(set(counts) | set(store.scales())):
         mine = [a for a in attempts if a["scale"] == scale]
         by_status = counts.get(scale, {})
-        rows.append({
+        row = {
             "scale": scale,
             "done": by_status.get("done", 0),
             "quarantined": by_status.get("quarantined", 0),
             "unfinished": by_status.get("submitted", 0),
             "attempts": len(mine),
-            "failed attempts": sum(a["outcome"] != "done" for a in mine),
-            "rows": store.rows(scale),
-            "busy seconds": round(busy.get(scale, 0.0), 3),
-        })
+            "failed attempts": sum(a["outcome"] in APP_FAILURES for a in mine),
+        }
+        row.update({f"attempts {outcome}": sum(a["outcome"] == outcome for a in mine)
+                    for outcome in others})
+        row.update({"rows": store.rows(scale), "busy seconds": round(busy.get(scale, 0.0), 3)})
+        rows.append(row)
     return rows
 
 
