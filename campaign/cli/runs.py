@@ -125,7 +125,7 @@ def run_script(script: Path, site: str, out: Path, *, overwrite: bool = False,
         exit_if_parsl_hangs(engine)
         return
     steps = "rounds" if summary.mode == "rounds" else "models fitted"
-    console.print(f"[bold]{summary.name}[/] ({summary.mode}): {summary.rounds} {steps}, "
+    console.print(f"[bold]{summary.name}[/] ({summary.mode}): {max(0, summary.rounds)} {steps}, "
                   f"stopped: {summary.stop_reason} ("
                   f"{wall_time(summary.wall_seconds, engine, time.time() - started)})",
                   soft_wrap=True)
