@@ -509,7 +509,8 @@ def test_headline_compares_staying_below_and_errors_at_equal_sims():
     entry = {"final_reference_rmse": 0.1, "curve": {"n_simulations": n.tolist()},
              **comparison}
     text = " ".join(headline_lines("coarse-to-fine", entry))
-    assert "stayed below after 40 simulations; random after 48 (per seed: 48, 48, never)" in text
+    assert ("stayed below after 40 simulations; random selection after 48 (median over seeds; "
+            "per seed: 48, 48, never)") in text
     assert "1.5x to 2.5x" in text
     assert "None" not in text and "-1" not in text
 

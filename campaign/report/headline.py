@@ -115,8 +115,9 @@ def headline_lines(name: str, entry: dict[str, Any]) -> list[str]:
         f"Random selection's final RMSE ({of_seeds}): {comparison['target_rmse']:.3g}. "
         + (f"This campaign reached it and stayed below after {ours} simulations"
            if ours is not None else "This campaign did not end below it")
-        + f"; random after {_sims(reached['random'])}"
-        + (f" (per seed: {per_seed})." if seeds > 1 else "."))
+        + "; random selection "
+        + (f"after {reached['random']:g}" if reached["random"] is not None else "never")
+        + (f" (median over seeds; per seed: {per_seed})." if seeds > 1 else "."))
     equal = comparison["error_ratio_at_equal_sims"]
     if equal["median"] is not None:
         at = sorted({e["n_simulations"] for e in equal["per_seed"]})
