@@ -187,6 +187,21 @@ def test_status_text_prints_no_none_and_no_minus_one(copy):
     assert "submitted (total)" in text and "unfinished" in text
 
 
+def test_status_counts_attempt_outcomes_apart(copy):
+    ledger = Ledger(copy / "ledger.sqlite")
+    task = ledger.tasks("fine")[0]["task_id"]
+    ledger._db.execute("UPDATE attempts SET outcome = 'lost' WHERE task_id = ?", (task,))
+    ledger._db.commit()
+    expected = {}
+    for attempt in ledger.attempts():
+        scale = expected.setdefault(attempt["scale"], {})
+        scale[attempt["outcome"]] = scale.get(attempt["outcome"], 0) + 1
+    ledger.close()
+    record = status_json(copy)
+    assert record["attempt_outcomes"] == expected and expected["fine"]["lost"] >= 1
+    assert f"fine {expected['fine']['lost']} lost" in status(copy).stdout
+
+
 def test_status_of_a_run_with_no_model_says_zero_models(copy):
     ledger = Ledger(copy / "ledger.sqlite")
     ledger._db.execute("DELETE FROM rounds")  # as an async run before its first fit

@@ -82,6 +82,17 @@ def last_recorded_event(ledger: Any) -> float | None:
     return max(times) if times else None
 
 
+def attempt_outcomes(ledger: Any) -> dict[str, dict[str, int]]:
+    """Per scale, how many recorded attempts ended with each outcome (``done``,
+    ``failed``, ``quarantined``, and any other the ledger records, such as attempts lost
+    to the infrastructure)."""
+    found: dict[str, dict[str, int]] = {}
+    for attempt in ledger.attempts():
+        by_outcome = found.setdefault(attempt["scale"], {})
+        by_outcome[attempt["outcome"]] = by_outcome.get(attempt["outcome"], 0) + 1
+    return found
+
+
 def run_elapsed(ledger: Any, state: dict[str, Any]) -> tuple[float, str]:
     """(seconds, how they were measured) of a run's wall time over all its sessions.
 
@@ -127,6 +138,7 @@ def status_record(run_dir: Path, ledger: Any, store: Any) -> dict[str, Any]:
         "steps": (max((r["round"] + 1 for r in rounds), default=0) if mode == "rounds"
                   else sum(1 for r in rounds if r.get("n_train"))),
         "counts": counts, "rows": {scale: store.rows(scale) for scale in scales},
+        "attempt_outcomes": attempt_outcomes(ledger),
         "retried": {scale: sum(1 for t in ledger.tasks(scale) if t["attempts"] > 1)
                     for scale in scales},
         "models": models,
@@ -147,6 +159,12 @@ def print_status(run_dir: Path, ledger: Any, record: dict[str, Any]) -> None:
                       *(str(by_status.get(s, 0)) for s in ("submitted", "done", "quarantined")),
                       str(record["retried"][scale]))
     console.print(table)
+    not_done = {scale: {o: n for o, n in outcomes.items() if o != "done"}
+                for scale, outcomes in record["attempt_outcomes"].items()}
+    if any(not_done.values()):
+        console.print("attempts that did not end done: " + "; ".join(
+            f"{scale} " + ", ".join(f"{n} {outcome}" for outcome, n in sorted(found.items()))
+            for scale, found in not_done.items() if found), highlight=False, soft_wrap=True)
     steps = "rounds" if record["mode"] == "rounds" else "models fitted"
     console.print(f"mode: {record['mode']}; {steps}: {record['steps']}; elapsed "
                   f"{record['elapsed']:.1f} s{record['elapsed_note']}"
