@@ -1,11 +1,12 @@
 """A live progress panel for a campaign running on a terminal.
 
 It shows, from the engine's :meth:`~campaign.engine.Engine.progress_snapshot`: per scale
-the committed rows and its tasks submitted / running / done / failed (attempts retried)
-/ quarantined, with the task budget; per promotion the newest model, the points it was
-trained on, its reference and prospective errors and the 90% interval coverage of the
-newest scored model; and a footer with the elapsed time, the budget used and the time
-it implies is left (then why the campaign stopped). Off a terminal the engine's plain
+the committed rows and its tasks submitted (in total, as ``campaign status`` counts
+them) / in flight / done / failed (attempts retried) / quarantined, with the task
+budget; per promotion the newest model, the points it was trained on, its reference
+and prospective errors and the 90% interval coverage of the newest scored model; and a
+footer with the elapsed time, the budget used and the time it implies is left (then why
+the campaign stopped). Off a terminal the engine's plain
 progress log lines say the same; the CLI (``campaign run``) shows the panel only on a
 terminal.
 
@@ -80,7 +81,9 @@ def render(snapshot: dict[str, Any]) -> RenderableType:
     and one per promotion, and a footer line. Pure: it only reads ``snapshot``."""
     table = Table(title=f"campaign progress ({snapshot['mode']})", title_justify="left",
                   expand=False)
-    for header in ("scale", "rows", "submitted", "running", "done", "failed",
+    # "submitted (total)": every task recorded so far, as in `campaign status`; "in
+    # flight": attempts handed to the executor and not back yet (queued or running)
+    for header in ("scale", "rows", "submitted (total)", "in flight", "done", "failed",
                    "quarantined", "budget"):
         table.add_column(header, justify="left" if header == "scale" else "right")
     for scale in snapshot["scales"]:

@@ -415,9 +415,12 @@ class CampaignSpec(SpecModel):
                                  f"'{drawing.name}' refits its features; use a monitor "
                                  "that needs no model (e.g. NoveltyMonitor)")
         for scale in self.budget.tasks:
-            if scale not in position:
-                raise ValueError(f"budget names unknown scale '{scale}'; "
-                                 f"scales: {', '.join(names)}")
+            if scale not in position:  # a misspelled limit (wall_tme) lands here too
+                limits = ["rounds", "wall_time", "core_seconds"]
+                match = difflib.get_close_matches(scale, [*names, *limits], n=1, cutoff=0.6)
+                hint = f"did you mean '{match[0]}'? " if match else ""
+                raise ValueError(f"budget names unknown scale '{scale}'; {hint}"
+                                 f"scales: {', '.join(names)}; limits: {', '.join(limits)}")
         budget = self.budget
         if budget.rounds is None and budget.wall_time is None and budget.core_seconds is None:
             for promotion in self.promotions:

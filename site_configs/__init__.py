@@ -20,6 +20,7 @@ scale 'aa' asks for gpus=8: 8 A100s per task on one node; the node has 4 (perlmu
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -43,6 +44,7 @@ __all__ = [
     "TRAIN_LABEL",
     "SiteFileError",
     "UnknownSiteError",
+    "UnknownSiteParameterError",
     "check_resources",
     "describe_sites",
     "executor_labels",
@@ -96,7 +98,8 @@ def get_config(name: str, *, scales: Sequence[str], run_dir: str,
     Raises:
         UnknownSiteError: ``name`` is not a known site; the message lists the known ones.
         SiteFileError: a site file that cannot be read or has a bad key or value.
-        TypeError: a parameter the site's factory does not take.
+        UnknownSiteParameterError: a parameter the site's factory does not take (a
+            ``TypeError``); the message suggests the closest known one and lists them.
         ValueError: bad ``scales`` or parameter values.
     """
     if is_site_file(name):
@@ -109,6 +112,7 @@ def get_config(name: str, *, scales: Sequence[str], run_dir: str,
             f"unknown site {name!r}; known sites: {', '.join(sorted(SITES))} "
             "(or a .toml/.yaml site file)"
         ) from None
+    _check_parameters(name, factory, params)
     return factory(scales=scales, run_dir=run_dir, resources=resources, **params)
 
 
@@ -174,6 +178,25 @@ def check_resources(name: str, scales: Sequence[Any] | Mapping[str, Any],
             problems.append(f"scale '{scale}' asks for {need.describe()}: {problem} "
                             f"({name} node: {node.describe()})")
     return problems
+
+
+class UnknownSiteParameterError(TypeError):
+    """A parameter the site's factory does not take; the message suggests the closest
+    known one and lists them all (as a site file's unknown key does)."""
+
+
+def _check_parameters(name: str, factory: Callable[..., Config], params: dict[str, Any]) -> None:
+    signature = inspect.signature(factory).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in signature.values()):
+        return
+    known = [key for key in signature if key not in ENGINE_GIVEN]
+    for key in params:
+        if key not in known:
+            match = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+            hint = f"did you mean '{match[0]}'? " if match else ""
+            raise UnknownSiteParameterError(
+                f"site {name!r} has no parameter {key!r}; {hint}known parameters: "
+                f"{', '.join(known)}")
 
 
 def describe_sites() -> list[dict[str, Any]]:

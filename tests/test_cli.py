@@ -157,6 +157,20 @@ def test_bad_site_param(tmp_path):
     assert result.exit_code == 2 and "colour" in result.stdout
 
 
+def test_misspelled_site_param_suggests_the_known_one(tmp_path):
+    from site_configs import describe_sites
+
+    script = write_script(tmp_path)
+    result = invoke("run", str(script), "--site", "slurm", "--out", str(tmp_path / "r"),
+                    "--site-param", "acount=x")
+    line = " ".join(result.stdout.split())
+    assert result.exit_code == 2, result.stdout
+    assert "site 'slurm' has no parameter 'acount'; did you mean 'account'?" in line
+    slurm = next(s for s in describe_sites() if s["name"] == "slurm")
+    assert ", ".join(p["name"] for p in slurm["parameters"]) in line  # every known key
+    assert "unexpected keyword" not in line and not (tmp_path / "r").exists()
+
+
 def test_help_lists_the_commands():
     result = invoke("--help")
     assert result.exit_code == 0

@@ -20,7 +20,9 @@ from typer.testing import CliRunner
 
 from apps import toy
 from campaign import Budget, Campaign, Promotion, Scale, SpecError
-from campaign.cli import _parameters, _summary, _with_budget, app
+from campaign.cli import app
+from campaign.cli.listings import first_sentence, parameters
+from campaign.cli.runs import with_budget
 from campaign.ledger import Ledger
 from campaign.store import Rows, Store
 from learners import LEARNERS, ExactGP
@@ -110,7 +112,7 @@ def test_h_is_help_for_the_app_and_every_command():
 # -- learners and policies --------------------------------------------------------------
 def test_parameters_and_summary_come_from_signature_and_docstring():
     expected = inspect.signature(ExactGP).parameters["restarts"].default
-    assert f"restarts={expected!r}" in _parameters(ExactGP).split(", ")
+    assert f"restarts={expected!r}" in parameters(ExactGP).split(", ")
 
     class Policy:
         """Pick the best of :class:`~learners.posterior.Posterior` draws, e.g. ``k``
@@ -119,8 +121,8 @@ def test_parameters_and_summary_come_from_signature_and_docstring():
         def __init__(self, beta, gamma=0.5, **extra):
             pass
 
-    assert _parameters(Policy) == "beta, gamma=0.5, **extra"
-    assert _summary(Policy) == "Pick the best of Posterior draws, e.g. k of them."
+    assert parameters(Policy) == "beta, gamma=0.5, **extra"
+    assert first_sentence(Policy) == "Pick the best of Posterior draws, e.g. k of them."
 
 
 @pytest.mark.parametrize(("command", "registry"),
@@ -132,7 +134,7 @@ def test_lists_show_every_registered_name_with_its_defaults(command, registry):
         row = next((line for line in result.stdout.splitlines() if f" {name} " in line), None)
         assert row is not None, name
         assert cls.__name__ in row
-        assert _summary(cls).split()[0] in row
+        assert first_sentence(cls).split()[0] in row
         parameter = next((p for p in inspect.signature(cls).parameters.values()
                           if p.default is not p.empty), None)
         if parameter is not None:  # the first default is on the name's own line
@@ -308,7 +310,8 @@ def test_resume_with_a_larger_budget_runs_more(run_copy):
     ("wall_time=soon", "--budget wall_time=soon: must be a number of seconds"),
     ("fine", "--budget must be SCALE=N"),
     ("fine=0", "tasks for scale 'fine' must be a positive integer"),
-    ("finest=3", "budget names unknown scale 'finest'; scales: coarse, fine"),
+    ("finest=3", "budget names unknown scale 'finest'; did you mean 'fine'? scales: coarse, "
+                 "fine"),
     ("rounds=0", "rounds: Input should be greater than or equal to 1"),
 ])
 def test_resume_with_a_bad_budget_is_one_line_and_changes_nothing(run_copy, value, expected):
@@ -325,13 +328,13 @@ def test_budget_changes_are_merged_and_none_lifts_a_limit():
         promotions=[Promotion(source="coarse", target="fine", features=toy.positions,
                               learner="exact_gp", acquisition="random", batch_size=2)],
         budget=Budget(fine=4, coarse=10, wall_time=60.0))
-    changed = _with_budget(spec, {"fine": 12, "coarse": None, "rounds": 3})
+    changed = with_budget(spec, {"fine": 12, "coarse": None, "rounds": 3})
     assert isinstance(changed, Campaign)
     assert changed.budget.tasks == {"fine": 12}
     assert (changed.budget.rounds, changed.budget.wall_time) == (3, 60.0)
     assert spec.budget.tasks == {"fine": 4, "coarse": 10}  # the original is untouched
     with pytest.raises(SpecError, match="no budget ends the campaign"):
-        _with_budget(spec, {"fine": None, "wall_time": None})
+        with_budget(spec, {"fine": None, "wall_time": None})
 
 
 # -- --out that is a file ---------------------------------------------------------------

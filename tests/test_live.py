@@ -61,9 +61,10 @@ def rendered(snapshot: dict) -> str:
 
 def test_render_shows_the_numbers_rounded():
     text = rendered(SNAPSHOT)
-    for header in ("rows", "submitted", "running", "done", "failed", "quarantined", "budget",
-                   "n_train", "90% coverage"):
+    for header in ("rows", "submitted (total)", "in flight", "done", "failed", "quarantined",
+                   "budget", "n_train", "90% coverage"):
         assert header in text
+    assert "None" not in text
     coarse = next(line for line in text.splitlines() if "coarse " in line and "1234" in line)
     assert "restarts" in coarse
     fine = next(line for line in text.splitlines() if line.startswith("│ fine "))

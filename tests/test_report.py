@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 from conftest import tiny_campaign
 
+from apps import toy
 from campaign import Budget
 from campaign.ledger import Ledger
 from campaign.report import (
@@ -37,6 +38,8 @@ from campaign.report import (
     sims_to_reach,
     summarize,
 )
+from campaign.report.headline import compare_with_random, headline_lines, sims_to_stay_below
+from campaign.report.tables import counts_table, picks_table
 
 EVERY_FIGURE = {"learning-curve", "sampling", "surrogate", "parity", "calibration",
                 "timeline", "utilization"}
@@ -144,6 +147,11 @@ def test_report_holds_every_figure_self_contained(run):
         assert not_blank(png), figure_id
         assert len(figure["caption"]) > 40, figure_id
     assert (out / "report.png").stat().st_size > 10_000  # still written, as before
+    text = (out / "report.html").read_text()
+    body = text[text.index("<body>"):]
+    assert body.index('id="headline"') < body.index('id="facts"')  # the page opens with it
+    assert summary["promotions"]["coarse-to-fine"]["headline"][0] in text
+    assert ">None<" not in text and "None" not in body.split("<figure")[0]
 
 
 @pytest.mark.slow
@@ -166,11 +174,45 @@ def test_report_tables_count_what_the_ledger_holds(run):
         assert int(counts["fine"]["done"]) == 8  # the budget
         assert "quarantine" in page.ids and "quarantine" not in page.tables  # none: a note
         rounds = table_dicts(page, "rounds")
+        assert "rounds-note" in page.ids  # what the table's errors are, against parity's
         assert len(rounds) == len(ledger.rounds("coarse-to-fine"))
         assert [int(r["n_train"]) for r in rounds] == [
             r["n_train"] for r in ledger.rounds("coarse-to-fine")]
     finally:
         ledger.close()
+
+
+@pytest.mark.slow
+def test_utilization_per_scale_is_busy_time_over_its_workers_and_the_span(run):
+    out, _ = run
+    page = parse(out / "report.html")
+    rows = {row["scale"]: row for row in table_dicts(page, "utilization-table")}
+    assert set(rows) == {"coarse", "fine", "all"}
+    ledger = Ledger(out / "ledger.sqlite", read_only=True)
+    attempts = [a for a in ledger.attempts() if a["started"] and a["ended"]]
+    ledger.close()
+    span = max(a["ended"] for a in attempts) - min(a["started"] for a in attempts)
+    for scale in ("coarse", "fine"):
+        mine = [a for a in attempts if a["scale"] == scale]
+        workers = len({a["worker"] for a in mine})
+        busy = sum(a["ended"] - a["started"] for a in mine)
+        assert int(rows[scale]["workers"]) == workers
+        assert float(rows[scale]["utilization"]) == pytest.approx(
+            busy / (workers * span), abs=1e-3)
+        assert 0 < float(rows[scale]["utilization"]) <= 1.0 + 1e-6
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["utilization"]) == {"coarse", "fine", "all"}
+    assert "per scale (its own workers): coarse" in page.figures["utilization"]["caption"]
+
+
+@pytest.mark.slow
+def test_parity_names_its_quantity_and_kind_of_score(run):
+    out, _ = run
+    page = parse(out / "report.html")
+    caption = page.figures["parity"]["caption"]
+    assert caption.startswith("Prospective parity") and "pools every point" in caption
+    note = (out / "report.html").read_text()
+    assert "parity plot&#x27;s RMSE" in note or "parity plot's RMSE" in note
 
 
 @pytest.mark.slow
@@ -227,12 +269,17 @@ def test_baseline_of_several_seeds_gives_median_and_range(run, tmp_path):
     entry = summary["promotions"]["coarse-to-fine"]
     finals = [c["reference_rmse"][-1] for c in entry["random_curves"]]
     assert entry["target_rmse"] == pytest.approx(float(np.median(finals)))
-    per_seed = [sims_to_reach(np.asarray(c["n_simulations"]), np.asarray(c["reference_rmse"]),
-                              entry["target_rmse"]) for c in entry["random_curves"]]
-    assert entry["sims_to_target"]["random_per_seed"] == per_seed
+    per_seed = [sims_to_stay_below(np.asarray(c["n_simulations"]),
+                                   np.asarray(c["reference_rmse"]), entry["target_rmse"])
+                for c in entry["random_curves"]]
+    assert entry["sims_to_stay_below"]["random_per_seed"] == per_seed
     counts = sorted(float("inf") if n is None else n for n in per_seed)
-    median = (counts[0] + counts[1]) / 2  # two seeds; one that never reached makes it inf
-    assert entry["sims_to_target"]["random"] == (None if median == float("inf") else median)
+    median = (counts[0] + counts[1]) / 2  # two seeds; one that never stays makes it inf
+    assert entry["sims_to_stay_below"]["random"] == (None if median == float("inf") else median)
+    equal = entry["error_ratio_at_equal_sims"]
+    assert len(equal["per_seed"]) == 2
+    assert equal["min"] <= equal["median"] <= equal["max"]
+    assert "None" not in " ".join(entry["headline"])
     page = parse(out / "report.html")
     assert "median of 2 seeds" in page.figures["learning-curve"]["caption"]
     facts = {row["fact"]: row["value"] for row in table_dicts(page, "facts")}
@@ -428,3 +475,133 @@ def test_browser_check_fails_on_a_broken_image_a_blank_image_and_a_script_error(
                                  EVERY_FIGURE)
         assert problems, name
         assert any(expected in problem for problem in problems), (name, problems)
+
+
+def test_sims_to_stay_below_is_not_the_first_crossing():
+    n = np.array([8, 16, 24, 32, 40])
+    dips_then_rises = np.array([3.0, 0.9, 1.5, 0.8, 0.7])
+    assert sims_to_reach(n, dips_then_rises, 1.0) == 16  # the first crossing
+    assert sims_to_stay_below(n, dips_then_rises, 1.0) == 32  # below for good from 32
+    assert sims_to_stay_below(n, np.array([3.0, 0.5, 0.5, 0.5, 1.2]), 1.0) is None
+    assert sims_to_stay_below(n, np.array([0.5] * 5), 1.0) == 8
+    assert sims_to_stay_below(n, np.array([0.5, 0.5, np.nan, 0.5, 0.5]), 1.0) == 32
+    assert sims_to_stay_below(n[:0], np.zeros(0), 1.0) is None
+
+
+def test_headline_compares_staying_below_and_errors_at_equal_sims():
+    n = np.array([8, 16, 24, 32, 40, 48])
+    ours = np.array([2.0, 0.9, 0.5, 0.3, 0.2, 0.1])
+    seeds = [(n, np.array([2.0, 1.5, 0.9, 1.1, 0.8, 0.24])),
+             (n, np.array([2.0, 0.2, 0.6, 0.5, 0.4, 0.25])),  # dips at 16, rises again
+             (n[:5], np.array([2.0, 1.2, 0.9, 0.7, 0.3]))]
+    comparison = compare_with_random(n, ours, seeds)
+    assert comparison["target_rmse"] == pytest.approx(0.25)  # median of 0.24, 0.25, 0.3
+    reached = comparison["sims_to_stay_below"]
+    assert reached["campaign"] == 40  # 0.3 at 32 is above 0.25
+    assert reached["random_per_seed"] == [48, 48, None]  # seed 2's dip at 16 does not count
+    assert reached["random"] == 48
+    assert comparison["ratio_vs_random"] == pytest.approx(48 / 40)
+    equal = comparison["error_ratio_at_equal_sims"]
+    # each seed read at min(48, its last count): 48, 48 and 40
+    assert [e["n_simulations"] for e in equal["per_seed"]] == [48, 48, 40]
+    assert sorted([equal["min"], equal["median"], equal["max"]]) == pytest.approx(
+        sorted([0.24 / 0.1, 0.25 / 0.1, 0.3 / 0.2]))
+    entry = {"final_reference_rmse": 0.1, "curve": {"n_simulations": n.tolist()},
+             **comparison}
+    text = " ".join(headline_lines("coarse-to-fine", entry))
+    assert ("stayed below after 40 simulations; random selection after 48 (median over seeds; "
+            "per seed: 48, 48, never)") in text
+    assert "1.5x to 2.5x" in text
+    assert "None" not in text and "-1" not in text
+
+
+def test_headline_without_a_baseline_or_a_model_prints_no_none():
+    assert headline_lines("a-to-b", {"final_reference_rmse": None,
+                                     "last_prospective_rmse": None}) == [
+        "a-to-b: no model was scored yet."]
+    text = " ".join(headline_lines("a-to-b", {"final_reference_rmse": 0.5,
+                                              "curve": {"n_simulations": [4, 8]}}))
+    assert "0.5 after 8 simulations" in text and "--baseline N" in text
+    never = compare_with_random(np.array([4, 8]), np.array([1.0, 0.9]),
+                                [(np.array([4, 8]), np.array([1.0, 0.5]))])
+    text = " ".join(headline_lines("a-to-b", {"final_reference_rmse": 0.9, **never}))
+    assert "did not end below it" in text and "None" not in text
+
+
+def three_columns(x, *, seed, **params):
+    """A coarse scale whose rows have three columns: Langevin frames and their sum."""
+    frames = toy.langevin(np.asarray(x)[:2], seed=seed, **params)
+    return {"x": np.column_stack([frames["x"], frames["x"].sum(axis=1)]),
+            "energy": frames["energy"]}
+
+
+def fine_of_three(x, *, seed, **params):
+    return toy.smeared_energy(np.asarray(x).reshape(-1)[:2], seed=seed, **params)
+
+
+@pytest.mark.slow
+def test_surrogate_view_of_rows_with_three_columns_is_drawn_on_their_projection(tmp_path):
+    from campaign import Campaign, Promotion, Scale
+    from learners import ExactGP
+
+    walkers = np.column_stack([toy.initial_walkers(2), toy.initial_walkers(2).sum(axis=1)])
+    spec = Campaign(
+        name="three", mode="async",
+        scales=[Scale("coarse", app=three_columns, params={"n_steps": 2000, "stride": 100},
+                      walkers=walkers),
+                Scale("fine", app=fine_of_three, params={"n_samples": 1024})],
+        promotions=[Promotion(source="coarse", target="fine", features=toy.positions,
+                              learner=ExactGP(restarts=1, iterations=30),
+                              acquisition="max_variance", batch_size=4, quantity="energy")],
+        budget=Budget(fine=8))
+    out = tmp_path / "run"
+    spec.run(site="threads", out=out)
+    summary = summarize(out, spec)
+    assert "surrogate" in summary["figures"]
+    page = parse(out / "report.html")
+    assert "surrogate-note" not in page.ids
+    assert "principal components" in page.figures["surrogate"]["caption"]
+    assert not_blank(Path(summary["figures"]["surrogate"]).read_bytes())
+
+
+class FakeStore:
+    """What picks_table reads: a target's meta arrays."""
+
+    def __init__(self, meta):
+        self.meta = meta
+
+    def scales(self):
+        return ["coarse", "fine"]
+
+    def read(self, scale):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(meta=self.meta if scale == "fine" else {})
+
+
+def test_picks_table_reads_optional_staleness_and_skips_quietly_without():
+    assert picks_table(FakeStore({"round": np.array([0, 1, 1])}), ["coarse-to-fine"]) == []
+    meta = {"round": np.array([0, 0, 1, 1, 1]), "staleness": np.array([0, 0, 1, 3, 2])}
+    rows = picks_table(FakeStore(meta), ["coarse-to-fine"])
+    assert rows == [
+        {"promotion": "coarse-to-fine", "model generation": 0, "picks": 2,
+         "mean staleness": 0.0, "max staleness": 0.0},
+        {"promotion": "coarse-to-fine", "model generation": 1, "picks": 3,
+         "mean staleness": 2.0, "max staleness": 3.0}]
+    meta = {"round": np.array([0, 0]), "model_generation": np.array([[2], [3]])}
+    rows = picks_table(FakeStore(meta), ["coarse-to-fine"])
+    assert [(r["model generation"], r["picks"]) for r in rows] == [(2, 1), (3, 1)]
+    assert "mean staleness" not in rows[0]
+
+
+def test_counts_table_counts_other_attempt_outcomes_apart_from_app_failures():
+    from types import SimpleNamespace
+
+    attempts = [{"scale": "fine", "outcome": outcome}
+                for outcome in ("done", "failed", "lost", "lost", "quarantined")]
+    ledger = SimpleNamespace(task_counts=lambda: {"fine": {"done": 1, "quarantined": 1}},
+                             attempts=lambda: attempts, core_seconds=lambda: {"fine": 2.0})
+    store = SimpleNamespace(scales=lambda: ["fine"], rows=lambda scale: 1)
+    (row,) = counts_table(ledger, store)
+    assert row["failed attempts"] == 2 and row["attempts lost"] == 2
+    assert row["attempts"] == 5 and row["done"] == 1

@@ -79,6 +79,11 @@ def test_valid_spec_builds_and_describes_itself():
         (lambda: campaign(scales=[*scales(), Scale("lonely", app=fine_app)]),
          "scale 'lonely' has no walkers and no promotion feeds it"),
         (lambda: campaign(budget=Budget(finest=3)), "budget names unknown scale 'finest'"),
+        (lambda: campaign(budget=Budget(fine=80, wall_tme=600)),
+         "budget names unknown scale 'wall_tme'; did you mean 'wall_time'? scales: coarse, "
+         "fine; limits: rounds, wall_time, core_seconds"),
+        (lambda: campaign(budget=Budget(fine=8, xyz=3)),
+         "budget names unknown scale 'xyz'; scales: coarse, fine; limits: rounds"),
         (lambda: campaign(budget=Budget()), "no budget ends the campaign"),
         (lambda: campaign(scales=[]), "scales: List should have at least 1 item"),
     ],

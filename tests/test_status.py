@@ -21,7 +21,8 @@ from conftest import tiny_campaign
 from typer.testing import CliRunner
 
 from campaign import Budget
-from campaign.cli import _wall_time, app
+from campaign.cli import app
+from campaign.cli.runs import wall_time
 from campaign.ledger import Ledger
 from campaign.lock import RunLock, holder_alive, read_holder
 from campaign.store import Store
@@ -154,6 +155,63 @@ def test_dead_driver_without_a_stop_is_killed(copy):
     assert "state: killed: driver pid" in text.stdout
 
 
+def test_killed_run_elapsed_runs_to_its_last_recorded_event(copy):
+    """A killed driver records no wall time: status counts from the session's start to
+    the last event it recorded, not 0.0 s."""
+    clear_stop(copy, wall_seconds=0.0)  # as a driver killed in its first session left it
+    write_lock(copy, pid=dead_pid(), create_time=time.time() - 10)
+    ledger = Ledger(copy / "ledger.sqlite", read_only=True)
+    session = ledger.fact("sessions")[-1]
+    last = max([a[k] for a in ledger.attempts() for k in ("submitted", "started", "ended")
+                if a[k] is not None]
+               + [r["fit_ended"] for r in ledger.rounds() if r.get("fit_ended")])
+    ledger.close()
+    record = status_json(copy)
+    assert record["elapsed"] == pytest.approx(last - session) and record["elapsed"] > 0
+    text = status(copy).stdout
+    assert f"elapsed {last - session:.1f} s (until the last event the driver recorded)" in text
+
+
+def test_status_text_prints_no_none_and_no_minus_one(copy):
+    clear_stop(copy)
+    ledger = Ledger(copy / "ledger.sqlite")
+    task = ledger.tasks("coarse")[0]  # a walker task: parent row -1 in the ledger
+    ledger._db.execute("UPDATE tasks SET status = 'quarantined', reason = NULL "
+                       "WHERE task_id = ?", (task["task_id"],))
+    ledger._db.commit()
+    ledger.close()
+    text = status(copy).stdout
+    assert "None" not in text and "-1" not in text, text
+    assert "a walker segment" in text and "no reason recorded" in text
+    assert re.search(r"models fitted: [1-9]", text), text
+    assert "submitted (total)" in text and "unfinished" in text
+
+
+def test_status_counts_attempt_outcomes_apart(copy):
+    ledger = Ledger(copy / "ledger.sqlite")
+    task = ledger.tasks("fine")[0]["task_id"]
+    ledger._db.execute("UPDATE attempts SET outcome = 'lost' WHERE task_id = ?", (task,))
+    ledger._db.commit()
+    expected = {}
+    for attempt in ledger.attempts():
+        scale = expected.setdefault(attempt["scale"], {})
+        scale[attempt["outcome"]] = scale.get(attempt["outcome"], 0) + 1
+    ledger.close()
+    record = status_json(copy)
+    assert record["attempt_outcomes"] == expected and expected["fine"]["lost"] >= 1
+    assert f"fine {expected['fine']['lost']} lost" in status(copy).stdout
+
+
+def test_status_of_a_run_with_no_model_says_zero_models(copy):
+    ledger = Ledger(copy / "ledger.sqlite")
+    ledger._db.execute("DELETE FROM rounds")  # as an async run before its first fit
+    ledger._db.commit()
+    ledger.close()
+    record = status_json(copy)
+    assert record["steps"] == 0 and record["models"] == {}
+    assert "models fitted: 0" in status(copy).stdout
+
+
 def test_released_lock_without_a_stop_is_crashed(copy):
     clear_stop(copy)
     assert (copy / "campaign.lock").read_text() == ""  # released by the finished driver
@@ -212,8 +270,8 @@ def test_resumed_run_summary_tells_total_from_this_session():
     class Resumed:
         earlier_wall = 30.0
 
-    assert _wall_time(12.0, Fresh(), 15.1) == "12.0 s campaign, 15.1 s with start-up"
-    assert _wall_time(45.3, Resumed(), 24.4) == (
+    assert wall_time(12.0, Fresh(), 15.1) == "12.0 s campaign, 15.1 s with start-up"
+    assert wall_time(45.3, Resumed(), 24.4) == (
         "45.3 s campaign in total; this session 15.3 s, 24.4 s with start-up")
 
 
@@ -304,3 +362,4 @@ def test_sigkilled_driver_is_killed(tmp_path):
     record = status_json(out)
     assert record["state"] == "killed", record
     assert record["counts"]["fine"].get("submitted", 0) >= 1
+    assert record["elapsed"] > 0  # from the ledger's recorded times, not the 0.0 s recorded

@@ -68,3 +68,69 @@ def test_the_cli_validates_a_script_and_exits_1_on_a_problem(tmp_path):
     bad = runner.invoke(app, ["validate", str(script)], env={"COLUMNS": "300"})
     assert bad.exit_code == 1
     assert "problem: promotion coarse-to-fine: quantity 'enrgy'" in bad.output
+
+
+def test_validate_site_renders_each_batch_script_without_submitting(tmp_path, monkeypatch):
+    """The provider's own code writes the script; its command runner only records."""
+    import subprocess
+
+    from typer.testing import CliRunner
+
+    from campaign.cli import app
+
+    started = []
+    real_popen = subprocess.Popen
+
+    def recording_popen(command, *args, **kwargs):
+        started.append(str(command))
+        return real_popen(command, *args, **kwargs)
+
+    out = tmp_path / "site"
+    monkeypatch.setattr(subprocess, "Popen", recording_popen)  # sbatch would start one
+    from campaign.site_render import render_site
+
+    rendering = render_site("slurm", ["coarse", "fine"], out,
+                            {"account": "proj1", "partition": "debug", "walltime": "00:30:00"})
+    monkeypatch.undo()
+    assert not [c for c in started if "sbatch" in c]  # (Parsl's SlurmProvider runs sacct)
+    assert [e.label for e in rendering.executors] == ["sim-coarse", "sim-fine", "train"]
+    for executor in rendering.executors:
+        assert executor.problem is None and executor.script.is_file()
+        assert executor.script.parent == out / "submit_scripts"
+        assert executor.commands == [f"sbatch {executor.script}"]
+        text = executor.script.read_text()
+        assert "#SBATCH --account=proj1" in text and "#SBATCH --partition=debug" in text
+        assert "#SBATCH --time=30" in text
+        assert any("process_worker_pool" in line for line in executor.launch_lines)
+        assert any(line.startswith("srun") for line in executor.launch_lines)
+    assert "SlurmProvider" in rendering.config_file.read_text()
+
+    result = CliRunner().invoke(app, [
+        "validate", "examples/muller_brown.py", "--site", "slurm", "--site-param",
+        "account=proj1", "--out", str(tmp_path / "cli")], env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert "nothing submitted" in result.output and "would run: sbatch " in result.output
+    assert "#SBATCH --account=proj1" in result.output
+    assert "muller_brown: valid" in result.output  # the smallest run still runs after it
+
+
+def test_validate_site_names_a_misspelled_parameter(tmp_path):
+    from typer.testing import CliRunner
+
+    from campaign.cli import app
+
+    result = CliRunner().invoke(app, [
+        "validate", "examples/muller_brown.py", "--site", "pbs", "--site-param", "acount=x",
+        "--out", str(tmp_path / "site")], env={"COLUMNS": "300"})
+    assert result.exit_code == 2
+    assert "did you mean 'account'?" in result.output and "known parameters:" in result.output
+
+
+def test_validate_site_local_has_no_batch_script(tmp_path):
+    from campaign.site_render import render_site
+
+    rendering = render_site("local", ["coarse", "fine"], tmp_path)
+    assert all(e.script is None and e.problem is None for e in rendering.executors)
+    assert all(any("process_worker_pool" in line for line in e.launch_lines)
+               for e in rendering.executors)
+    assert not (tmp_path / "submit_scripts").exists()

@@ -1,0 +1,49 @@
+"""``campaign.failures``: an app's failure keeps where it was raised (file:line)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+
+from campaign.failures import describe_failure, user_frames
+
+
+def read_deck(path: str) -> None:
+    raise ValueError(f"input deck missing: {path}")
+
+
+def my_app(x: float, *, seed: int) -> dict:
+    read_deck("in.deck")
+    return {}
+
+
+def test_the_innermost_frames_of_the_users_code_name_file_and_line():
+    try:
+        my_app(1.0, seed=0)
+    except ValueError as error:
+        text = describe_failure(error)
+    line = read_deck.__code__.co_firstlineno + 1
+    assert text.startswith("ValueError: input deck missing: in.deck (at ")
+    assert f"test_failures.py:{line} in read_deck" in text
+    assert text.index("in read_deck") < text.index("in my_app")  # innermost first
+
+
+def test_frames_that_carried_it_back_are_left_out():
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        future = pool.submit(my_app, 1.0, seed=0)
+        try:
+            future.result()
+        except ValueError as error:
+            frames = user_frames(error, limit=10)
+            text = describe_failure(error)
+    assert [f.name for f in frames][-2:] == ["my_app", "read_deck"]
+    assert not any("concurrent" in f.filename for f in frames)
+    assert "_base.py" not in text and "thread.py" not in text
+
+
+def test_no_traceback_or_message_is_still_one_honest_line():
+    assert describe_failure(RuntimeError("solver not found")) == "RuntimeError: solver not found"
+    assert describe_failure(TimeoutError()) == "TimeoutError"
+    try:
+        raise KeyError("x")
+    except KeyError as error:
+        assert describe_failure(error, limit=0) == "KeyError: 'x'"
