@@ -125,8 +125,8 @@ class Dispatcher:
                     self.checks[future] = later
                 continue
             del self.checks[future], self.sims[future]
-            self.policy.forget(task)
             started = self.policy.started(task)
+            self.policy.forget(task)
             ran = now - (started[0] if started is not None else task.submitted)
             if verdict == "lost":
                 events.append(TaskLost(task, f"WorkerLost: the worker running task "

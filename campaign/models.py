@@ -292,7 +292,14 @@ class ModelKeeper:
         X, y = held.training_set()
         if len(y) == 0:
             return
-        fitted = self.fit_now(held, X, y)  # refittable: on every source row
+        try:
+            fitted = self.fit_now(held, X, y)  # refittable: on every source row
+        except FitAbandonedError:
+            raise
+        except Exception as error:  # e.g. a site whose train executor never started
+            logger.warning("%s: final fit failed (%s: %s); the newest model stays",
+                           held.name, type(error).__name__, error)
+            return
         record: dict[str, Any] = {"policy": "final fit"}
         self.install(held, fitted, model_index, len(y), record)
         logger.info("final surrogate for %s: %d training points%s", held.name, len(y),

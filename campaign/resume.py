@@ -46,6 +46,7 @@ def restore_state(spec: CampaignSpec, store: Store, ledger: Ledger,
         held.durations_seen, held.longest_duration = durations.get(name, (0, 0.0))
         held.tasks = Counter(counts.get(name, {}))
         held.committed_rows = store.rows(name)
+        held.columns = store.columns(name)  # what its next results must look like
         held.core_seconds = spent.get(name, 0.0) * _cores(held.scale.resources)
         if held.keep_rows and held.committed_rows:
             data = store.read(name)

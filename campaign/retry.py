@@ -21,6 +21,7 @@ as it was, or quarantined; and the engine-side deadline of an attempt.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,9 +58,10 @@ class RetryPolicy:
 
     def __init__(self, spec: CampaignSpec, markers: Path | None) -> None:
         self.spec = spec
-        self.markers = markers
-        if markers is not None:
-            markers.mkdir(parents=True, exist_ok=True)
+        self.markers = None if markers is None else markers.resolve()  # workers' cwd differs
+        if self.markers is not None:  # an earlier driver's markers name other attempts
+            shutil.rmtree(self.markers, ignore_errors=True)
+            self.markers.mkdir(parents=True, exist_ok=True)
 
     # -- deadlines -------------------------------------------------------------------
     def marker(self, task: SubmittedTask) -> str | None:

@@ -223,8 +223,8 @@ class Steerer:
                 return
         columns = {"x": (rows.x.dtype, rows.x.shape[1:])}
         columns.update({f"y/{k}": (v.dtype, v.shape[1:]) for k, v in rows.y.items()})
-        if held.columns is None:
-            held.columns = self.store.columns(task.scale) or columns
+        if held.columns is None:  # the scale's first result (resume read the store's)
+            held.columns = columns
         if columns != held.columns:
             completion.problem = ("bad result: its columns " + _columns_text(columns)
                                   + " differ from the scale's " + _columns_text(held.columns))
