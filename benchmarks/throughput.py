@@ -55,10 +55,9 @@ the engine's ``async`` or ``rounds``, or what a record varies):
    list schedule of the same durations, in submission order, on 16
    workers with zero overhead; ``ideal_schedule_utilization`` is that schedule's
    utilization (busy / (16 x ideal makespan)), the ceiling any engine could reach with
-   these durations: the tail of the last tasks keeps it below 1. Three variants
-   (``VARIANTS``): ``async`` (a model chooses one batch), ``async+keep_busy``
-   (``Promotion(keep_busy=True)``: the current model chooses again, conditioned on the
-   pending rows, into every free slot of the fine scale) and ``rounds``.
+   these durations: the tail of the last tasks keeps it below 1. Two variants
+   (``VARIANTS``): ``async`` (busy by default: every free fine slot is filled by the
+   newest posterior, conditioned on the pending rows) and ``rounds``.
    ``campaign_makespan``: first submission to last end, each async variant over rounds.
 4. **Ingest** (``ingest_rows_per_s``, ``durability_window``). ``Store.commit`` of batches
    of 100 and 10,000 rows (x (n, 2) float64, one output, the six meta columns the engine
@@ -71,7 +70,7 @@ the engine's ``async`` or ``rounds``, or what a record varies):
 5. **Time to quality** (``time_to_target``, ``sims_to_target``). The built-in
    Müller-Brown demo (``examples/muller_brown.py``, ``Budget(fine=120, coarse=64)``;
    ``--quick``: both scaled by 40/120, ``Budget(fine=40, coarse=21)``) on
-   ``local``, rounds mode first, then ``async`` and ``async+keep_busy``. Target fixed
+   ``local``, rounds mode first, then ``async``. Target fixed
    before the runs: 1.5 x the rounds-mode run's final reference RMSE. From
    ``Ledger.rounds("coarse-to-fine")``: the first model (by ``fit_ended``) with
    ``reference_rmse <= target``: seconds from the first task's submission to that fit's
@@ -141,9 +140,8 @@ UTILIZATION_WORKERS = 16
 UTILIZATION_WALKERS = 32
 UTILIZATION_BATCH = 32
 TARGET_FACTOR = 1.5
-# what the utilization and quality parts compare: (engine mode, Promotion.keep_busy)
-VARIANTS = {"async": ("async", False), "async+keep_busy": ("async", True),
-            "rounds": ("rounds", False)}
+# what the utilization and quality parts compare: the engine's modes
+VARIANTS = {"async": "async", "rounds": "rounds"}
 RSS_PERIOD = 0.1
 
 GOALS = {
@@ -546,8 +544,7 @@ def marginal_pair(run: Callable[[int], dict[str, Any]], n: int) -> dict[str, Any
 
 # -- 3: utilization ------------------------------------------------------------------
 def utilization_spec(n: int, mode: str, *, batch: int = UTILIZATION_BATCH,
-                     walkers: int = UTILIZATION_WALKERS, duration_scale: float = 1.0,
-                     keep_busy: bool = False) -> Any:
+                     walkers: int = UTILIZATION_WALKERS, duration_scale: float = 1.0) -> Any:
     """Two scales of heavy-tailed sleep tasks with a GP retrained in the loop."""
     from apps import toy
     from campaign import Budget, Campaign, Promotion, Scale
@@ -563,7 +560,7 @@ def utilization_spec(n: int, mode: str, *, batch: int = UTILIZATION_BATCH,
         promotions=[Promotion(source="coarse", target="fine", features=toy.positions,
                               learner=ExactGP(restarts=1, iterations=60),
                               acquisition=MaxVariance(), batch_size=batch,
-                              quantity="energy", keep_busy=keep_busy)],
+                              quantity="energy")],
         budget=Budget(coarse=n, fine=n), seed=0, mode=mode)
 
 
@@ -651,10 +648,10 @@ def utilization(n: int, *, workdir: Path, site: str = "local",
     records: list[dict[str, Any]] = []
     details: dict[str, Any] = {}
     spans: dict[str, float] = {}
-    for mode, (engine_mode, keep_busy) in VARIANTS.items():
+    for mode, engine_mode in VARIANTS.items():
         out = Path(tempfile.mkdtemp(prefix=f"utilization-{mode}-", dir=workdir))
         spec = utilization_spec(n, engine_mode, batch=batch, walkers=walkers,
-                                duration_scale=duration_scale, keep_busy=keep_busy)
+                                duration_scale=duration_scale)
         try:
             with commit_lags() as lags, measured() as cost:
                 summary = spec.run(site=site, out=out, overwrite=True,
@@ -814,13 +811,11 @@ def time_to_quality(spec: Any, *, workdir: Path, site: str = "local",
     promotion = spec.promotions[0].name
     curves: dict[str, dict[str, Any]] = {}
     for mode in ("rounds", *(m for m in VARIANTS if m != "rounds")):
-        engine_mode, keep_busy = VARIANTS[mode]
-        promotions = [p.model_copy(update={"keep_busy": keep_busy}) for p in spec.promotions]
+        engine_mode = VARIANTS[mode]
         out = Path(tempfile.mkdtemp(prefix=f"quality-{mode}-", dir=workdir))
         try:
             with measured() as cost:
-                summary = spec.model_copy(update={"mode": engine_mode,
-                                                  "promotions": promotions}).run(
+                summary = spec.model_copy(update={"mode": engine_mode}).run(
                     site=site, out=out, overwrite=True, **(site_params or {}))
             curves[mode] = quality_curve(out, promotion)
             curves[mode].update(wall=cost["wall"], stop_reason=summary.stop_reason,

@@ -29,6 +29,12 @@ from campaign.task import BadResultError, check_result
 # a new seed fails the same way, so the task is quarantined at once instead of retried
 DETERMINISTIC_ERRORS = (TypeError, NameError, AttributeError, ImportError, SyntaxError,
                         NotImplementedError)
+# Parsl's names for an attempt the infrastructure lost: not the app's doing
+INFRASTRUCTURE_ERRORS = frozenset({
+    "WorkerLost", "ManagerLost", "ScalingFailed", "SubmitException", "InterchangeLost",
+    "ExecutorError", "BadStateException"})
+# ... and those that say the executor can run nothing at all (no block could start)
+FATAL_ERRORS = frozenset({"BadStateException", "ScalingFailed", "SubmitException"})
 COMMIT_EVERY_ROWS = 10_000
 COMMIT_EVERY_SECONDS = 0.25  # the durability window of async mode
 
@@ -46,7 +52,9 @@ class SubmittedTask:
     attempt: int = 1
     walker: int | None = None
     seed: int = 0
-    deadline: float | None = None  # engine-side: past it, the attempt counts as hung
+    failures: int = 0  # earlier attempts the app failed (losses to the infrastructure not)
+    chosen_by: int = -1  # the model generation that chose a promoted row (-1: none)
+    staleness: int = -1  # committed target results that model had not seen (-1: unknown)
 
 
 @dataclass
@@ -60,6 +68,7 @@ class Completion:
     ended: float | None = None
     worker: str | None = None
     deterministic: bool = False  # retrying with a new seed would fail the same way
+    kind: str = "app"  # or 'infrastructure' (lost, not the app's), 'fatal' (nothing runs)
 
     def outcome(self, status: str, reason: str | None = None) -> TaskOutcome:
         return TaskOutcome(self.task.task_id, status, self.started, self.ended,
@@ -81,8 +90,10 @@ def check_completion(future: concurrent.futures.Future[Any],
             waited = time.time() - task.submitted
             text = (f"ran past the scale's timeout ({waited:.1f} s after submission; Parsl "
                     "stops the Python app, not a program it started: see apps.external)")
-        return Completion(task, None, f"{type(error).__name__}: {text}",
-                          deterministic=isinstance(error, DETERMINISTIC_ERRORS))
+        problem = f"{type(error).__name__}: {text}"
+        return Completion(task, None, problem,
+                          deterministic=isinstance(error, DETERMINISTIC_ERRORS),
+                          kind=error_kind(problem))
     started, ended = returned["started"], returned["ended"]
     worker = returned.get("worker")
     try:
@@ -94,6 +105,14 @@ def check_completion(future: concurrent.futures.Future[Any],
     meta = Rows.meta_for(task.task_id, x.shape[0], task.parent_row, task.round_index,
                          task.submitted, started, ended)
     return Completion(task, Rows(x=x, y=arrays, meta=meta), None, started, ended, worker)
+
+
+def error_kind(problem: str) -> str:
+    """'fatal', 'infrastructure' or 'app', from a problem text ``"Type: message"``."""
+    name = problem.split(":", 1)[0].strip().rsplit(".", 1)[-1]
+    if name in FATAL_ERRORS:
+        return "fatal"
+    return "infrastructure" if name in INFRASTRUCTURE_ERRORS else "app"
 
 
 CommitListener = Callable[[str, Rows | None, list[TaskOutcome]], None]
@@ -127,6 +146,10 @@ class CommitBuffer:
         self._rows += 0 if rows is None else len(rows)
         if self._oldest is None:
             self._oldest = time.monotonic()
+
+    def holds(self, scale: str) -> bool:
+        """Whether results of ``scale`` wait to be committed."""
+        return bool(self._entries.get(scale))
 
     def due(self) -> bool:
         """Enough rows, or the oldest result has waited the durability window."""

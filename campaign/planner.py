@@ -4,8 +4,11 @@ Owns: one selection (:func:`select_batch`) from a snapshot of a promotion's stat
 (:class:`SelectionRequest`): featurize the source rows not featurized yet, take the
 candidates (committed, never promoted), ask the newest model's posterior over the
 candidates and the pending points, and let the acquisition choose ``k`` conditioned on
-the pending ones (quarantined rows count as pending for good). Without a model, the
-seed design picks at random. A selection touches no Parsl, store or ledger, so the async
+the pending ones (quarantined rows count as pending for good; so do committed rows the
+model has not seen yet, in async mode, when its learner cannot take them in at once).
+Without a model, a space-filling design (:func:`space_filling`: greedy maximin in
+feature space) picks rows far from each other and from every row promoted already. A
+selection touches no Parsl, store or ledger, so the async
 engine runs it off the steering thread while results keep arriving.
 """
 
@@ -49,8 +52,10 @@ class Selection:
 
 def snapshot(state: CampaignState, promotion_state: PromotionState, k: int,
              rng: np.random.Generator, *, use_model: bool,
-             before_round: int | None = None) -> SelectionRequest:
-    """Copy out what :func:`select_batch` needs (O(new rows + promoted rows))."""
+             before_round: int | None = None,
+             unseen: list[int] | None = None) -> SelectionRequest:
+    """Copy out what :func:`select_batch` needs (O(new rows + promoted rows)).
+    ``unseen``: committed rows the model has not seen, fantasized like pending ones."""
     source = state.scales[promotion_state.promotion.source]
     featurized = promotion_state.featurized
     assert source.x is not None or source.committed_rows == 0
@@ -61,7 +66,8 @@ def snapshot(state: CampaignState, promotion_state: PromotionState, k: int,
     rounds = None
     if before_round is not None and source.row_round is not None:
         rounds = source.row_round.values[:source.committed_rows]
-    pending = sorted(promotion_state.pending | promotion_state.quarantined)
+    pending = sorted(promotion_state.pending | promotion_state.quarantined
+                     | set(unseen or ()))
     return SelectionRequest(
         promotion=promotion_state.promotion,
         learner=promotion_state.learner if use_model else None,
@@ -104,9 +110,10 @@ def select_batch(request: SelectionRequest) -> Selection:
         return Selection(np.zeros(0, np.int64), new_features, record)
     k = min(request.k, len(candidates))
     if request.learner is None:
-        chosen = request.rng.choice(candidates, size=k, replace=False)
-        record.update(policy="seed design (random)")
-        return Selection(np.asarray(chosen, np.int64), new_features, record)
+        chosen = space_filling(features, candidates, request.taken[request.taken < len(
+            features)], k, request.rng)
+        record.update(policy="space-filling design (maximin)")
+        return Selection(chosen, new_features, record)
     started = time.time()
     points = np.concatenate([features[candidates], features[request.pending]])
     posterior = request.learner.posterior(points)
@@ -118,3 +125,28 @@ def select_batch(request: SelectionRequest) -> Selection:
     record.update(policy=type(request.promotion.acquisition).__name__,
                   select_seconds=time.time() - started)
     return Selection(candidates[positions], new_features, record)
+
+
+def space_filling(features: np.ndarray, candidates: np.ndarray, taken: np.ndarray, k: int,
+                  rng: np.random.Generator) -> np.ndarray:
+    """``k`` of ``candidates`` chosen greedily, each the farthest (in features scaled
+    to unit spread) from the rows ``taken`` and those chosen before it; the first, with
+    nothing taken, at random. O(k x candidates x features)."""
+    points = np.asarray(features[candidates], np.float64).reshape(len(candidates), -1)
+    spread = points.std(axis=0)
+    scale = np.where(spread > 0, spread, 1.0)
+    points = points / scale
+    nearest = np.full(len(points), np.inf)
+    for row in taken:
+        anchor = np.asarray(features[row], np.float64).reshape(-1) / scale
+        nearest = np.minimum(nearest, np.sum((points - anchor) ** 2, axis=1))
+    chosen: list[int] = []
+    for _ in range(k):
+        if np.isinf(nearest).all():
+            position = int(rng.integers(len(points)))
+        else:
+            position = int(np.argmax(nearest))
+        chosen.append(position)
+        nearest = np.minimum(nearest, np.sum((points - points[position]) ** 2, axis=1))
+        nearest[position] = -1.0  # never twice
+    return candidates[np.asarray(chosen, np.int64)]

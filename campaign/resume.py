@@ -22,6 +22,7 @@ from campaign.ingest import SubmittedTask
 from campaign.ledger import Ledger
 from campaign.monitoring import ScaleMonitor, stopped_by_monitor
 from campaign.planner import featurize
+from campaign.progress import score_of
 from campaign.spec import CampaignSpec, Promotion
 from campaign.state import CampaignState, PromotionState, learned_values, target_list
 from campaign.store import Store
@@ -45,6 +46,7 @@ def restore_state(spec: CampaignSpec, store: Store, ledger: Ledger,
         held.durations_seen, held.longest_duration = durations.get(name, (0, 0.0))
         held.tasks = Counter(counts.get(name, {}))
         held.committed_rows = store.rows(name)
+        held.columns = store.columns(name)  # what its next results must look like
         held.core_seconds = spent.get(name, 0.0) * _cores(held.scale.resources)
         if held.keep_rows and held.committed_rows:
             data = store.read(name)
@@ -116,9 +118,14 @@ def _restore_promotion(state: CampaignState, promotion_state: PromotionState, st
         promotion_state.train_y = target_list(values)
         promotion_state.train_round = [int(r) for r in target.meta["round"]]
     records = ledger.rounds(promotion_state.name)
+    promotion_state.records = {int(r["round"]): {k: v for k, v in r.items()
+                                                 if k not in ("round", "promotion")}
+                               for r in records}
     if records:
-        promotion_state.last_record = {k: v for k, v in records[-1].items()
-                                       if k not in ("round", "promotion")}
+        promotion_state.last_record = promotion_state.records[int(records[-1]["round"])]
+        if promotion_state.last_record.get("calibration"):
+            promotion_state.scored = score_of(promotion_state.last_record,
+                                              int(records[-1]["round"]))
 
 
 def saved_models(store: Store, promotion: str) -> list[int]:
@@ -137,22 +144,40 @@ def restore_learner(store: Store, promotion_state: PromotionState, model: int) -
     promotion_state.fitted = True
     node = store.group[f"models/{promotion_state.name}/{model}"]
     promotion_state.trained_on = int(node.attrs.get("n_train", 0))
+    promotion_state.seen = promotion_state.trained_on
     logger.info("%s: learner restored from saved model %d", promotion_state.name, model)
 
 
 def unfinished_tasks(spec: CampaignSpec, state: CampaignState,
                      ledger: Ledger) -> list[SubmittedTask]:
-    """Every task recorded but never committed, to be submitted again (same id, seed)."""
+    """Every task recorded but never committed, to be submitted again (same id, seed),
+    with its app failures so far (attempts lost to the infrastructure do not count) and
+    the model that chose it: in rounds mode the round's, if it had one, and no model
+    had missed a result; in async mode the generation its round holds, staleness
+    unknown (-1)."""
     unfinished = []
-    for task in ledger.tasks(status="submitted"):
+    submitted = ledger.tasks(status="submitted")
+    failures: Counter[int] = Counter()
+    if submitted:
+        failures.update(a["task_id"] for a in ledger.attempts() if a["outcome"] == "failed")
+    for task in submitted:
         if task["parent_row"] >= 0:
             promotion = next(p for p in spec.promotions if p.target == task["scale"])
             task_input = mapped_input(promotion, state, task["parent_row"])
         else:
             task_input = np.asarray(json.loads(task["input"]), np.float64)
+        chosen_by, staleness = -1, -1
+        if task["parent_row"] >= 0 and spec.mode == "rounds":
+            held = state.promotion_into(task["scale"])
+            if held is not None and held.records.get(task["round"], {}).get("n_train"):
+                chosen_by, staleness = task["round"], 0
+        elif task["parent_row"] >= 0 and task["round"] > 0:
+            chosen_by = task["round"]
         unfinished.append(SubmittedTask(task["task_id"], task["scale"], task["round"],
                                         task["parent_row"], 0.0, task_input,
-                                        task["attempts"], task["walker"], task["seed"]))
+                                        task["attempts"], task["walker"], task["seed"],
+                                        failures=failures[task["task_id"]],
+                                        chosen_by=chosen_by, staleness=staleness))
     return unfinished
 
 

@@ -1,10 +1,14 @@
 """The campaign state the engine decides from, held in memory and updated incrementally.
 
-Owns: per scale, the committed row count, the rows a promotion needs (inputs and the
+Owns: the run's status (:class:`RunStatus`: why it stops, why it failed); per scale,
+tasks in flight, the rounds that have tasks, attempts failed and lost to the
+infrastructure, the committed row count, the rows a promotion needs (inputs and the
 round/segment tag of each row), walker positions and progress, task status counts and
 the compute spent; per promotion, the features of the source rows seen so far (and the
 featurizer they came from: a refittable one is swapped with them), which
-source rows were promoted / are pending / were quarantined, and the training set. Ingest
+source rows were promoted / are pending / were quarantined, the training set, and the
+model slot (the newest model's generation, a fit or an install under way, the picks
+each model made, what the posterior has seen). Ingest
 calls :meth:`CampaignState.committed` after every commit; nothing here reads the store or
 the ledger (``campaign.resume`` rebuilds this state from them once, when a run starts).
 
@@ -88,6 +92,11 @@ class ScaleState:
     longest_duration: float = 0.0
     monitor: Any = None  # campaign.monitoring.ScaleMonitor of a monitored walker scale
     columns: dict[str, Any] | None = None  # x and y/<name>: (dtype, row shape) of its rows
+    in_flight: int = 0  # attempts submitted and not yet returned, expired or lost
+    rounds_with_tasks: set[int] = field(default_factory=set)  # rounds mode: rounds begun
+    failed_attempts: int = 0  # app failures retried by this driver
+    lost_attempts: int = 0  # attempts lost to the infrastructure (resubmitted, no retry used)
+    lost_streak: int = 0  # losses in a row with no result between them
 
     @property
     def tasks_recorded(self) -> int:
@@ -131,6 +140,16 @@ class PromotionState:
     last_record: dict[str, Any] = field(default_factory=dict)
     featurizer: Any = None  # what ``features`` holds: the spec's, or its newest refit
     features_version: int = 0  # featurizer swaps so far (refittable features)
+    # the model slot (async mode): what is under way and what each model chose
+    fitting: bool = False  # a fit of this promotion runs on ``train`` (or the model thread)
+    installing: bool = False  # a fitted model is being prepared for install
+    selecting: bool = False  # a selection runs on the model thread
+    conditioning: bool = False  # the posterior takes in committed results (model thread)
+    seen: int = 0  # training results the current posterior has taken in (fit + condition)
+    picks: Counter[int] = field(default_factory=Counter)  # generation -> rows it chose
+    exhausted_at: int | None = None  # source rows committed when no candidate was left
+    records: dict[int, dict[str, Any]] = field(default_factory=dict)  # model -> its record
+    scored: dict[str, Any] | None = None  # the newest prospective score (progress)
 
     def __post_init__(self) -> None:
         if self.featurizer is None:
@@ -224,12 +243,26 @@ def target_list(values: np.ndarray) -> list[Any]:
     return [np.array(row, dtype=np.float64) for row in values]
 
 
+@dataclass
+class RunStatus:
+    """Why the run stops ('' while it goes on) and why it failed ('' if it did not)."""
+
+    stop_reason: str = ""
+    failed_reason: str = ""
+    rule_reasons: list[str] = field(default_factory=list)  # stopping rules that fired
+
+    def fail(self, reason: str) -> None:
+        """Record the first reason the run cannot progress (later ones are effects)."""
+        self.failed_reason = self.failed_reason or reason
+
+
 class CampaignState:
     """The whole in-memory state: one :class:`ScaleState` per scale, one
-    :class:`PromotionState` per promotion, and who feeds whom."""
+    :class:`PromotionState` per promotion, who feeds whom, and the run's status."""
 
     def __init__(self, spec: CampaignSpec, learners: list[Any]) -> None:
         self.spec = spec
+        self.status = RunStatus()
         self.scales = {scale.name: ScaleState(scale) for scale in spec.scales}
         self.promotions = [PromotionState(p, learner)
                            for p, learner in zip(spec.promotions, learners, strict=True)]

@@ -54,16 +54,32 @@ def check_result(result: Any) -> dict[str, np.ndarray]:
 
 
 def run_app(app: Callable[..., dict[str, Any]], x: np.ndarray, seed: int,
-            params: dict[str, Any], walltime: float | None = None) -> dict[str, Any]:
+            params: dict[str, Any], walltime: float | None = None,
+            started_marker: str | None = None) -> dict[str, Any]:
     """Run one simulation task; returns outputs plus start/end times and the worker
     (``host/pid/thread``) for the task timeline.
 
-    ``walltime`` is read by Parsl, which raises ``AppTimeout`` in the task past it."""
+    ``walltime`` is read by Parsl, which raises ``AppTimeout`` in the task past it.
+    ``started_marker``: a file to write the start time, host and pid to as the attempt
+    starts, so the engine's deadline runs from here, not from submission
+    (``campaign.retry``)."""
     started = time.time()
+    write_start_marker(started_marker, started)
     outputs = app(np.asarray(x, dtype=np.float64), seed=seed, **params)
     ended = time.time()
     return {"outputs": outputs, "started": started, "ended": ended, "worker": worker_name(),
             "host": socket.gethostname()}
+
+
+def write_start_marker(path: str | None, started: float) -> None:
+    """Record that an attempt started at ``started``, on this host, in this process."""
+    if path is None:
+        return
+    try:
+        with open(path, "w") as marker:
+            marker.write(f"{started:.6f} {socket.gethostname()} {os.getpid()}\n")
+    except OSError:  # no shared file system: the attempt is then never charged a deadline
+        pass
 
 
 def worker_name() -> str:

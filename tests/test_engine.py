@@ -35,7 +35,7 @@ def test_campaign_runs_to_budget_and_stores_everything(tmp_path, tiny):
     assert np.all(np.diff(coarse.meta["round"]) >= 0)
     # rounds: seed design first, then fitted rounds with a model on disk
     rounds = ledger.rounds("coarse-to-fine")
-    assert rounds[0]["policy"] == "seed design (random)" and rounds[0]["n_train"] == 0
+    assert rounds[0]["policy"] == "space-filling design (maximin)" and rounds[0]["n_train"] == 0
     fitted = [r for r in rounds if r.get("n_train")]
     assert [r["n_train"] for r in fitted] == [4, 8, 12]
     assert fitted[-1]["policy"] == "final fit"

@@ -145,13 +145,13 @@ class SlowStandardizedPositions(StandardizedPositions):
 
 
 def test_async_model_and_features_are_consistent_in_every_selection(tmp_path, monkeypatch):
-    import campaign.engine
+    import campaign.steer_async
     import campaign.task
 
     holder = {}
     checked = []
     fit_and_refit = campaign.task.fit_features_and_learner
-    select = campaign.engine.select_batch
+    select = campaign.steer_async.select_batch
 
     def tagging_fit(features, *args, **kwargs):
         result = fit_and_refit(features, *args, **kwargs)
@@ -170,7 +170,7 @@ def test_async_model_and_features_are_consistent_in_every_selection(tmp_path, mo
         return select(request)
 
     monkeypatch.setattr(campaign.task, "fit_features_and_learner", tagging_fit)
-    monkeypatch.setattr(campaign.engine, "select_batch", checking_select)
+    monkeypatch.setattr(campaign.steer_async, "select_batch", checking_select)
     spec = refit_campaign(mode="async", budget=Budget(fine=16),
                           promotion={"features": SlowStandardizedPositions(), "batch_size": 2})
     engine = Engine(spec, tmp_path / "run", site="threads")

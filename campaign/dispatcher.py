@@ -1,0 +1,140 @@
+"""The dispatcher: the one owner of futures, which it turns into typed events.
+
+Owns: the simulation attempts in flight on Parsl (each with its next deadline check,
+``campaign.retry``), the jobs on the ``train`` executor, and the model thread, one
+thread on which every posterior, selection, score and install preparation runs, so
+the steering thread keeps ingesting. :meth:`Dispatcher.wait` returns what completed as
+``campaign.events`` values; a steerer never holds a future. The state's counts of
+what is in flight are the steerer's to keep (it reacts to the events).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+from collections.abc import Callable
+from typing import Any
+
+from campaign.events import Event, TaskExpired, TaskFinished, TaskLost
+from campaign.ingest import SubmittedTask, check_completion
+from campaign.retry import RetryPolicy
+from campaign.spec import CampaignSpec
+from campaign.state import CampaignState
+
+POLL_SECONDS = 0.2
+
+
+class Dispatcher:
+    """Submits simulations, fits and model-thread jobs; reports their completions.
+
+    ``parsl`` is a ``campaign.lifecycle.ParslSession`` (``sim_apps``, ``train_app``,
+    ``refit_app``, ``warm_app``)."""
+
+    def __init__(self, parsl: Any, spec: CampaignSpec, state: CampaignState,
+                 policy: RetryPolicy) -> None:
+        self.parsl = parsl
+        self.spec = spec
+        self.state = state
+        self.policy = policy
+        self.sims: dict[concurrent.futures.Future[Any], SubmittedTask] = {}
+        self.checks: dict[concurrent.futures.Future[Any], float] = {}
+        # each job: the function that makes its event, and whether it takes the future
+        # (a fit: its error is part of the event) or the result (an error is a bug)
+        self.jobs: dict[concurrent.futures.Future[Any], tuple[Callable[[Any], Event], bool]] = {}
+        self.model_thread = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="campaign-model")
+
+    # -- submitting ------------------------------------------------------------------
+    def launch(self, task: SubmittedTask, params: dict[str, Any]) -> None:
+        """Submit one attempt of a simulation task with the app parameters ``params``."""
+        scale = self.spec.scale(task.scale)
+        limits = {} if scale.timeout is None else {"walltime": scale.timeout}
+        task.submitted = time.time()
+        future = self.parsl.sim_apps[scale.name](
+            scale.app, task.task_input, task.seed, params,
+            started_marker=self.policy.marker(task), **limits)
+        self.sims[future] = task
+        first = self.policy.first_check(task, self.state.scales[task.scale])
+        if first is not None:
+            self.checks[future] = first
+
+    def on_train(self, app: str, args: tuple[Any, ...],
+                 then: Callable[[concurrent.futures.Future[Any]], Event]) -> None:
+        """Run ``parsl.<app>(*args)`` on the train executor; ``then(future)`` is its event."""
+        self.jobs[getattr(self.parsl, app)(*args)] = (then, True)
+
+    def on_model_thread(self, fn: Callable[..., Any], args: tuple[Any, ...],
+                        then: Callable[[Any], Event]) -> None:
+        """Run ``fn(*args)`` on the model thread; ``then(result)`` is its event. A job
+        that raises is a bug of the engine: its error surfaces in :meth:`wait`."""
+        self.jobs[self.model_thread.submit(fn, *args)] = (then, False)
+
+    def fit_on_model_thread(self, fn: Callable[..., Any], args: tuple[Any, ...],
+                            then: Callable[[concurrent.futures.Future[Any]], Event]) -> None:
+        """A fit on the model thread (no train worker is up yet): its errors are events."""
+        self.jobs[self.model_thread.submit(fn, *args)] = (then, True)
+
+    # -- what is under way -----------------------------------------------------------
+    def busy(self) -> bool:
+        return bool(self.sims or self.jobs)
+
+    def in_flight(self) -> list[SubmittedTask]:
+        return list(self.sims.values())
+
+    # -- completions -----------------------------------------------------------------
+    def wait(self, timeout: float = POLL_SECONDS, *, sims_only: bool = False) -> list[Event]:
+        """Wait up to ``timeout`` for completions; return them (and expired or lost
+        attempts) as events, simulations first."""
+        waitables = [*self.sims] if sims_only else [*self.sims, *self.jobs]
+        if waitables:
+            done, _ = concurrent.futures.wait(waitables, timeout=timeout,
+                                              return_when=concurrent.futures.FIRST_COMPLETED)
+        else:
+            done = set()
+            time.sleep(timeout / 10)
+        events: list[Event] = []
+        for future in [f for f in done if f in self.sims]:
+            task = self.sims.pop(future)
+            self.checks.pop(future, None)
+            self.policy.forget(task)
+            completion = check_completion(future, task)
+            if completion.problem is not None and completion.kind != "app":
+                events.append(TaskLost(task, completion.problem, completion.kind == "fatal"))
+            else:
+                events.append(TaskFinished(completion))
+        for future in [f for f in done if f in self.jobs]:
+            then, takes_future = self.jobs.pop(future)
+            events.append(then(future if takes_future else future.result()))
+        events.extend(self._past_deadlines())
+        return events
+
+    def _past_deadlines(self) -> list[Event]:
+        """Attempts past their deadline (from their start) count as failed: the executor
+        may never report them; a late result of an abandoned attempt is ignored."""
+        now = time.time()
+        events: list[Event] = []
+        for future, when in list(self.checks.items()):
+            if now < when or future.done():
+                continue
+            task = self.sims[future]
+            verdict, later = self.policy.check(task, self.state.scales[task.scale], now)
+            if verdict is None:
+                if later is None:
+                    del self.checks[future]
+                else:
+                    self.checks[future] = later
+                continue
+            del self.checks[future], self.sims[future]
+            started = self.policy.started(task)
+            self.policy.forget(task)
+            ran = now - (started[0] if started is not None else task.submitted)
+            if verdict == "lost":
+                events.append(TaskLost(task, f"WorkerLost: the worker running task "
+                                             f"{task.task_id} is gone"))
+            else:
+                events.append(TaskExpired(task, ran))
+        return events
+
+    def close(self) -> None:
+        self.model_thread.shutdown(wait=True, cancel_futures=True)
+

@@ -1,0 +1,310 @@
+"""Steering decisions, unit-tested with a fake dispatcher: no Parsl, no threads.
+
+The async steerer's reactions run on a hand-made state over a real store and ledger in
+a temporary directory; the fake dispatcher records what would be submitted and runs a
+model-thread job only when the test says so.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+from typing import Any
+
+import numpy as np
+import pytest
+
+from campaign import Budget, Campaign, Promotion, Scale
+from campaign.events import FitReturned, TaskFinished
+from campaign.ingest import Completion, SubmittedTask
+from campaign.ledger import Ledger
+from campaign.models import ModelKeeper
+from campaign.planner import select_batch, space_filling
+from campaign.policy import fit_due, picks_wanted
+from campaign.resume import restore_state
+from campaign.retry import RetryPolicy
+from campaign.signals import StopRequest
+from campaign.steer_async import AsyncSteerer
+from campaign.store import Rows, Store
+from learners.posterior import IndependentPosterior
+
+
+class FakeLearner:
+    """A learner whose posterior variance grows with the distance to its data.
+    ``supports_condition`` switches the cheap conditioning path on or off."""
+
+    supports_condition = False
+
+    def __init__(self, X: np.ndarray | None = None, y: np.ndarray | None = None) -> None:
+        self.X, self.y = X, y
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> FakeLearner:
+        return type(self)(np.asarray(X, float), np.asarray(y, float))
+
+    def condition(self, X: np.ndarray, y: np.ndarray) -> FakeLearner:
+        return type(self)(np.concatenate([self.X, X]), np.concatenate([self.y, y]))
+
+    def posterior(self, X: np.ndarray) -> IndependentPosterior:
+        X = np.asarray(X, float)
+        distance = np.min(np.abs(X[:, None, 0] - self.X[None, :, 0]), axis=1)
+        return IndependentPosterior(np.zeros(len(X)), distance**2 + 1e-9, X=X)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {"X": self.X, "y": self.y}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> FakeLearner:
+        self.X, self.y = state["X"], state["y"]
+        return self
+
+
+class ConditionedLearner(FakeLearner):
+    supports_condition = True
+
+
+class FakeDispatcher:
+    """Records launches and jobs; runs a model-thread or train job when asked."""
+
+    def __init__(self) -> None:
+        self.sims: dict[int, SubmittedTask] = {}
+        self.jobs: list[tuple[Any, tuple[Any, ...], Any, bool]] = []
+
+    def launch(self, task: SubmittedTask, params: dict[str, Any]) -> None:
+        self.sims[task.task_id] = task
+
+    def on_model_thread(self, fn, args, then) -> None:
+        self.jobs.append((fn, args, then, False))
+
+    def on_train(self, app, args, then) -> None:
+        self.jobs.append((app, args, then, True))
+
+    fit_on_model_thread = on_train
+
+    def busy(self) -> bool:
+        return bool(self.sims or self.jobs)
+
+    def in_flight(self) -> list[SubmittedTask]:
+        return list(self.sims.values())
+
+    def close(self) -> None:
+        pass
+
+    def pending(self, fn: Any) -> list[tuple[Any, ...]]:
+        return [job for job in self.jobs if job[0] is fn or job[0] == fn]
+
+    def run(self, fn: Any) -> list[Any]:
+        """Run the first recorded job of ``fn`` now; its event."""
+        job = self.pending(fn)[0]
+        self.jobs.remove(job)
+        fn, args, then, takes_future = job
+        if takes_future:
+            future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+            future.set_result({"learner": args[0].fit(*args[1:3]), "seconds": 0.0})
+            return [then(future)]
+        return [then(fn(*args))]
+
+
+class FakeParsl:
+    def warm_app(self, *args: Any) -> concurrent.futures.Future[Any]:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        future.set_result({"problem": None, "seconds": 0.0, "ended": 0.0})
+        return future
+
+
+def coarse(x, *, seed):
+    return {"x": np.atleast_2d(x), "energy": np.zeros(1)}
+
+
+def make_steerer(tmp_path, learner: FakeLearner, batch_size: int = 2) -> AsyncSteerer:
+    spec = Campaign(name="unit", scales=[
+        Scale("coarse", app=coarse, walkers=[[0.0]]), Scale("fine", app=coarse)],
+        promotions=[Promotion(source="coarse", target="fine", features=lambda x: x,
+                              learner=learner, acquisition="max_variance",
+                              batch_size=batch_size)],
+        budget=Budget(fine=40))
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    store = Store(tmp_path, ledger)
+    state = restore_state(spec, store, ledger, [learner])
+    dispatcher = FakeDispatcher()
+    stop = StopRequest(1.0)
+    keeper = ModelKeeper(spec, state, store, ledger, FakeParsl(), dispatcher, stop,
+                         lambda: None)
+    steerer = AsyncSteerer(spec, state, store, ledger, dispatcher, keeper,
+                           RetryPolicy(spec, None), stop, lambda: 0.0,
+                           max_in_flight={"coarse": 1, "fine": 2})
+    steerer.start([])
+    return steerer
+
+
+def pool(steerer: AsyncSteerer, n: int = 30) -> None:
+    """Commit ``n`` coarse rows on a line, 0 .. 1 (one walker task)."""
+    x = np.linspace(0.0, 1.0, n)[:, None]
+    steerer.state.scales["coarse"].tasks["done"] += 1
+    steerer.on_commit("coarse", Rows(x=x, y={"energy": np.zeros(n)},
+                                     meta=Rows.meta_for(0, n)), [])
+
+
+def fitted_model(steerer: AsyncSteerer, rows: list[int]) -> None:
+    """Generation 1, fitted on ``rows`` of the pool (as if their results came in)."""
+    held = steerer.state.promotions[0]
+    steerer.keeper.featurize_all(held)
+    X = held.features.values[rows]
+    held.learner = held.learner.fit(X, np.zeros(len(rows)))
+    held.fitted, held.generation, held.seen, held.trained_on = True, 1, len(rows), len(rows)
+    held.promoted.update(rows)
+    held.train_rows, held.train_y, held.train_round = list(rows), [0.0] * len(rows), [0] * len(rows)
+
+
+def finish(steerer: AsyncSteerer, task: SubmittedTask, value: float = 1.0,
+           problem: str | None = None) -> TaskFinished:
+    """The completion of ``task`` (rows, or a deterministic problem)."""
+    del steerer.dispatcher.sims[task.task_id]
+    if problem is not None:
+        return TaskFinished(Completion(task, None, problem, 0.0, 0.1, deterministic=True))
+    x = np.atleast_2d(task.task_input)
+    rows = Rows(x=x, y={"energy": np.array([value])},
+                meta=Rows.meta_for(task.task_id, 1, task.parent_row, task.round_index))
+    return TaskFinished(Completion(task, rows, None, 0.0, 0.1))
+
+
+def select_and_submit(steerer: AsyncSteerer) -> list[SubmittedTask]:
+    before = set(steerer.dispatcher.sims)
+    steerer.on_events(steerer.dispatcher.run(select_batch))
+    return [t for i, t in steerer.dispatcher.sims.items() if i not in before]
+
+
+def test_a_freed_fine_slot_sends_a_selection_request_on_the_same_event(tmp_path):
+    steerer = make_steerer(tmp_path, FakeLearner())
+    pool(steerer)
+    fitted_model(steerer, [0, 29])
+    steerer.fill()
+    first = select_and_submit(steerer)
+    assert len(first) == 2 and not steerer.dispatcher.pending(select_batch)  # slots full
+    steerer.on_events([finish(steerer, first[0])])
+    assert len(steerer.dispatcher.pending(select_batch)) == 1  # on that same event
+    again = select_and_submit(steerer)
+    assert len(again) == 1 and again[0].chosen_by == 1
+
+
+def test_a_fully_quarantined_batch_does_not_stall_the_promotion(tmp_path):
+    steerer = make_steerer(tmp_path, FakeLearner())
+    pool(steerer)
+    fitted_model(steerer, [0, 29])
+    steerer.fill()
+    batch = select_and_submit(steerer)
+    steerer.on_events([finish(steerer, t, problem="bad result: misshapen") for t in batch])
+    steerer.flush()
+    held = steerer.state.promotions[0]
+    assert held.quarantined == {t.parent_row for t in batch} and not held.pending
+    steerer.fill()
+    assert len(select_and_submit(steerer)) == 2
+
+
+def test_no_row_is_chosen_twice(tmp_path):
+    steerer = make_steerer(tmp_path, FakeLearner())
+    pool(steerer)
+    fitted_model(steerer, [0])
+    steerer.fill()
+    chosen = [t.parent_row for t in select_and_submit(steerer)]
+    for _ in range(10):
+        task = next(t for t in steerer.dispatcher.sims.values() if t.scale == "fine")
+        steerer.on_events([finish(steerer, task)])
+        steerer.flush()
+        chosen += [t.parent_row for t in select_and_submit(steerer)]
+    assert len(chosen) == len(set(chosen)) == 12 and 0 not in chosen
+
+
+def test_a_result_arriving_while_a_model_is_installed_is_counted_once(tmp_path):
+    steerer = make_steerer(tmp_path, FakeLearner())
+    pool(steerer)
+    fitted_model(steerer, [0, 29])
+    steerer.fill()
+    batch = select_and_submit(steerer)
+    held = steerer.state.promotions[0]
+    steerer.on_events([finish(steerer, batch[0])])
+    steerer.flush()  # one new result: a refit on 3 points starts
+    steerer.keeper.start_fit(held)
+    assert not fit_due(held)  # one fit at a time
+    steerer.on_events(steerer.dispatcher.run("train_app"))  # fitted: install prepared
+    assert held.installing
+    steerer.on_events([finish(steerer, batch[1])])  # arrives during the install
+    steerer.flush()
+    steerer.on_events(steerer.dispatcher.run(steerer.keeper.reference_error))
+    assert held.generation == 2 and not held.installing and held.seen == 3
+    assert len(held.train_rows) == 4 == len(set(held.train_rows))
+    assert steerer.store.rows("fine") == 2
+    assert len(held.train_rows) - held.trained_on == 1  # the next fit takes it
+
+
+def test_a_model_that_fails_to_fit_keeps_the_previous_one(tmp_path):
+    steerer = make_steerer(tmp_path, FakeLearner())
+    pool(steerer)
+    fitted_model(steerer, [0, 29])
+    held = steerer.state.promotions[0]
+    previous = held.learner
+    held.fitting = True
+    steerer.on_events([FitReturned(held, 3, None, "RuntimeError: singular")])
+    assert held.learner is previous and held.generation == 1 and not held.fitting
+    assert not held.installing and held.trained_on <= 2
+
+
+@pytest.mark.parametrize("learner", [FakeLearner(), ConditionedLearner()])
+def test_committed_results_are_conditioned_on_or_fantasized(tmp_path, learner):
+    steerer = make_steerer(tmp_path, learner)
+    pool(steerer)
+    fitted_model(steerer, [0, 29])
+    steerer.fill()
+    batch = select_and_submit(steerer)
+    steerer.on_events([finish(steerer, batch[0])])
+    steerer.flush()
+    held = steerer.state.promotions[0]
+    conditioning = steerer.dispatcher.pending(held.learner.condition)
+    if learner.supports_condition:  # the posterior takes the result in at once
+        assert len(conditioning) == 1
+        steerer.on_events(steerer.dispatcher.run(held.learner.condition))
+        assert held.seen == 3 and len(held.learner.X) == 3 and held.generation == 1
+    else:
+        assert not conditioning and held.seen == 2
+    select_and_submit(steerer)  # asked for on the completion, before the commit
+    steerer.on_events([finish(steerer, batch[1])])  # the next request: after it
+    request = steerer.dispatcher.pending(select_batch)[0][1][0]
+    pending = set(request.pending.tolist())
+    assert batch[1].parent_row in pending  # still running at the snapshot: fantasized
+    # a committed result the posterior has not taken in is fantasized too
+    assert (batch[0].parent_row in pending) != learner.supports_condition
+    picks = select_and_submit(steerer)
+    assert [t.staleness for t in picks] == [0 if learner.supports_condition else 1]
+
+
+def test_before_the_first_model_free_slots_get_a_space_filling_design(tmp_path):
+    steerer = make_steerer(tmp_path, FakeLearner())
+    pool(steerer, 31)
+    steerer.fill()
+    seed = select_and_submit(steerer)
+    assert sorted(t.parent_row for t in seed) == [0, 30] or len(seed) == 2
+    steerer.on_events([finish(steerer, seed[0])])
+    more = select_and_submit(steerer)
+    assert len(more) == 1 and more[0].chosen_by == -1 and more[0].staleness == -1
+    rows = sorted([t.parent_row for t in seed] + [more[0].parent_row])
+    assert min(np.diff(rows)) >= 5  # spread over the pool, not bunched
+
+
+def test_space_filling_picks_far_from_each_other_and_from_taken_rows():
+    features = np.linspace(0.0, 1.0, 101)[:, None]
+    candidates = np.arange(101)
+    chosen = space_filling(features, candidates[candidates != 50], np.array([50]), 2,
+                           np.random.default_rng(0))
+    assert sorted(chosen.tolist()) == [0, 100]
+    chosen = space_filling(features, candidates, np.zeros(0, np.int64), 5,
+                           np.random.default_rng(1))
+    assert len(set(chosen.tolist())) == 5 and min(np.diff(np.sort(chosen))) >= 10
+
+
+def test_picks_wanted_fills_every_free_slot_after_the_seed_design(tmp_path):
+    steerer = make_steerer(tmp_path, FakeLearner(), batch_size=4)
+    held = steerer.state.promotions[0]
+    assert picks_wanted(held, 1, 30, 1, free=2, left=None) == 4  # the seed design
+    held.pending.add(3)
+    assert picks_wanted(held, 1, 30, 1, free=2, left=None) == 2  # then the free slots
+    assert picks_wanted(held, 1, 30, 1, free=0, left=None) == 0
+    assert picks_wanted(held, 1, 30, 1, free=2, left=1) == 1
+    held.selecting = True
+    assert picks_wanted(held, 1, 30, 1, free=2, left=None) == 0  # one request at a time

@@ -1,0 +1,145 @@
+"""The retry and deadline policy, and infrastructure losses, without Parsl.
+
+Queue time is not app time: an attempt's deadline runs from its start marker, and an
+attempt that never started is never charged. A lost worker is resubmitted with the same
+seed and uses no retry; an executor that can start nothing ends the run, quarantining
+nothing."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+import numpy as np
+from test_steering import FakeLearner, make_steerer, pool
+
+from campaign.budget import budget_reason, quarantine_reason, tasks_left
+from campaign.events import TaskExpired, TaskLost
+from campaign.ingest import SubmittedTask, error_kind
+from campaign.retry import DEADLINE_MARGIN, RetryPolicy, task_seed
+from campaign.state import CampaignState
+from campaign.task import write_start_marker
+
+
+def spec_with_timeout(tmp_path, timeout=1.0, retries=2):
+    steerer = make_steerer(tmp_path, FakeLearner())
+    spec = steerer.spec.model_copy(update={"scales": [
+        steerer.spec.scales[0],
+        steerer.spec.scales[1].model_copy(update={"timeout": timeout, "retries": retries})]})
+    return spec
+
+
+def test_an_attempt_that_never_started_is_never_charged(tmp_path):
+    spec = spec_with_timeout(tmp_path)
+    policy = RetryPolicy(spec, tmp_path / "started")
+    held = CampaignState(spec, [FakeLearner()]).scales["fine"]
+    task = SubmittedTask(7, "fine", 0, 3, time.time() - 3600.0, np.zeros(1))
+    assert policy.first_check(task, held) == task.submitted + 2 * 1.0 + DEADLINE_MARGIN
+    verdict, later = policy.check(task, held, time.time())  # an hour in the queue
+    assert verdict is None and later is not None and later > time.time()
+
+
+def test_the_deadline_runs_from_the_start_marker(tmp_path):
+    spec = spec_with_timeout(tmp_path)
+    policy = RetryPolicy(spec, tmp_path / "started")
+    held = CampaignState(spec, [FakeLearner()]).scales["fine"]
+    task = SubmittedTask(7, "fine", 0, 3, time.time() - 3600.0, np.zeros(1))
+    began = time.time() - 1.0
+    write_start_marker(policy.marker(task), began)
+    assert abs(policy.started(task)[0] - began) < 1e-5
+    assert policy.check(task, held, time.time())[0] is None  # 1 s of 4 used
+    assert policy.check(task, held, began + 4.5)[0] == "expired"
+    policy.forget(task)
+    assert not os.path.exists(policy.marker(task))
+
+
+def test_a_dead_worker_of_this_host_is_a_loss_not_an_expiry(tmp_path):
+    spec = spec_with_timeout(tmp_path)
+    policy = RetryPolicy(spec, tmp_path / "started")
+    held = CampaignState(spec, [FakeLearner()]).scales["fine"]
+    task = SubmittedTask(8, "fine", 0, 3, time.time(), np.zeros(1))
+    gone = 2**22 + 12345  # above the default pid_max: no such process
+    with open(policy.marker(task), "w") as marker:
+        marker.write(f"{time.time():.3f} {socket.gethostname()} {gone}\n")
+    assert policy.check(task, held, time.time())[0] == "lost"
+
+
+def test_retries_count_app_failures_only(tmp_path):
+    spec = spec_with_timeout(tmp_path, retries=1)
+    policy = RetryPolicy(spec, None)
+    task = SubmittedTask(9, "fine", 0, 3, 0.0, np.zeros(1), attempt=5, failures=0)
+    retry = policy.after_failure(task, "ValueError: x", deterministic=False)
+    assert retry.action == "retry" and retry.seed == task_seed(spec.seed, 9, 2)
+    task.failures = 1
+    quarantine = policy.after_failure(task, "ValueError: x", deterministic=False)
+    assert quarantine.action == "quarantine"
+    assert quarantine.reason == "after 2 attempts: ValueError: x"
+    assert policy.after_loss(task, "WorkerLost: gone").seed == task.seed
+
+
+def test_error_kinds():
+    assert error_kind("WorkerLost: Task failure due to loss of worker 3") == "infrastructure"
+    assert error_kind("ManagerLost: manager lost") == "infrastructure"
+    assert error_kind("BadStateException: sbatch: error: invalid account") == "fatal"
+    assert error_kind("ValueError: input deck missing") == "app"
+    assert error_kind("DeadlineExceeded: no result") == "app"
+
+
+def launched_fine_task(steerer):
+    held = steerer.state.promotions[0]
+    steerer.keeper.featurize_all(held)
+    return steerer.submit("fine", [0], [np.zeros(1)], [4], [None])[0]
+
+
+def test_a_lost_attempt_is_resubmitted_with_its_seed_and_no_retry_used(tmp_path):
+    steerer = make_steerer(tmp_path, FakeLearner())
+    pool(steerer)
+    task = launched_fine_task(steerer)
+    for _ in range(5):  # more losses than the scale has retries
+        steerer.react([TaskLost(steerer.dispatcher.sims.pop(task.task_id), "WorkerLost: x")])
+        again = steerer.dispatcher.sims[task.task_id]
+        assert again.seed == task.seed and again.failures == 0
+        task = again
+    held = steerer.state.scales["fine"]
+    assert held.lost_attempts == 5 and held.in_flight == 1
+    assert not steerer.state.status.failed_reason
+    attempts = steerer.ledger.attempts()
+    assert [a["outcome"] for a in attempts] == ["lost"] * 5
+    assert steerer.ledger.tasks("fine")[0]["status"] == "submitted"
+
+
+def test_an_executor_that_starts_nothing_stops_the_run_and_quarantines_nothing(tmp_path):
+    steerer = make_steerer(tmp_path, FakeLearner())
+    pool(steerer)
+    task = launched_fine_task(steerer)
+    message = "BadStateException: sbatch: error: Batch job submission failed"
+    steerer.react([TaskLost(steerer.dispatcher.sims.pop(task.task_id), message, fatal=True)])
+    steerer.flush()
+    assert "sbatch: error" in steerer.state.status.failed_reason
+    assert steerer.ledger.tasks("fine")[0]["status"] == "submitted"
+    assert not steerer.state.scales["fine"].tasks.get("quarantined")
+
+
+def test_an_expired_attempt_is_retried_then_quarantined(tmp_path):
+    steerer = make_steerer(tmp_path, FakeLearner())
+    pool(steerer)
+    task = launched_fine_task(steerer)
+    retries = steerer.spec.scale("fine").retries
+    for _ in range(retries + 1):
+        steerer.react([TaskExpired(steerer.dispatcher.sims.pop(task.task_id), 9.0)])
+        task = steerer.dispatcher.sims.get(task.task_id, task)
+    steerer.flush()
+    record = steerer.ledger.tasks("fine")[0]
+    assert record["status"] == "quarantined" and "after the attempt started" in record["reason"]
+
+
+def test_budget_rules_are_functions_of_spec_and_state(tmp_path):
+    steerer = make_steerer(tmp_path, FakeLearner())
+    spec, state = steerer.spec, CampaignState(steerer.spec, [FakeLearner()])
+    assert tasks_left(spec, state, "fine") == 40 and budget_reason(spec, state, 0.0) == ""
+    state.scales["fine"].tasks["done"] = 40
+    assert tasks_left(spec, state, "fine") == 0
+    assert budget_reason(spec, state, 0.0) == "task budget spent (fine=40)"
+    state.scales["fine"].tasks.update(done=-30, quarantined=30)
+    assert quarantine_reason(state).startswith("most tasks of scale 'fine'")
