@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from campaign import clock
 from campaign.budget import quarantine_reason
 from campaign.dispatcher import Dispatcher
 from campaign.facts import record_end, record_start
@@ -38,6 +39,7 @@ from campaign.progress import ProgressReporter, progress_snapshot
 from campaign.resume import restore_state, unfinished_tasks
 from campaign.retry import RetryPolicy, task_seed
 from campaign.signals import StopRequest
+from campaign.simulated import SimulatedDispatcher, SimulatedSession
 from campaign.spec import CampaignSpec
 from campaign.steer_async import AsyncSteerer
 from campaign.steer_rounds import RoundsSteerer
@@ -79,7 +81,8 @@ class Engine:
                  site_params: dict[str, Any] | None = None, script: str | None = None,
                  overwrite: bool = False, resume: bool = False, grace_period: float = 25.0,
                  torch_threads: int = 1, mode: str | None = None,
-                 on_progress: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 on_progress: Callable[[dict[str, Any]], None] | None = None,
+                 simulation: Any = None) -> None:
         if overwrite and resume:
             raise ValueError("choose one of overwrite and resume")
         if mode not in (None, "async", "rounds"):
@@ -91,6 +94,8 @@ class Engine:
         self.torch_threads = torch_threads
         self.shutdown_incomplete = False
         self.progress = ProgressReporter(on_progress, self.progress_snapshot)
+        self.simulation = simulation  # a campaign.simulated.Simulation: a virtual clock
+        self.virtual = clock.VirtualClock(time.time()) if simulation is not None else None
         self.started, self.earlier_wall = time.time(), 0.0
 
     @property
@@ -100,8 +105,12 @@ class Engine:
     def run(self) -> RunSummary:
         from site_configs import get_config
 
-        config = get_config(self.site, scales=[s.name for s in self.spec.scales],
-                            run_dir=str(self.run_dir / "parsl"), **self.site_params)
+        # each scale's resources shape its executor; a site parameter given by hand wins
+        config = None if self.simulation is not None else get_config(
+            self.site, scales=[s.name for s in self.spec.scales],
+            run_dir=str(self.run_dir / "parsl"),
+            **{"resources": {s.name: s.resources for s in self.spec.scales},
+               **self.site_params})
         inspect_run_dir(self.run_dir, self.spec, overwrite=self.overwrite, resume=self.resume)
         _set_torch_threads(self.torch_threads)
         with RunLock(self.run_dir):
@@ -118,11 +127,15 @@ class Engine:
                 learners = [copy.deepcopy(p.learner) for p in self.spec.promotions]
                 self.state = restore_state(self.spec, self.store, self.ledger, learners)
                 with self.stop:
-                    self.parsl = ParslSession(config, self.spec)
+                    self.parsl = (ParslSession(config, self.spec) if config is not None
+                                  else SimulatedSession(self.simulation, self.spec))
                     self.recorder = ProcessRecorder(self.run_dir, self.parsl.dfk)
                     self.recorder.tick()
                     try:
-                        return self._steer()
+                        if self.virtual is None:
+                            return self._steer()
+                        with clock.using(self.virtual):
+                            return self._steer()
                     finally:
                         self.recorder.join(10.0)
                         self.parsl.close()
@@ -133,7 +146,10 @@ class Engine:
     def _steerer(self) -> AsyncSteerer | RoundsSteerer:
         """The steerer of the spec's mode, with its dispatcher, policy and keeper."""
         policy = RetryPolicy(self.spec, self.run_dir / "started")
-        dispatcher = Dispatcher(self.parsl, self.spec, self.state, policy)
+        dispatcher = (Dispatcher(self.parsl, self.spec, self.state, policy)
+                      if self.virtual is None else SimulatedDispatcher(
+                          self.parsl, self.spec, self.state, policy, self.virtual))
+        self.dispatcher = dispatcher
         keeper = ModelKeeper(self.spec, self.state, self.store, self.ledger, self.parsl,
                              dispatcher, self.stop, self.progress.report)
         parts = (self.spec, self.state, self.store, self.ledger, dispatcher, keeper, policy,
@@ -149,7 +165,7 @@ class Engine:
         return steerer
 
     def _steer(self) -> RunSummary:
-        self.started = time.time()
+        self.started = clock.now()
         self.earlier_wall = float(self.ledger.fact("wall_seconds", 0.0) or 0.0)
         status = self.state.status
         rounds, stop_reason = self._steerer().steer(on_tick=self._tick)
@@ -182,7 +198,7 @@ class Engine:
         self.progress.report()
 
     def _elapsed(self) -> float:
-        return self.earlier_wall + time.time() - self.started
+        return self.earlier_wall + clock.now() - self.started
 
     def progress_snapshot(self) -> dict[str, Any]:
         """Where the running campaign stands (``campaign.progress.progress_snapshot``)."""

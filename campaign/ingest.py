@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from campaign import clock
 from campaign.faults import fault_point
 from campaign.ledger import TaskOutcome
 from campaign.store import Rows, Store
@@ -145,7 +146,7 @@ class CommitBuffer:
         self._entries.setdefault(scale, []).append((outcome.task_id, rows, outcome))
         self._rows += 0 if rows is None else len(rows)
         if self._oldest is None:
-            self._oldest = time.monotonic()
+            self._oldest = clock.now()
 
     def holds(self, scale: str) -> bool:
         """Whether results of ``scale`` wait to be committed."""
@@ -155,7 +156,7 @@ class CommitBuffer:
         """Enough rows, or the oldest result has waited the durability window."""
         return self._rows >= COMMIT_EVERY_ROWS or (
             self._oldest is not None
-            and time.monotonic() - self._oldest >= COMMIT_EVERY_SECONDS)
+            and clock.now() - self._oldest >= COMMIT_EVERY_SECONDS)
 
     def flush(self, before: dict[str, int | None] | None = None) -> None:
         """Commit everything, or (``before``) per scale only tasks numbered below a
@@ -175,4 +176,4 @@ class CommitBuffer:
             del entries[:len(ready)]
             self._rows -= 0 if rows is None else len(rows)
             self.on_commit(scale, rows, outcomes)
-        self._oldest = time.monotonic() if len(self) else None
+        self._oldest = clock.now() if len(self) else None

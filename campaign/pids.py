@@ -32,6 +32,8 @@ class ProcessRecorder:
         self.thread: threading.Thread | None = None
 
     def tick(self) -> None:
+        if self.dfk is None:  # a simulated site: no Parsl processes
+            return
         since = time.monotonic() - self.loaded
         if since < self.next_record or (self.thread is not None and self.thread.is_alive()):
             return

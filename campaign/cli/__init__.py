@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from campaign.cli import checks, listings, results, runs, state
+from campaign.cli import checks, listings, planning, results, runs, state
 from campaign.cli.terminal import console
 
 __all__ = ["app"]
@@ -44,5 +44,5 @@ def main(
 
 for command in (runs.run, runs.resume, runs.demo, state.status, results.report,
                 results.export, listings.learners, listings.policies, listings.sites,
-                checks.validate):
+                checks.validate, planning.plan):
     app.command()(command)
