@@ -39,6 +39,7 @@ True
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import time
@@ -244,6 +245,10 @@ class GradientGP(FittedState):
         threads: torch threads during fit (restored after).
         seed: of the random restarts.
     """
+
+    supports_condition = True
+    """:meth:`condition` adds observations with the hyperparameters fixed (one
+    refactorization, not a rank-k update)."""
 
     defined_up_to_constant = True
     """With gradient data only, F is known up to a constant: compare it with a reference
@@ -491,6 +496,58 @@ class GradientGP(FittedState):
         state["typical_gradient_noise"] = np.array([
             (typical + state["extra_noise"][0]) * self._y_scale**2])
         state["value_noise"] = np.array([state["value_noise_std"][0] * self._y_scale**2])
+
+    def condition(self, X: np.ndarray, y: np.ndarray) -> GradientGP:
+        """A new GradientGP whose posterior also includes ``(X, y)``; ``self`` unchanged.
+
+        ``y`` as in :meth:`fit`: values (k,) or gradient windows (k, 3d). Hyperparameters
+        and the standardization of the fit are kept. Unlike :class:`~learners.ExactGP`
+        this refactorizes the grown covariance once (``O(N^3)``, N the number of scalar
+        observations) instead of a rank-k update: the training functionals are stored
+        component by component, so new rows are not at the end. That is still one
+        Cholesky where a fit runs L-BFGS over many. Values added to a fit on gradients
+        only change the kernel (its constant mode comes back), so they are refused.
+
+        Raises:
+            NotFittedError: before ``fit`` or ``load_state_dict``.
+            ValueError: bad X or y, or values added to a gradient-only fit.
+        """
+        state = self._fitted()
+        d = state["x_train"].shape[1]
+        X = check_inputs(X, d)
+        y = np.asarray(y, dtype=np.float64)
+        offset, scale = float(state["y_offset"][0]), float(state["y_scale"][0])
+        grown = {key: value for key, value in state.items()
+                 if key not in ("weights", "typical_gradient_noise", "value_noise")}
+        nv, ng = len(state["x_value"]), len(state["x_gradient"])
+        targets, noise = state["targets"], state["noise_diagonal"]
+        if y.ndim == 1:
+            if y.shape != (len(X),) or not np.all(np.isfinite(y)):
+                raise ValueError(f"y must be ({len(X)},) finite values, got shape {y.shape}")
+            if nv == 0:
+                raise ValueError("y: values cannot be added to a fit on gradients only "
+                                 "(the kernel changes); refit")
+            value_noise = float(state["value_noise_std"][0])
+            grown["x_value"] = np.concatenate([state["x_value"], X])
+            grown["targets"] = np.concatenate([targets[:nv], (y - offset) / scale,
+                                               targets[nv:]])
+            grown["noise_diagonal"] = np.concatenate([noise[:nv], np.full(len(X), value_noise),
+                                                      noise[nv:]])
+            grown["x_train"] = np.concatenate([state["x_train"], X])
+        else:
+            gradient, stderr, where = _check_gradient_rows(y, len(X), d)
+            extra = float(state["extra_noise"][0])
+            old_t, old_n = targets[nv:].reshape(d, ng), noise[nv:].reshape(d, ng)
+            new_t, new_n = (gradient / scale).T, (stderr / scale).T ** 2 + extra
+            grown["x_gradient"] = np.concatenate([state["x_gradient"], where])
+            grown["targets"] = np.concatenate([targets[:nv], np.hstack([old_t, new_t]).ravel()])
+            grown["noise_diagonal"] = np.concatenate([noise[:nv],
+                                                      np.hstack([old_n, new_n]).ravel()])
+            grown["x_train"] = np.concatenate([state["x_train"],
+                                               X if state["gradient_layout"][0] else where])
+        learner = copy.copy(self)
+        learner._set_state(grown)
+        return learner
 
     # -- algebra -------------------------------------------------------------------------
     def _blocks(self, A: np.ndarray, B: np.ndarray, value: bool, grad: bool, b_value: bool,

@@ -15,6 +15,7 @@ Adam alone moves length scales slowly from a default start, so a cold fit starts
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from typing import Any
@@ -73,6 +74,8 @@ class _TorchSVGP(gpytorch.models.ApproximateGP):
 class SparseGP(FittedState):
     """Sparse variational GP regression (SVGP training, closed-form SGPR posterior).
 
+    ``condition(X, y)`` adds observations exactly for the fitted inducing points.
+
     Args:
         kernel: ``"matern52"`` or ``"rbf"``.
         n_inducing: inducing points m (capped at n); initialized at a random subset of the
@@ -90,6 +93,9 @@ class SparseGP(FittedState):
     Fitted attributes: ``n_train_``, ``n_features_in_``, ``n_inducing_``, ``lengthscale_``,
     ``noise_``.
     """
+
+    supports_condition = True
+    """:meth:`condition` adds observations exactly, inducing points fixed."""
 
     def __init__(
         self,
@@ -284,7 +290,6 @@ class SparseGP(FittedState):
         kernel = Kernel(KERNELS[int(state["kernel"][0])], state["lengthscale"],
                         float(state["outputscale"][0]))
         inducing = (state["inducing"] - state["x_offset"]) / state["x_scale"]
-        noise = float(state["noise"][0])
         constant = float(state["constant"][0])
         L = _jittered_cholesky(kernel(inducing, inducing), 1e-8 * kernel.outputscale)
         m = len(inducing)
@@ -297,11 +302,43 @@ class SparseGP(FittedState):
             phi = solve_triangular(L, kernel(inducing, Xs), lower=True, check_finite=False)
             gram += phi @ phi.T
             projected += phi @ (ys - constant)
-        L_B = np.linalg.cholesky(np.eye(m) + gram / noise)
-        coef = solve_triangular(L_B, projected / noise, lower=True, check_finite=False)
         self._state = state
-        self._kernel, self._inducing = kernel, inducing
-        self._cholesky, self._cholesky_b, self._coef = L, L_B, coef
+        self._kernel, self._inducing, self._cholesky = kernel, inducing, L
+        self._summarize(gram, projected)
+
+    def _summarize(self, gram: np.ndarray, projected: np.ndarray) -> None:
+        """Install the optimal q(u) from ``sum phi phi^T`` and ``sum phi (y - mean)``."""
+        noise = float(self._state["noise"][0])
+        L_B = np.linalg.cholesky(np.eye(len(gram)) + gram / noise)
+        self._gram, self._projected = gram, projected
+        self._cholesky_b = L_B
+        self._coef = solve_triangular(L_B, projected / noise, lower=True, check_finite=False)
+
+    def condition(self, X: np.ndarray, y: np.ndarray) -> SparseGP:
+        """A new SparseGP whose posterior also includes ``(X, y)``; ``self`` unchanged.
+
+        Exact for the fixed inducing points and hyperparameters: the optimal variational
+        posterior depends on the data only through ``sum phi phi^T`` and
+        ``sum phi (y - mean)`` (m x m and m), so k new rows cost ``O(k m^2 + m^3)``
+        whatever n is. Equals ``load_state_dict`` of the grown data (to round-off).
+
+        Raises:
+            NotFittedError: before ``fit`` or ``load_state_dict``.
+            ValueError: bad X or y.
+        """
+        state = self._fitted()
+        X = check_inputs(X, n_features=state["x_train"].shape[1], name="X")
+        y = check_targets(y, X.shape[0], name="y")
+        Xs = (X - state["x_offset"]) / state["x_scale"]
+        ys = (y - state["y_offset"][0]) / state["y_scale"][0]
+        phi = solve_triangular(self._cholesky, self._kernel(self._inducing, Xs), lower=True,
+                               check_finite=False)
+        grown = copy.copy(self)
+        grown._state = {**state, "x_train": np.concatenate([state["x_train"], X]),
+                        "y_train": np.concatenate([state["y_train"], y])}
+        grown._summarize(self._gram + phi @ phi.T,
+                         self._projected + phi @ (ys - float(state["constant"][0])))
+        return grown
 
     def posterior(self, X: np.ndarray) -> SparseGaussianProcessPosterior:
         """Posterior of the latent function at X in y units.
