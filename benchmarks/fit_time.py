@@ -200,16 +200,19 @@ def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
-def scaling(settings: dict[str, Any]) -> list[dict[str, Any]]:
+def scaling(settings: dict[str, Any], on_record: Any = None) -> list[dict[str, Any]]:
     """Default learner per size: regime, fit and condition seconds, memory, RMSE, and the
-    full exact fit and one Cholesky beside it (module docstring)."""
+    full exact fit and one Cholesky beside it (module docstring). The data of size n are
+    those of :func:`fits` at n (the first n of its 1.1 n points, the same test set);
+    ``on_record(records)`` is called after each size."""
     from learners import ExactGP, default_learner
 
     records = []
     features = settings["features"]
     for n in settings.get("scaling_sizes", []):
-        rng = np.random.default_rng(10 + n)
-        X = _mixture(n + BATCH * settings["condition_repeats"], features, rng)
+        rng = np.random.default_rng(n)
+        X = _mixture(max(int(round(GROWTH * n)), n + BATCH * settings["condition_repeats"]),
+                     features, rng)
         y = _truth(X)
         X_test = _mixture(N_TEST, features, rng)
         y_test = _truth(X_test)
@@ -230,17 +233,6 @@ def scaling(settings: dict[str, Any]) -> list[dict[str, Any]]:
         logger.info("default n=%d (%s): fit %.1f s, condition %.1f ms, rmse %.4g", n,
                     record["regime"], fit_seconds, 1e3 * record["condition_seconds"], rmse)
         del learner
-        if n in settings.get("full_exact", []):
-            full = ExactGP(max_fit_points=None, max_fit_seconds=settings["cap"])
-            started = time.perf_counter()
-            full.fit(X[:n], y[:n])
-            record["full_exact_seconds"] = time.perf_counter() - started
-            record["full_exact_stopped_early"] = bool(full.stopped_early_)
-            record["full_exact_rmse"] = float(np.sqrt(np.mean(
-                (full.posterior(X_test).mean - y_test) ** 2)))
-            logger.info("full exact n=%d: %.1f s, rmse %.4g", n, record["full_exact_seconds"],
-                        record["full_exact_rmse"])
-            del full
         if n in settings.get("compare", []):  # the other regime's learner at this n
             from learners import SparseGP
 
@@ -258,6 +250,31 @@ def scaling(settings: dict[str, Any]) -> list[dict[str, Any]]:
         if n in settings.get("cholesky_sizes", []):
             record["cholesky_seconds"] = cholesky_seconds(n, features)
         records.append(record)
+        if on_record is not None:
+            on_record(records)
+    for record in records:  # last: the full exact fits are the slowest part
+        n = record["n"]
+        if n not in settings.get("full_exact", []):
+            continue
+        rng = np.random.default_rng(n)
+        X = _mixture(max(int(round(GROWTH * n)), n + BATCH * settings["condition_repeats"]),
+                     features, rng)
+        y = _truth(X)
+        X_test = _mixture(N_TEST, features, rng)
+        y_test = _truth(X_test)
+        if n in settings.get("full_exact", []):
+            full = ExactGP(max_fit_points=None, max_fit_seconds=settings["cap"])
+            started = time.perf_counter()
+            full.fit(X[:n], y[:n])
+            record["full_exact_seconds"] = time.perf_counter() - started
+            record["full_exact_stopped_early"] = bool(full.stopped_early_)
+            record["full_exact_rmse"] = float(np.sqrt(np.mean(
+                (full.posterior(X_test).mean - y_test) ** 2)))
+            logger.info("full exact n=%d: %.1f s, rmse %.4g", n, record["full_exact_seconds"],
+                        record["full_exact_rmse"])
+            del full
+        if on_record is not None:
+            on_record(records)
     return records
 
 
@@ -293,7 +310,7 @@ def table(report: dict[str, Any]) -> str:
 
 
 def run(settings: dict[str, Any], names: list[str] | None = None,
-        only: str | None = None) -> dict[str, Any]:
+        only: str | None = None, on_record: Any = None) -> dict[str, Any]:
     """The whole benchmark at ``settings`` on one torch thread (``only="scaling"``: the
     scaling records alone)."""
     previous = torch.get_num_threads()
@@ -301,7 +318,7 @@ def run(settings: dict[str, Any], names: list[str] | None = None,
     try:
         if only == "scaling":
             return {"benchmark": "fit_time", "settings": settings, "fits": [],
-                    "scaling": scaling(settings)}
+                    "scaling": scaling(settings, on_record)}
         return {"benchmark": "fit_time", "settings": settings,
                 "fits": fits(settings, names or settings.get("names")),
                 "selection": selection(settings), "scaling": scaling(settings)}
@@ -323,7 +340,13 @@ def main(argv: list[str] | None = None) -> None:
     settings = dict(QUICK if args.quick else FULL)
     if args.sizes:
         settings["scaling_sizes"] = args.sizes
-    report = run(settings, only=args.only)
+    def partial(records: list[dict[str, Any]]) -> None:  # keep what finished so far
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps({"benchmark": "fit_time", "settings": settings,
+                                             "partial": True, "scaling": records}, indent=1))
+
+    report = run(settings, only=args.only, on_record=partial)
     report["quick"] = args.quick
     report["seconds"] = time.perf_counter() - started
     print(table(report))

@@ -80,7 +80,10 @@ class SparseGP(FittedState):
         kernel: ``"matern52"`` or ``"rbf"``.
         n_inducing: inducing points m (capped at n); initialized at a random subset of the
             training inputs, or at the previous fit's inducing points (warm start).
-        steps: Adam steps.
+        steps: Adam steps; 0 trains nothing: at every fit the hyperparameters are those
+            of an exact GP fitted on ``init_subset`` random rows, the inducing points a
+            random subset of the rows, and only the closed-form posterior is computed
+            (``O(n m^2)``).
         batch_size: rows per minibatch.
         learning_rate: Adam step size.
         seed: seeds the inducing subset, minibatches and torch; fits are deterministic.
@@ -135,8 +138,9 @@ class SparseGP(FittedState):
             raise ValueError(f"kernel must be one of {', '.join(KERNELS)}, got {self.kernel!r}")
         for name in ("n_inducing", "steps", "batch_size", "threads", "init_subset"):
             value = getattr(self, name)
-            if int(value) != value or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+            if int(value) != value or value < (0 if name == "steps" else 1):
+                raise ValueError(f"{name} must be an integer >= {0 if name == 'steps' else 1}"
+                                 f", got {value!r}")
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
         if not (math.isfinite(self.noise_floor) and self.noise_floor > 0):
@@ -177,7 +181,8 @@ class SparseGP(FittedState):
         Xs = (X - x_offset) / x_scale
         ys = (y - y_offset[0]) / y_scale[0]
         rng = np.random.default_rng(self.seed)
-        start = self._warm_start(X.shape[1], x_offset, x_scale)
+        # steps=0 learns nothing itself: its hyperparameters come from the exact start
+        start = self._warm_start(X.shape[1], x_offset, x_scale) if self.steps else None
         if start is None:
             start = self._exact_start(X, y, x_scale, y_offset, y_scale, rng)
         m = min(int(self.n_inducing), len(X))
@@ -190,7 +195,8 @@ class SparseGP(FittedState):
         try:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(self.seed)
-                learned = self._train(Xs, ys, inducing, start, rng)
+                learned = (self._train(Xs, ys, inducing, start, rng) if self.steps
+                           else {**start, "inducing": inducing})
         finally:
             torch.set_num_threads(previous_threads)
         self._set_state({

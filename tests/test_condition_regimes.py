@@ -76,3 +76,11 @@ def test_scalable_gp_switches_to_the_sparse_gp_with_a_log_line(caplog):
                                atol=1e-8)
     gp.fit(X, Y)  # the same regime again: a warm refit, no switch
     assert not gp.regime_["switched"]
+
+
+def test_sparse_gp_without_training_takes_the_exact_start_at_every_fit():
+    gp = SparseGP(n_inducing=40, steps=0, init_subset=40).fit(X[:60], Y[:60])
+    assert np.sqrt(np.mean((gp.posterior(GRID).mean - truth(GRID)) ** 2)) < 0.1
+    refit = gp.fit(X, Y)  # no warm start: the same as a fresh object on these rows
+    fresh = SparseGP(n_inducing=40, steps=0, init_subset=40).fit(X, Y)
+    np.testing.assert_array_equal(refit.posterior(GRID).mean, fresh.posterior(GRID).mean)
