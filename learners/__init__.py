@@ -93,9 +93,9 @@ def default_learner() -> Learner:
 
     A :class:`ScalableGP` with its default parameters: up to 512 training rows exactly
     the default :class:`ExactGP` (ARD Matern 5/2, 2 restarts) of the demo and of every
-    policy comparison in docs/benchmarks.md; from 513 to 12,000 rows that exact GP with
+    policy comparison in docs/benchmarks.md; from 513 to 16,000 rows that exact GP with
     its hyperparameters fitted on 512 of them (the newest half and a space-filling half)
-    and its posterior on all; above 12,000 rows a sparse GP (SVGP, 512 inducing points),
+    and its posterior on all; above 16,000 rows a sparse GP (SVGP, 512 inducing points),
     with a log line. Where these crossovers come from: docs/learners.md ("Regimes").
     A fresh object on each call, so two promotions never share fitted state.
     """

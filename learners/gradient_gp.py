@@ -50,6 +50,7 @@ import scipy.special
 import torch
 
 from learners.base import FittedState, check_inputs
+from learners.cholesky import GrowingCholesky
 from learners.posterior import IndependentPosterior, Posterior, _covariance_root
 
 __all__ = ["GradientGP", "GradientGPPosterior"]
@@ -247,8 +248,7 @@ class GradientGP(FittedState):
     """
 
     supports_condition = True
-    """:meth:`condition` adds observations with the hyperparameters fixed (one
-    refactorization, not a rank-k update)."""
+    """:meth:`condition` adds observations with the hyperparameters fixed (rank-k)."""
 
     defined_up_to_constant = True
     """With gradient data only, F is known up to a constant: compare it with a reference
@@ -486,10 +486,12 @@ class GradientGP(FittedState):
         self._y_scale = float(state["y_scale"][0])
         K = self._blocks_train()
         K[np.diag_indices_from(K)] += state["noise_diagonal"] + 1e-9
-        self._cholesky = np.linalg.cholesky(K)
-        from scipy.linalg import cho_solve
+        self._factor = GrowingCholesky(np.linalg.cholesky(K))
+        self._order: np.ndarray | None = None  # factor row i is training row order[i]
+        state["weights"] = self._factor.cho_solve(state["targets"])
+        self._derive_noise(state)
 
-        state["weights"] = cho_solve((self._cholesky, True), state["targets"])
+    def _derive_noise(self, state: dict[str, np.ndarray]) -> None:
         nv = len(state["x_value"])
         known = state["noise_diagonal"][nv:] - state["extra_noise"][0]
         typical = float(np.median(known)) if len(known) else 0.0
@@ -545,8 +547,42 @@ class GradientGP(FittedState):
                                                       np.hstack([old_n, new_n]).ravel()])
             grown["x_train"] = np.concatenate([state["x_train"],
                                                X if state["gradient_layout"][0] else where])
+        return self._extended(grown, new_values=y.ndim == 1, k=len(X))
+
+    def _extended(self, grown: dict[str, np.ndarray], new_values: bool, k: int) -> GradientGP:
+        """This learner with the training rows of ``grown`` (the old rows plus k new
+        points' values, or their d gradient components), by a rank-k factor update."""
+        state = self._fitted()
+        d = state["x_train"].shape[1]
+        nv, ng = len(state["x_value"]), len(state["x_gradient"])
+        nv2, ng2 = len(grown["x_value"]), len(grown["x_gradient"])
+        # training-row positions in the grown layout [values; gradient j at every point]
+        old_rows = np.concatenate([np.arange(nv)] + [nv2 + j * ng2 + np.arange(ng)
+                                                      for j in range(d)]).astype(np.int64)
+        if new_values:
+            new_rows = nv + np.arange(k)
+            B = grown["x_value"][nv:]
+        else:
+            new_rows = np.concatenate([nv2 + j * ng2 + ng + np.arange(k) for j in range(d)])
+            B = grown["x_gradient"][ng:]
+        previous = np.arange(len(old_rows)) if self._order is None else self._order
+        order = np.concatenate([old_rows[previous], new_rows])
+        parts = []  # every grown training row against the new functionals
+        if nv2:
+            parts.append(self._blocks(grown["x_value"], B, True, False, new_values,
+                                      not new_values))
+        if ng2:
+            parts.append(self._blocks(grown["x_gradient"], B, False, True, new_values,
+                                      not new_values))
+        columns = np.vstack(parts)
+        corner = columns[new_rows]
+        corner[np.diag_indices_from(corner)] += grown["noise_diagonal"][new_rows] + 1e-9
         learner = copy.copy(self)
-        learner._set_state(grown)
+        learner._state = grown
+        learner._factor = self._factor.extend(columns[order[:-len(new_rows)]], corner)
+        learner._order = order
+        grown["weights"] = learner._factor.cho_solve(grown["targets"][order])
+        learner._derive_noise(grown)
         return learner
 
     # -- algebra -------------------------------------------------------------------------
@@ -587,12 +623,11 @@ class GradientGP(FittedState):
             parts.append(self._blocks(Xv, points, True, False, True, with_grad))
         if len(Xg):
             parts.append(self._blocks(Xg, points, False, True, True, with_grad))
-        return np.vstack(parts)
+        rows = np.vstack(parts)
+        return rows if self._order is None else rows[self._order]
 
     def _solve_lower(self, B: np.ndarray) -> np.ndarray:
-        from scipy.linalg import solve_triangular
-
-        return solve_triangular(self._cholesky, B, lower=True, check_finite=False)
+        return self._factor.solve_lower(B)
 
     # -- prediction ----------------------------------------------------------------------
     def posterior(self, X: np.ndarray) -> GradientGPPosterior:

@@ -38,9 +38,12 @@ __all__ = ["ScalableGP"]
 
 logger = logging.getLogger(__name__)
 
-#: Default ``max_exact_points``: above it one float64 Cholesky of the training covariance
-#: (and its n^2 memory) costs more than a sparse fit. Measured in docs/learners.md.
-DEFAULT_MAX_EXACT_POINTS = 12_000
+#: Default ``max_exact_points``: above it an exact fit (a hyperparameter fit on 512 rows
+#: plus one float64 Cholesky on all n, ~n^3) takes longer than a sparse fit (~constant in
+#: n). Measured on 1 thread (docs/results/fit_time_scaling_full.json): the exact fit
+#: 11 s at 5,000 and 130 s at 20,000, the sparse fit 83 s at 20,000; the two cross near
+#: 17,000 (docs/learners.md, "Regimes").
+DEFAULT_MAX_EXACT_POINTS = 16_000
 _REGIMES = ("exact", "sparse")
 _PREFIX = "inner."
 

@@ -93,7 +93,7 @@ def windows(X: np.ndarray) -> np.ndarray:
 def test_gradient_gp_conditions_on_gradient_windows(periodic):
     P = np.random.default_rng(3).uniform(-np.pi, np.pi, size=(30, 2))
     gp = GradientGP(periodic=periodic).fit(P[:24], windows(P[:24]))
-    grown = gp.condition(P[24:], windows(P[24:]))
+    grown = gp.condition(P[24:27], windows(P[24:27])).condition(P[27:], windows(P[27:]))
     fresh = GradientGP(periodic=periodic).load_state_dict(grown.state_dict())
     grid = np.random.default_rng(4).uniform(-np.pi, np.pi, size=(60, 2))
     a, b = grown.posterior(grid), fresh.posterior(grid)
@@ -126,3 +126,21 @@ def test_sparse_gp_condition_needs_no_pass_over_old_data():
                                atol=1e-8)
     np.testing.assert_allclose(grown.posterior(GRID).variance,
                                fresh.posterior(GRID).variance, atol=1e-8)
+
+
+def test_gradient_gp_with_values_and_gradients_conditions_on_both_kinds():
+    P = np.random.default_rng(5).uniform(-np.pi, np.pi, size=(30, 2))
+    F = np.sin(P[:, 0]) + np.cos(P[:, 1])
+    W = windows(P)
+    gp = GradientGP().fit_observations(X_value=P[:10], value=F[:10], X_gradient=W[:12, 4:],
+                                       gradient=W[:12, :2], gradient_stderr=W[:12, 2:4])
+    grown = (gp.condition(P[12:16], W[12:16]).condition(P[20:23], F[20:23])
+             .condition(P[16:20], W[16:20]))
+    fresh = GradientGP().load_state_dict(grown.state_dict())
+    grid = np.random.default_rng(6).uniform(-np.pi, np.pi, size=(40, 2))
+    a, b = grown.posterior(grid), fresh.posterior(grid)
+    np.testing.assert_allclose(a.mean, b.mean, atol=1e-8)
+    np.testing.assert_allclose(a.variance, b.variance, atol=1e-8)
+    np.testing.assert_allclose(a.augmented_covariance(np.array([0, 45, 90])),
+                               b.augmented_covariance(np.array([0, 45, 90])), atol=1e-8)
+    np.testing.assert_allclose(a.gradient_mean(), b.gradient_mean(), atol=1e-8)
