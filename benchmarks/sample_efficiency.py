@@ -25,8 +25,11 @@ the narrow trough.
 
 Policies: ``random`` and every registered acquisition except ``cost_aware`` (the fine
 cost is the same for every candidate in these problems, so it equals its base policy;
-it is tested in tests/test_acquisition.py). UCB and EI look for minima (low energies are
-the rare events here). Anchor rules (the best-known frameworks'): ``farthest_point``
+it is tested in tests/test_acquisition.py), ``explore`` (the default policy,
+:func:`learners.acquisition.default_acquisition`) included. UCB and EI look for minima
+(low energies are the rare events here). ``--policies`` also takes any other name
+registered in :data:`learners.acquisition.ACQUISITIONS` (built with its defaults).
+Anchor rules (the best-known frameworks'): ``farthest_point``
 (MuMMI), ``local_outlier`` (DeepDriveMD), ``trust_window`` (DP-GEN).
 
 Usage::
@@ -61,6 +64,7 @@ from campaign.ledger import Ledger
 from campaign.store import Store
 from learners import ExactGP
 from learners.acquisition import (
+    ACQUISITIONS,
     ExpectedImprovement,
     FarthestPoint,
     IntegratedVariance,
@@ -69,6 +73,8 @@ from learners.acquisition import (
     Random,
     TrustWindow,
     UpperConfidenceBound,
+    acquisition_by_name,
+    default_acquisition,
 )
 from learners.calibration import calibration_metrics
 
@@ -85,10 +91,26 @@ POLICIES: dict[str, Callable[[], Any]] = {
     "trust_window": TrustWindow,
     "farthest_point": FarthestPoint,
     "local_outlier": LocalOutlier,
+    "explore": default_acquisition,
 }
 ANCHORS = ("farthest_point", "local_outlier", "trust_window")
 OURS = ("max_variance", "integrated_variance", "integrated_variance_spread", "ucb",
-        "expected_improvement")
+        "expected_improvement", "explore")
+
+
+def policy_factory(name: str) -> Callable[[], Any]:
+    """A factory of the policy ``name``: :data:`POLICIES` first (the benchmark's variants),
+    then any name registered in :data:`learners.acquisition.ACQUISITIONS` (its defaults).
+
+    Raises:
+        ValueError: a name in neither.
+    """
+    if name in POLICIES:
+        return POLICIES[name]
+    if name in ACQUISITIONS:
+        return functools.partial(acquisition_by_name, name)
+    known = ", ".join(sorted({*POLICIES, *ACQUISITIONS}))
+    raise ValueError(f"unknown policy {name!r}; known: {known}")
 
 
 @dataclass(frozen=True)
@@ -167,7 +189,7 @@ def build_campaign(problem: Problem, policy: str, seed: int, settings: dict[str,
         promotions=[Promotion(
             source="coarse", target="fine", features=problem.features,
             learner=ExactGP(seed=seed, restarts=settings["restarts"]),
-            acquisition=POLICIES[policy](), batch_size=settings["batch_size"],
+            acquisition=policy_factory(policy)(), batch_size=settings["batch_size"],
             quantity="energy", reference=problem.reference)],
         budget=Budget(fine=settings["budget"]),
         seed=seed,
@@ -385,7 +407,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--problems", default=None,
                         help=f"comma-separated subset of {', '.join(PROBLEMS)}")
     parser.add_argument("--policies", default=None,
-                        help=f"comma-separated subset of {', '.join(POLICIES)}")
+                        help="comma-separated policy names: "
+                             f"{', '.join(sorted({*POLICIES, *ACQUISITIONS}))}")
     args = parser.parse_args(argv)
     if args.problems is None:
         args.problems = ",".join(QUICK_PROBLEMS if args.quick else PROBLEMS)
@@ -398,8 +421,8 @@ def main(argv: list[str] | None = None) -> None:
                         handlers=[handler])
     problems = tuple(p for p in args.problems.split(",") if p)
     policies = tuple(p for p in args.policies.split(",") if p)
-    unknown = [p for p in problems if p not in PROBLEMS] + [p for p in policies
-                                                             if p not in POLICIES]
+    unknown = [p for p in problems if p not in PROBLEMS] + [
+        p for p in policies if p not in POLICIES and p not in ACQUISITIONS]
     if unknown:
         parser.error(f"unknown problem or policy: {', '.join(unknown)}")
     started = time.time()

@@ -33,6 +33,7 @@ from learners.posterior import (
     SparseGaussianProcessPosterior,
 )
 from learners.recalibration import Recalibrated
+from learners.scalable_gp import ScalableGP
 from learners.scikit import RandomForest, SklearnLearner
 from learners.sparse_gp import SparseGP
 
@@ -50,6 +51,7 @@ __all__ = [
     "RandomForest",
     "Recalibrated",
     "SampledPosterior",
+    "ScalableGP",
     "SklearnLearner",
     "SparseGP",
     "SparseGaussianProcessPosterior",
@@ -68,6 +70,7 @@ LEARNERS: dict[str, type] = {
     "gradient_gp": GradientGP,
     "recalibrated": Recalibrated,
     "deep_kernel_gp": DeepKernelGP,
+    "scalable_gp": ScalableGP,
 }
 
 
@@ -88,8 +91,12 @@ def learner_by_name(name: str, **params: object) -> Learner:
 def default_learner() -> Learner:
     """A new instance of the learner a campaign uses when its spec names none.
 
-    An :class:`ExactGP` with its default parameters (ARD Matern 5/2, 2 restarts), the
-    learner of the demo and of every policy comparison in docs/benchmarks.md. A fresh
-    object on each call, so two promotions never share fitted state.
+    A :class:`ScalableGP` with its default parameters: up to 512 training rows exactly
+    the default :class:`ExactGP` (ARD Matern 5/2, 2 restarts) of the demo and of every
+    policy comparison in docs/benchmarks.md; from 513 to 16,000 rows that exact GP with
+    its hyperparameters fitted on 512 of them (the newest half and a space-filling half)
+    and its posterior on all; above 16,000 rows a sparse GP (SVGP, 512 inducing points),
+    with a log line. Where these crossovers come from: docs/learners.md ("Regimes").
+    A fresh object on each call, so two promotions never share fitted state.
     """
-    return ExactGP()
+    return ScalableGP()

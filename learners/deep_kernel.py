@@ -30,15 +30,17 @@ True
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from typing import Any
 
 import numpy as np
 import torch
-from scipy.linalg import cho_solve
+from scipy.linalg import cho_solve, solve_triangular
 
 from learners.base import FittedState, check_inputs, check_targets
+from learners.cholesky import GrowingCholesky
 from learners.kernels import Kernel
 from learners.posterior import GaussianProcessPosterior
 
@@ -61,6 +63,8 @@ def _network(d: int, hidden: tuple[int, ...], n_features: int) -> torch.nn.Seque
 class DeepKernelGP(FittedState):
     """Exact GP with an input x learned-feature product kernel (module docstring).
 
+    ``condition(X, y)`` adds observations to the GP layer with the network fixed.
+
     Args:
         hidden: widths of the MLP's hidden layers (tanh).
         n_features: number of learned features.
@@ -70,6 +74,9 @@ class DeepKernelGP(FittedState):
         threads: torch threads during fit (restored after).
         noise_floor: smallest noise variance (standardized units).
     """
+
+    supports_condition = True
+    """:meth:`condition` adds observations to the GP layer, the network fixed."""
 
     def __init__(self, hidden: tuple[int, ...] = (32, 32), n_features: int = 2,
                  iterations: int = 300, warm_iterations: int = 100,
@@ -193,9 +200,41 @@ class DeepKernelGP(FittedState):
         K = kernel(self._train_z, self._train_z)
         noise = self._noise()
         K[np.diag_indices_from(K)] += noise + 1e-8
-        self._cholesky = np.linalg.cholesky(K)
+        cholesky = np.linalg.cholesky(K)
         ys = (state["y_train"] - state["y_offset"][0]) / state["y_scale"][0]
-        self._weights = cho_solve((self._cholesky, True), ys - state["constant"][0])
+        residual = ys - state["constant"][0]
+        self._factor = GrowingCholesky(cholesky)
+        self._weights: np.ndarray | None = cho_solve((cholesky, True), residual)
+        self._whitened = solve_triangular(cholesky, residual, lower=True, check_finite=False)
+
+    def condition(self, X: np.ndarray, y: np.ndarray) -> DeepKernelGP:
+        """A new DeepKernelGP whose GP layer also includes ``(X, y)``; ``self`` unchanged.
+
+        The network, hyperparameters and standardization stay fixed; the new points'
+        learned coordinates extend the float64 Cholesky factor by k rows (``O(n^2 k)``).
+        Equals ``load_state_dict`` of the grown data (to round-off).
+
+        Raises:
+            NotFittedError: before ``fit`` or ``load_state_dict``.
+            ValueError: bad X or y.
+        """
+        state = self._fitted()
+        X = check_inputs(X, state["x_train"].shape[1])
+        y = check_targets(y, len(X))
+        z = self._z(X)
+        kernel = self._kernel()
+        corner = kernel(z, z)
+        corner[np.diag_indices_from(corner)] += self._noise() + 1e-8
+        factor = self._factor.extend(kernel(self._train_z, z), corner)
+        residual = (y - state["y_offset"][0]) / state["y_scale"][0] - state["constant"][0]
+        grown = copy.copy(self)
+        grown._state = {**state, "x_train": np.concatenate([state["x_train"], X]),
+                        "y_train": np.concatenate([state["y_train"], y])}
+        grown._train_z = np.concatenate([self._train_z, z])
+        grown._factor = factor
+        grown._weights = None
+        grown._whitened = factor.extend_whitened(self._whitened, residual)
+        return grown
 
     def _kernel(self) -> Kernel:
         state = self._fitted()
@@ -219,9 +258,10 @@ class DeepKernelGP(FittedState):
         state = self._fitted()
         X = check_inputs(X, state["x_train"].shape[1])
         return GaussianProcessPosterior(
-            self._z(X), self._train_z, self._kernel(), self._cholesky, self._weights,
+            self._z(X), self._train_z, self._kernel(), self._factor, self._weights,
             float(state["constant"][0]), self._noise(), float(state["y_offset"][0]),
-            float(state["y_scale"][0]), X=X, X_train=state["x_train"])
+            float(state["y_scale"][0]), X=X, X_train=state["x_train"],
+            whitened_targets=self._whitened)
 
     def state_dict(self) -> dict[str, np.ndarray]:
         return {k: np.array(v, copy=True) for k, v in self._fitted().items()}

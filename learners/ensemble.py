@@ -101,6 +101,18 @@ class DeepEnsemble(FittedState):
     ``fit_seconds_``.
     """
 
+    supports_condition = False
+    """No :meth:`condition` (it raises NotImplementedError)."""
+
+    def condition(self, X: np.ndarray, y: np.ndarray) -> None:
+        """Not supported: always raises.
+
+        Raises:
+            NotImplementedError: DeepEnsemble cannot condition.
+        """
+        raise NotImplementedError("DeepEnsemble cannot condition: networks trained by gradient "
+                                  "steps have no closed-form update; refit or fantasize")
+
     def __init__(
         self,
         members: int = 5,

@@ -26,18 +26,28 @@ from typing import Any
 
 import gpytorch
 import numpy as np
+import scipy.linalg
 import torch
-from scipy.linalg import cho_solve
+from scipy.linalg import cho_solve, solve_triangular
 
 from learners.base import FittedState, check_inputs, check_targets
+from learners.cholesky import GrowingCholesky
 from learners.kernels import KERNELS, Kernel, TorchKernel
 from learners.posterior import GaussianProcessPosterior
+from learners.subset import fit_subset
 
 __all__ = ["ExactGP"]
 
 logger = logging.getLogger(__name__)
 
 _STATE_VERSION = 1
+#: Default ``max_fit_points``: the hyperparameters are fitted on at most this many rows
+#: (learners.subset); the posterior is conditioned on all of them. Measured in
+#: docs/learners.md ("Regimes").
+DEFAULT_MAX_FIT_POINTS = 512
+#: Above this many training rows the Cholesky for prediction is computed in place.
+IN_PLACE_ROWS = 4096
+_CHUNK_ROWS = 2048  # rows of the training covariance built at once
 # Hyperparameter priors and bounds, all in standardized units (z-scored X, standardized y).
 # Length-scale prior mode 1.0 ~ a third of a uniform column's range; Gamma(2, 0.15) on the
 # output scale and Gamma(1.1, 10) on the noise are weak, the latter favouring signal over
@@ -134,6 +144,9 @@ class _TorchGP(gpytorch.models.ExactGP):
 class ExactGP(FittedState):
     """Exact GP regression with ARD Matern 5/2 (or RBF) kernel and Gaussian noise.
 
+    ``condition(X, y)`` adds observations with the hyperparameters fixed (a rank-k
+    Cholesky extension, milliseconds where a fit takes seconds).
+
     Follows the scikit-learn estimator contract: ``__init__`` stores parameters, ``fit``
     learns; learned state ends in ``_``.
 
@@ -170,6 +183,10 @@ class ExactGP(FittedState):
         threads: torch threads during ``fit`` (the previous setting is restored after).
         noise_floor: lower bound of the noise variance in standardized y units; keeps the
             Cholesky well conditioned for noise-free or duplicated data.
+        max_fit_points: above this many rows the hyperparameters are fitted on a subset
+            of this size (the most recent half plus a space-filling half of the rest,
+            :func:`learners.subset.fit_subset`) while the posterior is conditioned on all
+            rows; None fits on all rows. At or below it nothing changes.
 
     Fitted (read-only) attributes: ``n_train_``, ``n_features_in_``, ``lengthscale_``
     ((d,) standardized X units), ``outputscale_``, ``noise_`` and ``constant_``
@@ -177,11 +194,15 @@ class ExactGP(FittedState):
     ``load_state_dict`` alone): ``n_evaluations_`` (marginal-likelihood evaluations, each
     one Cholesky of the n x n covariance and its gradient), ``n_starts_`` (starts run),
     ``warm_started_``, ``stopped_early_`` (the budget cut the fit short) and
-    ``fit_seconds_``.
+    ``fit_seconds_``, ``n_fit_points_`` (rows the hyperparameters were fitted on);
+    ``n_conditioned_``: rows added by :meth:`condition` since the fit.
 
     Prediction is exact in float64: a Cholesky of ``K_train + noise I`` and candidate rows
     in chunks of 10,000, so 10^5 candidates x 1,000 training points fit in bounded memory.
     """
+
+    supports_condition = True
+    """:meth:`condition` adds observations exactly with the hyperparameters fixed."""
 
     def __init__(
         self,
@@ -194,6 +215,7 @@ class ExactGP(FittedState):
         noise_floor: float = 1e-6,
         warm_restarts: int = 0,
         max_fit_seconds: float | None = None,
+        max_fit_points: int | None = DEFAULT_MAX_FIT_POINTS,
     ) -> None:
         self.kernel = kernel
         self.restarts = restarts
@@ -204,6 +226,7 @@ class ExactGP(FittedState):
         self.noise_floor = noise_floor
         self.warm_restarts = warm_restarts
         self.max_fit_seconds = max_fit_seconds
+        self.max_fit_points = max_fit_points
 
     # -- scikit-learn style parameters -------------------------------------------------
 
@@ -219,6 +242,7 @@ class ExactGP(FittedState):
             "noise_floor": self.noise_floor,
             "warm_restarts": self.warm_restarts,
             "max_fit_seconds": self.max_fit_seconds,
+            "max_fit_points": self.max_fit_points,
         }
 
     def __repr__(self) -> str:
@@ -253,6 +277,10 @@ class ExactGP(FittedState):
         if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float))
                                    or not math.isfinite(budget) or budget <= 0):
             raise ValueError(f"max_fit_seconds must be None or a number > 0, got {budget!r}")
+        points = self.max_fit_points
+        if points is not None and (isinstance(points, bool) or int(points) != points
+                                   or points < 2):
+            raise ValueError(f"max_fit_points must be None or an integer >= 2, got {points!r}")
 
     def _custom(self) -> bool:
         return isinstance(self.kernel, gpytorch.kernels.Kernel)
@@ -305,6 +333,12 @@ class ExactGP(FittedState):
         Xs = (X - x_offset) / x_scale
         ys = (y - y_offset[0]) / y_scale[0]
 
+        rows = fit_subset(Xs, None if self.max_fit_points is None else int(self.max_fit_points))
+        if rows is not None:
+            logger.debug("GP hyperparameters fitted on %d of %d rows (max_fit_points)",
+                         len(rows), len(Xs))
+        fit_X, fit_y = (Xs, ys) if rows is None else (Xs[rows], ys[rows])
+
         rng = np.random.default_rng(self.seed)
         first, warm = self._first_start(X.shape[1], x_offset, x_scale, y_offset, y_scale)
         starts = [first]
@@ -326,7 +360,8 @@ class ExactGP(FittedState):
         try:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(self.seed)
-                best, evaluations, n_starts, stopped = self._optimize(Xs, ys, starts, deadline)
+                best, evaluations, n_starts, stopped = self._optimize(fit_X, fit_y, starts,
+                                                                      deadline)
         finally:
             torch.set_num_threads(previous_threads)
 
@@ -357,6 +392,7 @@ class ExactGP(FittedState):
             }
         )
         self.n_evaluations_ = evaluations
+        self.n_fit_points_ = len(fit_X)
         self.n_starts_ = n_starts
         self.warm_started_ = warm
         self.stopped_early_ = stopped
@@ -493,13 +529,57 @@ class ExactGP(FittedState):
         Xs = (state["x_train"] - state["x_offset"]) / state["x_scale"]
         ys = (state["y_train"] - state["y_offset"][0]) / state["y_scale"][0]
         noise = float(state["noise"][0])
-        cholesky = _jittered_cholesky(kernel(Xs, Xs), noise)
-        weights = cho_solve((cholesky, True), ys - state["constant"][0], check_finite=False)
+        cholesky, jitter = _jittered_cholesky(_train_covariance(kernel, Xs), noise,
+                                              with_jitter=True,
+                                              rebuild=lambda: _train_covariance(kernel, Xs))
+        residual = ys - state["constant"][0]
+        weights = cho_solve((cholesky, True), residual, check_finite=False)
         self._state = state
         self._kernel = kernel
         self._train = Xs
-        self._cholesky = cholesky
-        self._weights = weights
+        self._factor = GrowingCholesky(cholesky)
+        self._jitter = jitter
+        self._weights: np.ndarray | None = weights
+        self._whitened = solve_triangular(cholesky, residual, lower=True, check_finite=False)
+        self.n_conditioned_ = 0
+
+    def condition(self, X: np.ndarray, y: np.ndarray) -> ExactGP:
+        """A new ExactGP whose posterior also includes ``(X, y)``, hyperparameters fixed.
+
+        A rank-k extension of the float64 Cholesky factor (``O(n^2 k)``, no copy of the
+        n x n factor; :class:`~learners.cholesky.GrowingCholesky`). The standardization,
+        hyperparameters and jitter of the fit are kept, so the result equals
+        ``load_state_dict`` of the grown data with this state's hyperparameters (to
+        round-off). ``self`` is unchanged; a later ``fit`` of the result refits on all
+        rows and warm-starts from these hyperparameters.
+
+        Args:
+            X: (k, d) float64 inputs with the fitted d, k >= 1, finite.
+            y: (k,) float64 targets, finite.
+
+        Raises:
+            NotFittedError: before ``fit`` or ``load_state_dict``.
+            ValueError: bad X or y (the message names the argument).
+        """
+        state = self._fitted()
+        X = check_inputs(X, n_features=state["x_train"].shape[1], name="X")
+        y = check_targets(y, X.shape[0], name="y")
+        if len(X) == 0:
+            return copy.copy(self)
+        Xs = (X - state["x_offset"]) / state["x_scale"]
+        residual = (y - state["y_offset"][0]) / state["y_scale"][0] - state["constant"][0]
+        corner = self._kernel(Xs, Xs)
+        corner[np.diag_indices_from(corner)] += float(state["noise"][0]) + self._jitter
+        factor = self._factor.extend(self._kernel(self._train, Xs), corner)
+        grown = copy.copy(self)
+        grown._state = {**state, "x_train": np.concatenate([state["x_train"], X]),
+                        "y_train": np.concatenate([state["y_train"], y])}
+        grown._train = np.concatenate([self._train, Xs])
+        grown._factor = factor
+        grown._weights = None
+        grown._whitened = factor.extend_whitened(self._whitened, residual)
+        grown.n_conditioned_ = self.n_conditioned_ + len(X)
+        return grown
 
     def posterior(self, X: np.ndarray) -> GaussianProcessPosterior:
         """Exact GP posterior of the latent function at X, in the units of y.
@@ -521,8 +601,9 @@ class ExactGP(FittedState):
             points=(X - state["x_offset"]) / state["x_scale"],
             train=self._train,
             kernel=self._kernel,
-            cholesky=self._cholesky,
+            cholesky=self._factor,
             weights=self._weights,
+            whitened_targets=self._whitened,
             prior_mean=float(state["constant"][0]),
             noise=float(state["noise"][0]),
             y_offset=float(state["y_offset"][0]),
@@ -604,7 +685,7 @@ class ExactGP(FittedState):
                 raise ValueError(f"state[{key!r}] must have shape {shape}, got {loaded[key].shape}")
         self._set_state(loaded)
         for name in ("n_evaluations_", "n_starts_", "warm_started_", "stopped_early_",
-                     "fit_seconds_"):
+                     "fit_seconds_", "n_fit_points_"):
             self.__dict__.pop(name, None)  # they described a fit this state did not come from
         return self
 
@@ -651,19 +732,49 @@ def _clip_start(
     }
 
 
-def _jittered_cholesky(K: np.ndarray, noise: float) -> np.ndarray:
-    """Lower Cholesky of ``K + noise I``, adding jitter if round-off makes it indefinite."""
-    eye = np.eye(len(K))
+def _jittered_cholesky(K: np.ndarray, noise: float, with_jitter: bool = False,
+                       rebuild: Any = None) -> Any:
+    """Lower Cholesky of ``K + noise I``, adding jitter if round-off makes it indefinite.
+
+    ``K`` (symmetric, C-ordered) is overwritten. Above :data:`IN_PLACE_ROWS` rows and
+    with a ``rebuild`` callable (which returns K afresh), the factor is computed in K's
+    own memory (LAPACK on the transposed view), so an n = 20,000 factor needs one n x n
+    buffer, not two; if that fails K is rebuilt for the jittered attempts. With
+    ``with_jitter`` returns ``(L, jitter added to the diagonal besides the noise)``.
+    """
     scale = float(np.mean(np.diag(K)))
-    for jitter in (0.0, 1e-10, 1e-8, 1e-6, 1e-4):
+    diagonal = np.diag_indices_from(K)
+    K[diagonal] += noise
+    if rebuild is not None and len(K) > IN_PLACE_ROWS:
         try:
-            L = np.linalg.cholesky(K + (noise + jitter * scale) * eye)
+            L = scipy.linalg.cholesky(K.T, lower=True, overwrite_a=True, check_finite=False)
+            return (L, 0.0) if with_jitter else L
+        except np.linalg.LinAlgError:
+            K = rebuild()
+            K[diagonal] += noise
+    added = 0.0
+    for jitter in (0.0, 1e-10, 1e-8, 1e-6, 1e-4):
+        K[diagonal] += jitter * scale - added
+        added = jitter * scale
+        try:
+            L = np.linalg.cholesky(K)
         except np.linalg.LinAlgError:
             continue
         if jitter:
             logger.warning("Cholesky of the training covariance needed jitter %.1e", jitter)
-        return L
+        return (L, added) if with_jitter else L
     raise np.linalg.LinAlgError("training covariance is not positive definite even with jitter")
+
+
+def _train_covariance(kernel: Kernel | TorchKernel, Xs: np.ndarray) -> np.ndarray:
+    """``kernel(Xs, Xs)`` built in row chunks: one n x n array, no n x n temporaries."""
+    n = len(Xs)
+    if n <= _CHUNK_ROWS:
+        return kernel(Xs, Xs)
+    K = np.empty((n, n))
+    for start in range(0, n, _CHUNK_ROWS):
+        K[start:start + _CHUNK_ROWS] = kernel(Xs[start:start + _CHUNK_ROWS], Xs)
+    return K
 
 
 def kernel_parameters(module: Any) -> dict[str, np.ndarray]:

@@ -39,6 +39,7 @@ True
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import time
@@ -49,6 +50,7 @@ import scipy.special
 import torch
 
 from learners.base import FittedState, check_inputs
+from learners.cholesky import GrowingCholesky
 from learners.posterior import IndependentPosterior, Posterior, _covariance_root
 
 __all__ = ["GradientGP", "GradientGPPosterior"]
@@ -244,6 +246,9 @@ class GradientGP(FittedState):
         threads: torch threads during fit (restored after).
         seed: of the random restarts.
     """
+
+    supports_condition = True
+    """:meth:`condition` adds observations with the hyperparameters fixed (rank-k)."""
 
     defined_up_to_constant = True
     """With gradient data only, F is known up to a constant: compare it with a reference
@@ -481,16 +486,104 @@ class GradientGP(FittedState):
         self._y_scale = float(state["y_scale"][0])
         K = self._blocks_train()
         K[np.diag_indices_from(K)] += state["noise_diagonal"] + 1e-9
-        self._cholesky = np.linalg.cholesky(K)
-        from scipy.linalg import cho_solve
+        self._factor = GrowingCholesky(np.linalg.cholesky(K))
+        self._order: np.ndarray | None = None  # factor row i is training row order[i]
+        state["weights"] = self._factor.cho_solve(state["targets"])
+        self._derive_noise(state)
 
-        state["weights"] = cho_solve((self._cholesky, True), state["targets"])
+    def _derive_noise(self, state: dict[str, np.ndarray]) -> None:
         nv = len(state["x_value"])
         known = state["noise_diagonal"][nv:] - state["extra_noise"][0]
         typical = float(np.median(known)) if len(known) else 0.0
         state["typical_gradient_noise"] = np.array([
             (typical + state["extra_noise"][0]) * self._y_scale**2])
         state["value_noise"] = np.array([state["value_noise_std"][0] * self._y_scale**2])
+
+    def condition(self, X: np.ndarray, y: np.ndarray) -> GradientGP:
+        """A new GradientGP whose posterior also includes ``(X, y)``; ``self`` unchanged.
+
+        ``y`` as in :meth:`fit`: values (k,) or gradient windows (k, 3d). Hyperparameters
+        and the standardization of the fit are kept. Unlike :class:`~learners.ExactGP`
+        this refactorizes the grown covariance once (``O(N^3)``, N the number of scalar
+        observations) instead of a rank-k update: the training functionals are stored
+        component by component, so new rows are not at the end. That is still one
+        Cholesky where a fit runs L-BFGS over many. Values added to a fit on gradients
+        only change the kernel (its constant mode comes back), so they are refused.
+
+        Raises:
+            NotFittedError: before ``fit`` or ``load_state_dict``.
+            ValueError: bad X or y, or values added to a gradient-only fit.
+        """
+        state = self._fitted()
+        d = state["x_train"].shape[1]
+        X = check_inputs(X, d)
+        y = np.asarray(y, dtype=np.float64)
+        offset, scale = float(state["y_offset"][0]), float(state["y_scale"][0])
+        grown = {key: value for key, value in state.items()
+                 if key not in ("weights", "typical_gradient_noise", "value_noise")}
+        nv, ng = len(state["x_value"]), len(state["x_gradient"])
+        targets, noise = state["targets"], state["noise_diagonal"]
+        if y.ndim == 1:
+            if y.shape != (len(X),) or not np.all(np.isfinite(y)):
+                raise ValueError(f"y must be ({len(X)},) finite values, got shape {y.shape}")
+            if nv == 0:
+                raise ValueError("y: values cannot be added to a fit on gradients only "
+                                 "(the kernel changes); refit")
+            value_noise = float(state["value_noise_std"][0])
+            grown["x_value"] = np.concatenate([state["x_value"], X])
+            grown["targets"] = np.concatenate([targets[:nv], (y - offset) / scale,
+                                               targets[nv:]])
+            grown["noise_diagonal"] = np.concatenate([noise[:nv], np.full(len(X), value_noise),
+                                                      noise[nv:]])
+            grown["x_train"] = np.concatenate([state["x_train"], X])
+        else:
+            gradient, stderr, where = _check_gradient_rows(y, len(X), d)
+            extra = float(state["extra_noise"][0])
+            old_t, old_n = targets[nv:].reshape(d, ng), noise[nv:].reshape(d, ng)
+            new_t, new_n = (gradient / scale).T, (stderr / scale).T ** 2 + extra
+            grown["x_gradient"] = np.concatenate([state["x_gradient"], where])
+            grown["targets"] = np.concatenate([targets[:nv], np.hstack([old_t, new_t]).ravel()])
+            grown["noise_diagonal"] = np.concatenate([noise[:nv],
+                                                      np.hstack([old_n, new_n]).ravel()])
+            grown["x_train"] = np.concatenate([state["x_train"],
+                                               X if state["gradient_layout"][0] else where])
+        return self._extended(grown, new_values=y.ndim == 1, k=len(X))
+
+    def _extended(self, grown: dict[str, np.ndarray], new_values: bool, k: int) -> GradientGP:
+        """This learner with the training rows of ``grown`` (the old rows plus k new
+        points' values, or their d gradient components), by a rank-k factor update."""
+        state = self._fitted()
+        d = state["x_train"].shape[1]
+        nv, ng = len(state["x_value"]), len(state["x_gradient"])
+        nv2, ng2 = len(grown["x_value"]), len(grown["x_gradient"])
+        # training-row positions in the grown layout [values; gradient j at every point]
+        old_rows = np.concatenate([np.arange(nv)] + [nv2 + j * ng2 + np.arange(ng)
+                                                      for j in range(d)]).astype(np.int64)
+        if new_values:
+            new_rows = nv + np.arange(k)
+            B = grown["x_value"][nv:]
+        else:
+            new_rows = np.concatenate([nv2 + j * ng2 + ng + np.arange(k) for j in range(d)])
+            B = grown["x_gradient"][ng:]
+        previous = np.arange(len(old_rows)) if self._order is None else self._order
+        order = np.concatenate([old_rows[previous], new_rows])
+        parts = []  # every grown training row against the new functionals
+        if nv2:
+            parts.append(self._blocks(grown["x_value"], B, True, False, new_values,
+                                      not new_values))
+        if ng2:
+            parts.append(self._blocks(grown["x_gradient"], B, False, True, new_values,
+                                      not new_values))
+        columns = np.vstack(parts)
+        corner = columns[new_rows]
+        corner[np.diag_indices_from(corner)] += grown["noise_diagonal"][new_rows] + 1e-9
+        learner = copy.copy(self)
+        learner._state = grown
+        learner._factor = self._factor.extend(columns[order[:-len(new_rows)]], corner)
+        learner._order = order
+        grown["weights"] = learner._factor.cho_solve(grown["targets"][order])
+        learner._derive_noise(grown)
+        return learner
 
     # -- algebra -------------------------------------------------------------------------
     def _blocks(self, A: np.ndarray, B: np.ndarray, value: bool, grad: bool, b_value: bool,
@@ -530,12 +623,11 @@ class GradientGP(FittedState):
             parts.append(self._blocks(Xv, points, True, False, True, with_grad))
         if len(Xg):
             parts.append(self._blocks(Xg, points, False, True, True, with_grad))
-        return np.vstack(parts)
+        rows = np.vstack(parts)
+        return rows if self._order is None else rows[self._order]
 
     def _solve_lower(self, B: np.ndarray) -> np.ndarray:
-        from scipy.linalg import solve_triangular
-
-        return solve_triangular(self._cholesky, B, lower=True, check_finite=False)
+        return self._factor.solve_lower(B)
 
     # -- prediction ----------------------------------------------------------------------
     def posterior(self, X: np.ndarray) -> GradientGPPosterior:

@@ -25,8 +25,9 @@ import logging
 from abc import ABC, abstractmethod
 
 import numpy as np
-from scipy.linalg import cho_solve, solve_triangular
+from scipy.linalg import solve_triangular
 
+from learners.cholesky import GrowingCholesky
 from learners.kernels import Kernel
 
 __all__ = [
@@ -291,8 +292,12 @@ class GaussianProcessPosterior(Posterior):
         points: (n, d) query points.
         train: (m, d) training inputs, m >= 1.
         kernel: the fitted prior covariance.
-        cholesky: (m, m) lower Cholesky factor of ``kernel(train, train) + noise * I``.
-        weights: (m,) ``(K + noise I)^-1 (y_train - prior_mean)``.
+        cholesky: (m, m) lower Cholesky factor of ``kernel(train, train) + noise * I``,
+            an array or a :class:`~learners.cholesky.GrowingCholesky` (a conditioned GP).
+        weights: (m,) ``(K + noise I)^-1 (y_train - prior_mean)``, or None when
+            ``whitened_targets`` is given.
+        whitened_targets: (m,) ``L^-1 (y_train - prior_mean)``; with it the mean is
+            computed from the whitened cross-covariance (no back substitution).
         prior_mean: constant prior mean.
         noise: observation noise variance.
         y_offset, y_scale: the map back to y units, ``y = y_offset + y_scale * f``.
@@ -316,8 +321,8 @@ class GaussianProcessPosterior(Posterior):
         points: np.ndarray,
         train: np.ndarray,
         kernel: Kernel,
-        cholesky: np.ndarray,
-        weights: np.ndarray,
+        cholesky: np.ndarray | GrowingCholesky,
+        weights: np.ndarray | None,
         prior_mean: float,
         noise: float,
         y_offset: float = 0.0,
@@ -327,7 +332,11 @@ class GaussianProcessPosterior(Posterior):
         joint_sample_limit: int | None = None,
         X: np.ndarray | None = None,
         X_train: np.ndarray | None = None,
+        whitened_targets: np.ndarray | None = None,
     ):
+        factor = cholesky if isinstance(cholesky, GrowingCholesky) else GrowingCholesky(cholesky)
+        if weights is None and whitened_targets is None:
+            raise ValueError("give weights or whitened_targets")
         points = np.asarray(points, dtype=np.float64)
         train = np.asarray(train, dtype=np.float64)
         if points.ndim != 2 or train.ndim != 2 or points.shape[1] != train.shape[1]:
@@ -337,11 +346,11 @@ class GaussianProcessPosterior(Posterior):
         m = train.shape[0]
         if m < 1:
             raise ValueError("train must hold at least one point")
-        if cholesky.shape != (m, m) or weights.shape != (m,):
-            raise ValueError(
-                f"cholesky must be ({m}, {m}) and weights ({m},), "
-                f"got {cholesky.shape}, {weights.shape}"
-            )
+        for name, vector in (("weights", weights), ("whitened_targets", whitened_targets)):
+            if vector is not None and np.shape(vector) != (m,):
+                raise ValueError(f"{name} must be ({m},), got {np.shape(vector)}")
+        if factor.shape != (m, m):
+            raise ValueError(f"cholesky must be ({m}, {m}), got {factor.shape}")
         # None reads the module defaults at call time (tests and benchmarks may patch them).
         chunk_size = DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size
         cache_bytes = DEFAULT_CACHE_BYTES if cache_bytes is None else cache_bytes
@@ -352,8 +361,9 @@ class GaussianProcessPosterior(Posterior):
         self.points = points
         self.train = train
         self.kernel = kernel
-        self.cholesky = cholesky
+        self.factor = factor
         self.weights = weights
+        self.whitened_targets = whitened_targets
         self.prior_mean = float(prior_mean)
         self.noise = float(noise)
         self.y_offset = float(y_offset)
@@ -366,6 +376,12 @@ class GaussianProcessPosterior(Posterior):
         super().__init__(None, None, self.y_scale**2 * self.noise, X=X, X_train=X_train,
                          n=points.shape[0])
 
+    @property
+    def cholesky(self) -> np.ndarray:
+        """(m, m) lower Cholesky factor of the training covariance (assembled when the
+        posterior was conditioned by row blocks)."""
+        return self.factor.dense()
+
     def _marginals(self) -> tuple[np.ndarray, np.ndarray]:
         points, train, kernel = self.points, self.train, self.kernel
         n, m = points.shape[0], train.shape[0]
@@ -376,8 +392,11 @@ class GaussianProcessPosterior(Posterior):
         for start in range(0, n, self.chunk_size):
             rows = slice(start, min(start + self.chunk_size, n))
             cross = kernel(points[rows], train)  # (c, m)
-            mean[rows] = self.prior_mean + cross @ self.weights
-            V = solve_triangular(self.cholesky, cross.T, lower=True, check_finite=False)
+            V = self.factor.solve_lower(cross.T)
+            if self.weights is not None:
+                mean[rows] = self.prior_mean + cross @ self.weights
+            else:
+                mean[rows] = self.prior_mean + V.T @ self.whitened_targets
             variance[rows] = kernel.diag(points[rows]) - np.einsum("ij,ij->j", V, V)
             if whitened is not None:
                 whitened[:, rows] = V
@@ -397,10 +416,11 @@ class GaussianProcessPosterior(Posterior):
         # O(r m): a caller asking for a subset has bounded r by choice.
         cache = max(self.cache_bytes, rows.size * len(self.train) * 8)
         return GaussianProcessPosterior(
-            self.points[rows], self.train, self.kernel, self.cholesky, self.weights,
+            self.points[rows], self.train, self.kernel, self.factor, self.weights,
             self.prior_mean, self.noise, self.y_offset, self.y_scale, self.chunk_size,
             cache, self.joint_sample_limit,
-            X=None if self.X is None else self.X[rows], X_train=self.X_train)
+            X=None if self.X is None else self.X[rows], X_train=self.X_train,
+            whitened_targets=self.whitened_targets)
 
     def variance_upper_bound(
         self,
@@ -470,9 +490,7 @@ class GaussianProcessPosterior(Posterior):
                 rows = slice(start, min(start + self.chunk_size, n))
                 out[rows] = self.kernel(self.points[rows], chosen) - W[:, rows].T @ W[:, columns]
         else:
-            solved = cho_solve(
-                (self.cholesky, True), self.kernel(self.train, chosen), check_finite=False
-            )  # (m, c)
+            solved = self.factor.cho_solve(self.kernel(self.train, chosen))  # (m, c)
             for start in range(0, n, self.chunk_size):
                 rows = slice(start, min(start + self.chunk_size, n))
                 out[rows] = (

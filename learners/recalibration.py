@@ -113,23 +113,55 @@ class Recalibrated:
             raise NotFittedError("this Recalibrated learner is not fitted yet; call fit(X, y) "
                                  "or load_state_dict(state) first")
 
+    @property
+    def supports_condition(self) -> bool:
+        """Whether the wrapped learner has :meth:`condition` (this wrapper passes it on)."""
+        return bool(getattr(self.learner, "supports_condition", False))
+
+    def _score(self, X_new: np.ndarray, y_new: np.ndarray) -> None:
+        """Add the current model's prospective z-scores on unseen rows; update the scale."""
+        before = self.learner.posterior(X_new)
+        sd = np.sqrt(np.maximum(before.variance + before.noise_variance, 1e-300))
+        self._z = np.concatenate([self._z, (y_new - before.mean) / sd])
+        recent = np.abs(self._z[-self.window:])
+        if recent.size >= self.min_points:
+            wanted = norm.ppf(0.5 + self.level / 2)
+            self._scale = float(np.clip(np.quantile(recent, self.level) / wanted,
+                                        *self.bounds))
+
     def fit(self, X: np.ndarray, y: np.ndarray) -> Recalibrated:
         """Score the previous model on the rows it did not see, update the scale, refit."""
         X = check_inputs(X)
         y = np.asarray(y, dtype=np.float64)
         if self._fitted and len(X) > self._n_seen:
-            before = self.learner.posterior(X[self._n_seen:])
-            sd = np.sqrt(np.maximum(before.variance + before.noise_variance, 1e-300))
-            self._z = np.concatenate([self._z, (y[self._n_seen:] - before.mean) / sd])
-            recent = np.abs(self._z[-self.window:])
-            if recent.size >= self.min_points:
-                wanted = norm.ppf(0.5 + self.level / 2)
-                self._scale = float(np.clip(np.quantile(recent, self.level) / wanted,
-                                            *self.bounds))
+            self._score(X[self._n_seen:], y[self._n_seen:])
         self.learner = self.learner.fit(X, y)
         self._n_seen = len(X)
         self._fitted = True
         return self
+
+    def condition(self, X: np.ndarray, y: np.ndarray) -> Recalibrated:
+        """A new wrapper around ``learner.condition(X, y)`` (``self`` unchanged).
+
+        The new rows are scored prospectively first (the model has not seen them), and
+        they count as seen: pass them in the order a later ``fit`` gets them, after the
+        rows fitted so far (the engine's commit order).
+
+        Raises:
+            NotImplementedError: the wrapped learner cannot condition.
+            NotFittedError: before ``fit`` or ``load_state_dict``.
+        """
+        self._check_fitted()
+        if not self.supports_condition:
+            raise NotImplementedError(f"{type(self.learner).__name__} cannot condition: "
+                                      "refit instead")
+        X = check_inputs(X)
+        y = np.asarray(y, dtype=np.float64)
+        grown = copy.copy(self)
+        grown._score(X, y)
+        grown.learner = self.learner.condition(X, y)
+        grown._n_seen = self._n_seen + len(X)
+        return grown
 
     def posterior(self, X: np.ndarray) -> Posterior:
         """The wrapped learner's posterior, its spread times :attr:`scale_`."""

@@ -65,6 +65,18 @@ class SklearnLearner(FittedState):
     ``n_features_in_``.
     """
 
+    supports_condition = False
+    """No :meth:`condition` (it raises NotImplementedError)."""
+
+    def condition(self, X: np.ndarray, y: np.ndarray) -> None:
+        """Not supported: always raises.
+
+        Raises:
+            NotImplementedError: a scikit-learn estimator cannot condition.
+        """
+        raise NotImplementedError("a scikit-learn estimator cannot condition: no update for "
+                                  "new data; refit or fantasize pending points")
+
     def __init__(self, estimator: Any = "gaussian_process", seed: int = 0) -> None:
         self.estimator = estimator
         self.seed = seed

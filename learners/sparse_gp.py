@@ -15,6 +15,7 @@ Adam alone moves length scales slowly from a default start, so a cold fit starts
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from typing import Any
@@ -73,11 +74,16 @@ class _TorchSVGP(gpytorch.models.ApproximateGP):
 class SparseGP(FittedState):
     """Sparse variational GP regression (SVGP training, closed-form SGPR posterior).
 
+    ``condition(X, y)`` adds observations exactly for the fitted inducing points.
+
     Args:
         kernel: ``"matern52"`` or ``"rbf"``.
         n_inducing: inducing points m (capped at n); initialized at a random subset of the
             training inputs, or at the previous fit's inducing points (warm start).
-        steps: Adam steps.
+        steps: Adam steps; 0 trains nothing: at every fit the hyperparameters are those
+            of an exact GP fitted on ``init_subset`` random rows, the inducing points a
+            random subset of the rows, and only the closed-form posterior is computed
+            (``O(n m^2)``).
         batch_size: rows per minibatch.
         learning_rate: Adam step size.
         seed: seeds the inducing subset, minibatches and torch; fits are deterministic.
@@ -90,6 +96,9 @@ class SparseGP(FittedState):
     Fitted attributes: ``n_train_``, ``n_features_in_``, ``n_inducing_``, ``lengthscale_``,
     ``noise_``.
     """
+
+    supports_condition = True
+    """:meth:`condition` adds observations exactly, inducing points fixed."""
 
     def __init__(
         self,
@@ -129,8 +138,9 @@ class SparseGP(FittedState):
             raise ValueError(f"kernel must be one of {', '.join(KERNELS)}, got {self.kernel!r}")
         for name in ("n_inducing", "steps", "batch_size", "threads", "init_subset"):
             value = getattr(self, name)
-            if int(value) != value or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+            if int(value) != value or value < (0 if name == "steps" else 1):
+                raise ValueError(f"{name} must be an integer >= {0 if name == 'steps' else 1}"
+                                 f", got {value!r}")
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
         if not (math.isfinite(self.noise_floor) and self.noise_floor > 0):
@@ -171,7 +181,8 @@ class SparseGP(FittedState):
         Xs = (X - x_offset) / x_scale
         ys = (y - y_offset[0]) / y_scale[0]
         rng = np.random.default_rng(self.seed)
-        start = self._warm_start(X.shape[1], x_offset, x_scale)
+        # steps=0 learns nothing itself: its hyperparameters come from the exact start
+        start = self._warm_start(X.shape[1], x_offset, x_scale) if self.steps else None
         if start is None:
             start = self._exact_start(X, y, x_scale, y_offset, y_scale, rng)
         m = min(int(self.n_inducing), len(X))
@@ -184,7 +195,8 @@ class SparseGP(FittedState):
         try:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(self.seed)
-                learned = self._train(Xs, ys, inducing, start, rng)
+                learned = (self._train(Xs, ys, inducing, start, rng) if self.steps
+                           else {**start, "inducing": inducing})
         finally:
             torch.set_num_threads(previous_threads)
         self._set_state({
@@ -284,7 +296,6 @@ class SparseGP(FittedState):
         kernel = Kernel(KERNELS[int(state["kernel"][0])], state["lengthscale"],
                         float(state["outputscale"][0]))
         inducing = (state["inducing"] - state["x_offset"]) / state["x_scale"]
-        noise = float(state["noise"][0])
         constant = float(state["constant"][0])
         L = _jittered_cholesky(kernel(inducing, inducing), 1e-8 * kernel.outputscale)
         m = len(inducing)
@@ -297,11 +308,43 @@ class SparseGP(FittedState):
             phi = solve_triangular(L, kernel(inducing, Xs), lower=True, check_finite=False)
             gram += phi @ phi.T
             projected += phi @ (ys - constant)
-        L_B = np.linalg.cholesky(np.eye(m) + gram / noise)
-        coef = solve_triangular(L_B, projected / noise, lower=True, check_finite=False)
         self._state = state
-        self._kernel, self._inducing = kernel, inducing
-        self._cholesky, self._cholesky_b, self._coef = L, L_B, coef
+        self._kernel, self._inducing, self._cholesky = kernel, inducing, L
+        self._summarize(gram, projected)
+
+    def _summarize(self, gram: np.ndarray, projected: np.ndarray) -> None:
+        """Install the optimal q(u) from ``sum phi phi^T`` and ``sum phi (y - mean)``."""
+        noise = float(self._state["noise"][0])
+        L_B = np.linalg.cholesky(np.eye(len(gram)) + gram / noise)
+        self._gram, self._projected = gram, projected
+        self._cholesky_b = L_B
+        self._coef = solve_triangular(L_B, projected / noise, lower=True, check_finite=False)
+
+    def condition(self, X: np.ndarray, y: np.ndarray) -> SparseGP:
+        """A new SparseGP whose posterior also includes ``(X, y)``; ``self`` unchanged.
+
+        Exact for the fixed inducing points and hyperparameters: the optimal variational
+        posterior depends on the data only through ``sum phi phi^T`` and
+        ``sum phi (y - mean)`` (m x m and m), so k new rows cost ``O(k m^2 + m^3)``
+        whatever n is. Equals ``load_state_dict`` of the grown data (to round-off).
+
+        Raises:
+            NotFittedError: before ``fit`` or ``load_state_dict``.
+            ValueError: bad X or y.
+        """
+        state = self._fitted()
+        X = check_inputs(X, n_features=state["x_train"].shape[1], name="X")
+        y = check_targets(y, X.shape[0], name="y")
+        Xs = (X - state["x_offset"]) / state["x_scale"]
+        ys = (y - state["y_offset"][0]) / state["y_scale"][0]
+        phi = solve_triangular(self._cholesky, self._kernel(self._inducing, Xs), lower=True,
+                               check_finite=False)
+        grown = copy.copy(self)
+        grown._state = {**state, "x_train": np.concatenate([state["x_train"], X]),
+                        "y_train": np.concatenate([state["y_train"], y])}
+        grown._summarize(self._gram + phi @ phi.T,
+                         self._projected + phi @ (ys - float(state["constant"][0])))
+        return grown
 
     def posterior(self, X: np.ndarray) -> SparseGaussianProcessPosterior:
         """Posterior of the latent function at X in y units.

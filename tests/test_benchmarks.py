@@ -26,6 +26,17 @@ def test_sample_efficiency_runs_through_the_engine():
     assert "problem channel" in text and "farthest_point" in text and "goals" in text
 
 
+def test_sample_efficiency_accepts_every_registered_policy():
+    from learners.acquisition import ACQUISITIONS, Explore
+
+    for name in ACQUISITIONS:
+        assert sample_efficiency.policy_factory(name)() is not None
+    assert isinstance(sample_efficiency.policy_factory("explore")(), Explore)
+    assert "explore" in sample_efficiency.POLICIES  # the default is in the full run
+    with pytest.raises(ValueError, match="unknown policy"):
+        sample_efficiency.policy_factory("nope")
+
+
 def test_sims_to_target_and_goals():
     assert sample_efficiency.sims_to_target([8, 16, 24], [3.0, 1.0, 0.5], 1.0, 32) == (16, True)
     assert sample_efficiency.sims_to_target([8, 16], [3.0, 2.0], 1.0, 24) == (24, False)

@@ -39,3 +39,18 @@ def test_quick_mode_runs(tmp_path, capsys):
     assert report["quick"] and {r["n"] for r in report["fits"]} == {100, 300}
     assert {r["learner"] for r in report["fits"]} >= {"ExactGP", "DeepEnsemble"}
     assert "ExactGP" in capsys.readouterr().out
+
+
+def test_tiny_scaling_records_fit_condition_memory_and_references():
+    settings = {**TINY, "scaling_sizes": [40], "full_exact": [40], "cholesky_sizes": [40],
+                "compare": [40], "condition_repeats": 2}
+    seen = []
+    records = fit_time.scaling(settings, on_record=lambda r: seen.append(len(r)))
+    assert seen == [1, 1]  # after the size, and after its full exact fit
+    (r,) = records
+    assert r["n"] == 40 and r["regime"] == "exact" and r["n_fit_points"] == 40
+    assert r["fit_seconds"] > 0 and r["condition_seconds"] > 0
+    assert len(r["condition_seconds_all"]) == 2 and r["peak_mib"] > 0
+    assert r["rmse"] >= 0 and r["full_exact_rmse"] >= 0 and r["cholesky_seconds"] > 0
+    assert r["other"]["learner"].startswith("SparseGP") and r["other"]["rmse"] >= 0
+    assert "default n=40 exact" in fit_time.table({"fits": [], "scaling": records})

@@ -22,6 +22,7 @@ from learners import (
     RandomForest,
     Recalibrated,
     SampledPosterior,
+    ScalableGP,
     SklearnLearner,
     SparseGP,
     learner_by_name,
@@ -64,6 +65,10 @@ def recalibrated_gp() -> Recalibrated:
     return Recalibrated(ExactGP())
 
 
+def scalable_gp() -> ScalableGP:
+    return ScalableGP()
+
+
 def gradient_gp() -> GradientGP:
     return GradientGP(periodic=False)
 
@@ -83,6 +88,7 @@ LEARNER_FACTORIES: list = [
     pytest.param(deep_kernel_gp, id="deep_kernel_gp"),
     pytest.param(gradient_gp, id="gradient_gp"),
     pytest.param(gradient_gp_periodic, id="gradient_gp_periodic"),
+    pytest.param(scalable_gp, id="scalable_gp"),
 ]
 # Trees are piecewise constant: they fit a smooth function only roughly, and their spread
 # does not grow away from the data (the distance checks are skipped for them).
@@ -112,6 +118,8 @@ def design(n: int, seed: int) -> np.ndarray:
 GRID = np.stack(np.meshgrid(np.linspace(0, 1, 15), np.linspace(0, 1, 15)), -1).reshape(-1, 2)
 X_TRAIN = design(60, seed=1)
 Y_TRAIN = truth(X_TRAIN)
+X_NEW = design(7, seed=5)  # observations conditioned into a fitted learner
+Y_NEW = truth(X_NEW)
 
 _fitted: dict[int, Learner] = {}
 
@@ -229,6 +237,39 @@ class TestLearnerProtocol:
         with pytest.raises(NotFittedError):
             learner.state_dict()
         assert issubclass(NotFittedError, RuntimeError)
+
+    def test_says_whether_it_can_condition(self, factory):
+        learner = fitted(factory)
+        assert isinstance(learner.supports_condition, bool)
+        if learner.supports_condition:
+            return
+        with pytest.raises(NotImplementedError, match="cannot condition") as error:
+            learner.condition(X_NEW[:2], Y_NEW[:2])
+        assert "\n" not in str(error.value)  # one line
+
+    def test_condition_equals_a_fresh_posterior_with_the_same_hyperparameters(self, factory):
+        learner = fitted(factory)
+        if not learner.supports_condition:
+            pytest.skip(f"{type(learner).__name__} does not condition")
+        before = learner.posterior(GRID)
+        grown = learner.condition(X_NEW[:3], Y_NEW[:3]).condition(X_NEW[3:], Y_NEW[3:])
+        np.testing.assert_array_equal(grown.posterior(GRID[:1]).X_train,
+                                      np.vstack([X_TRAIN, X_NEW]))
+        # self unchanged
+        after = learner.posterior(GRID)
+        np.testing.assert_array_equal(after.mean, before.mean)
+        np.testing.assert_array_equal(after.variance, before.variance)
+        np.testing.assert_array_equal(learner.posterior(GRID[:1]).X_train, X_TRAIN)
+        # the same hyperparameters and data, factorized from scratch
+        fresh = factory().load_state_dict(grown.state_dict())
+        a, b = grown.posterior(GRID), fresh.posterior(GRID)
+        np.testing.assert_allclose(a.mean, b.mean, rtol=0, atol=1e-8)
+        np.testing.assert_allclose(a.variance, b.variance, rtol=0, atol=1e-8)
+        columns = np.array([0, 100, 224])
+        np.testing.assert_allclose(a.covariance(columns), b.covariance(columns), rtol=0,
+                                   atol=1e-8)
+        # and the new points are taken in: the variance there drops
+        assert np.all(grown.posterior(X_NEW).variance < learner.posterior(X_NEW).variance)
 
     @pytest.mark.parametrize(
         ("X", "y", "argument"),
@@ -413,7 +454,7 @@ def test_learner_registry():
     assert isinstance(learner_by_name("exact_gp", seed=2), ExactGP)
     assert set(LEARNERS) == {"exact_gp", "sparse_gp", "deep_ensemble", "sklearn",
                              "random_forest", "gradient_gp", "recalibrated",
-                             "deep_kernel_gp"}
+                             "deep_kernel_gp", "scalable_gp"}
     for name in LEARNERS:
         assert isinstance(learner_by_name(name), Learner)
     with pytest.raises(ValueError, match="exact_gp"):

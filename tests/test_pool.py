@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from campaign import Promotion
-from learners import ExactGP, PoolCurve, default_learner, pool_loop
+from learners import ExactGP, PoolCurve, ScalableGP, default_learner, pool_loop
 from learners.acquisition import (
     Acquisition,
     Explore,
@@ -131,10 +131,10 @@ def test_an_acquisition_choosing_a_labelled_point_is_refused():
 # -- defaults -------------------------------------------------------------------------
 
 
-def test_default_learner_is_a_fresh_default_exact_gp():
+def test_default_learner_is_a_fresh_default_scalable_gp():
     first, second = default_learner(), default_learner()
-    assert isinstance(first, Learner) and isinstance(first, ExactGP)
-    assert first.get_params() == ExactGP().get_params()
+    assert isinstance(first, Learner) and isinstance(first, ScalableGP)
+    assert first.get_params() == ScalableGP().get_params()
     assert first is not second
 
 
@@ -154,11 +154,11 @@ def promotion(**changes):
 
 def test_a_promotion_without_learner_or_acquisition_uses_the_defaults():
     bare = promotion()
-    assert isinstance(bare.learner, ExactGP)
-    assert bare.learner.get_params() == ExactGP().get_params()
+    assert isinstance(bare.learner, ScalableGP)
+    assert bare.learner.get_params() == ScalableGP().get_params()
     assert isinstance(bare.acquisition, Explore)
     explicit_none = promotion(learner=None, acquisition=None)
-    assert isinstance(explicit_none.learner, ExactGP)
+    assert isinstance(explicit_none.learner, ScalableGP)
     assert isinstance(explicit_none.acquisition, Explore)
     assert promotion().learner is not bare.learner  # never shared between promotions
 
