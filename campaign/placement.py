@@ -83,10 +83,10 @@ def task_resource_specification(scale_name: str, resources: Resources, executor:
 
 
 def run_placed(app: Any, x: Any, seed: int, params: dict[str, Any],
-               walltime: float | None = None,
+               walltime: float | None = None, started_marker: str | None = None,
                parsl_resource_specification: dict[str, Any] | None = None) -> dict[str, Any]:
     """``campaign.task.run_app`` submitted with a resource specification (which Parsl
     reads and also hands to the function: it is dropped here)."""
     from campaign.task import run_app
 
-    return run_app(app, x, seed, params, walltime)
+    return run_app(app, x, seed, params, walltime, started_marker=started_marker)
