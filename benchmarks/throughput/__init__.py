@@ -1315,7 +1315,8 @@ def quiet_logging() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.throughput",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true",
                         help="10^3 tasks only, 200 tasks per utilization scale, fine=40")
     parser.add_argument("--json", type=Path, help="write the report here")
@@ -1349,10 +1350,3 @@ def main(argv: list[str] | None = None) -> None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2, default=float) + "\n")
 
-
-if __name__ == "__main__":
-    # run as benchmarks.throughput, not __main__: workers import the apps by that name
-    # (a __main__ function would be pickled by value, without its module's globals)
-    from benchmarks import throughput
-
-    throughput.main()
