@@ -11,7 +11,8 @@ host (``LocalProvider``) or with no provider (threads) have no batch script; the
 worker command is shown instead.
 
     >>> import tempfile
-    >>> rendering = render_site("threads", ["coarse", "fine"], tempfile.mkdtemp())
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     rendering = render_site("threads", ["coarse", "fine"], folder)
     >>> [e.label for e in rendering.executors]
     ['sim-coarse', 'sim-fine', 'train']
     >>> rendering.executors[0].script is None
