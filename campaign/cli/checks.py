@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from campaign.cli.runs import parse_site_params
+from campaign.cli.runs import SiteParamOption, parse_site_params
 from campaign.cli.terminal import console, fail, setup_logging
 
 
@@ -21,7 +21,7 @@ def validate(
     site: Annotated[str | None, typer.Option(
         help="also render this site's Parsl config and batch scripts, submitting nothing")
     ] = None,
-    site_param: Annotated[list[str] | None, typer.Option(help="KEY=VALUE for the site")] = None,
+    site_param: SiteParamOption = None,
     out: Annotated[Path | None, typer.Option(
         help="folder for the rendered site (default: a new temporary folder, kept)")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
