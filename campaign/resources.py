@@ -114,8 +114,9 @@ class Resources:
 
     @property
     def total_cores(self) -> int:
-        """Cores the task holds across its nodes: ``cores x ranks``; what its busy seconds
-        count in a ``Budget(core_seconds=...)``."""
+        """Cores the task holds across its nodes: ``cores x ranks`` (the core slots it
+        takes). A ``Budget(core_seconds=...)`` counts busy seconds times ``cores`` only
+        (``campaign/engine.py``), not this."""
         return (self.cores or 1) * self.rank_count
 
     def describe(self) -> str:

@@ -11,7 +11,8 @@ host (``LocalProvider``) or with no provider (threads) have no batch script; the
 worker command is shown instead.
 
     >>> import tempfile
-    >>> rendering = render_site("threads", ["coarse", "fine"], tempfile.mkdtemp())
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     rendering = render_site("threads", ["coarse", "fine"], folder)
     >>> [e.label for e in rendering.executors]
     ['sim-coarse', 'sim-fine', 'train']
     >>> rendering.executors[0].script is None
@@ -21,9 +22,12 @@ worker command is shown instead.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from campaign.resources import Resources
 
 __all__ = ["ExecutorRendering", "SiteRendering", "render_site"]
 
@@ -60,8 +64,13 @@ class SiteRendering:
 
 
 def render_site(site: str, scales: list[str], out: str | Path,
-                params: dict[str, Any] | None = None) -> SiteRendering:
-    """Render the config of ``site`` for ``scales`` (with ``params``) into ``out``.
+                params: dict[str, Any] | None = None,
+                resources: Mapping[str, Resources | None] | None = None) -> SiteRendering:
+    """Render the config of ``site`` for ``scales`` (with ``params``, and each scale's
+    ``resources`` mapped to its executor by the site) into ``out``.
+
+    Check the requests first with :func:`site_configs.check_resources`: a request the
+    site's node cannot meet makes :func:`site_configs.get_config` raise ``ValueError``.
 
     Raises what :func:`site_configs.get_config` raises for an unknown site or a bad
     parameter; a provider that fails to render records its ``problem`` instead.
@@ -70,11 +79,10 @@ def render_site(site: str, scales: list[str], out: str | Path,
 
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    config = get_config(site, scales=scales, run_dir=str(out / "parsl"), **(params or {}))
+    config = get_config(site, scales=scales, run_dir=str(out / "parsl"),
+                        resources=resources, **(params or {}))
     config_file = out / "parsl-config.txt"
     config_file.write_text(repr(config) + "\n", encoding="utf-8")
-    # The per-scale resources check (scale resources against the site's nodes, from
-    # site_configs) belongs here once site_configs provides it.
     executors = [_render_executor(executor, out / "submit_scripts")
                  for executor in config.executors]
     return SiteRendering(site=site, out=out, config_file=config_file, executors=executors)

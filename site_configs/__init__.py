@@ -102,23 +102,17 @@ def get_config(name: str, *, scales: Sequence[str], run_dir: str,
             ``TypeError``); the message suggests the closest known one and lists them.
         ValueError: bad ``scales`` or parameter values.
     """
-    if is_site_file(name):
-        name, from_file = read_site_file(name, SITES)
-        params = {**from_file, **params}
-    try:
-        factory = SITES[name]
-    except KeyError:
-        raise UnknownSiteError(
-            f"unknown site {name!r}; known sites: {', '.join(sorted(SITES))} "
-            "(or a .toml/.yaml site file)"
-        ) from None
-    _check_parameters(name, factory, params)
-    return factory(scales=scales, run_dir=run_dir, resources=resources, **params)
+    name, params = _site_and_params(name, params)
+    return SITES[name](scales=scales, run_dir=run_dir, resources=resources, **params)
 
 
 def _site_and_params(name: str, params: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     """The site a name or site file means, and its parameters (the file's, then
-    ``params``)."""
+    ``params``), each one checked to be a parameter of the site's factory.
+
+    Raises:
+        UnknownSiteError, SiteFileError, UnknownSiteParameterError: as :func:`get_config`.
+    """
     params = dict(params)
     if is_site_file(name):
         name, from_file = read_site_file(name, SITES)
@@ -126,6 +120,7 @@ def _site_and_params(name: str, params: Mapping[str, Any]) -> tuple[str, dict[st
     if name not in SITES:
         raise UnknownSiteError(f"unknown site {name!r}; known sites: {', '.join(sorted(SITES))}"
                                " (or a .toml/.yaml site file)")
+    _check_parameters(name, SITES[name], params)
     return name, params
 
 
@@ -135,7 +130,7 @@ def node_shape(name: str, *, label: str | None = None, **params: Any) -> NodeSha
     ``campaign validate --site``.
 
     Raises:
-        UnknownSiteError, SiteFileError: as :func:`get_config`.
+        UnknownSiteError, SiteFileError, UnknownSiteParameterError: as :func:`get_config`.
         ValueError: a parameter value the site refuses (e.g. ``node_type='tpu'``).
     """
     name, params = _site_and_params(name, params)
@@ -159,6 +154,9 @@ def check_resources(name: str, scales: Sequence[Any] | Mapping[str, Any],
         scales: ``Scale`` objects (``.name``, ``.resources``, ``.executor_label``) or a
             mapping ``scale name -> Resources`` (or a dict of its fields).
         **params: the site's parameters, as the campaign would run with them.
+
+    Raises:
+        UnknownSiteError, SiteFileError, UnknownSiteParameterError: as :func:`get_config`.
     """
     name, params = _site_and_params(name, params)
     if isinstance(scales, Mapping):

@@ -141,6 +141,22 @@ def test_lists_show_every_registered_name_with_its_defaults(command, registry):
             assert f"{parameter.name}=" in row
 
 
+def test_sites_shows_each_sites_node_shape():
+    from site_configs import describe_sites, node_shape
+
+    result = invoke("sites")
+    assert result.exit_code == 0, result.stdout
+    assert "node (default)" in result.stdout
+    lines = result.stdout.splitlines()
+    for site in describe_sites():
+        row = next((line for line in lines if line.startswith(f"│ {site['name']} ")), None)
+        assert row is not None, site["name"]
+        assert site["node"] == node_shape(site["name"]).describe()
+        assert f"│ {site['node']} " in row, (site["name"], row)
+    perlmutter = next(line for line in lines if line.startswith("│ perlmutter "))
+    assert "│ 64 cores, 4 A100, 256 GB, 1 node per block " in perlmutter
+
+
 # -- export -----------------------------------------------------------------------------
 def read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
     with open(path, newline="") as handle:

@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Every module listed here must hold at least one docstring example (checked below).
 DOCUMENTED = ["campaign", "campaign.spec", "campaign.store", "campaign.lock", "campaign.task",
               "campaign.signals", "campaign.validate", "campaign.clock", "campaign.durations",
+              "campaign.plan", "campaign.site_render", "campaign.failures", "campaign.resources",
               "learners", "learners.acquisition",
               "learners.gp", "learners.posterior", "learners.monitor", "learners.pool",
               "learners.gradient_gp", "learners.recalibration", "learners.deep_kernel",

@@ -26,6 +26,7 @@ from site_configs import (
     describe_sites,
     executor_labels,
     get_config,
+    node_shape,
 )
 
 SCALES = ["coarse", "fine"]
@@ -115,6 +116,7 @@ def test_site_names_are_known_sites_and_described():
     assert [entry["name"] for entry in described] == sorted(SITES)
     for entry in described:
         assert entry["description"]
+        assert entry["node"] == node_shape(entry["name"]).describe()
         names = [parameter["name"] for parameter in entry["parameters"]]
         assert "scales" not in names and "run_dir" not in names
     cluster = {entry["name"]: entry for entry in described if entry["name"] in CLUSTER_SITES}
@@ -127,6 +129,7 @@ def test_site_names_are_known_sites_and_described():
             assert parameters[name]["help"], (entry["name"], name)
         assert {"partition", "queue", "qos"} & set(parameters)
     assert {p["name"]: p["default"] for p in cluster["polaris"]["parameters"]}["queue"] == "debug"
+    assert cluster["perlmutter"]["node"] == "64 cores, 4 A100, 256 GB, 1 node per block"
 
 
 def test_sites_command_lists_every_site_and_its_parameters():

@@ -134,3 +134,65 @@ def test_validate_site_local_has_no_batch_script(tmp_path):
     assert all(any("process_worker_pool" in line for line in e.launch_lines)
                for e in rendering.executors)
     assert not (tmp_path / "submit_scripts").exists()
+
+
+def _muller_brown_with_fine(tmp_path, resources: str):
+    """examples/muller_brown.py with the fine scale asking for ``resources``."""
+    source = open("examples/muller_brown.py").read()
+    plain = 'Scale("fine", app=toy.smeared_energy)'
+    assert plain in source
+    script = tmp_path / "asks.py"
+    script.write_text("from campaign.resources import Resources\n" + source.replace(
+        plain, f'Scale("fine", app=toy.smeared_energy, resources={resources})'))
+    return script
+
+
+def test_validate_site_refuses_more_gpus_than_the_node_has(tmp_path):
+    """8 GPUs per task on Perlmutter's 4-GPU node: one line naming the scale, what it
+    asked and the node; exit 2 before anything is rendered or run."""
+    from typer.testing import CliRunner
+
+    from campaign.cli import app
+
+    script = _muller_brown_with_fine(tmp_path, "Resources(gpus=8)")
+    result = CliRunner().invoke(app, [
+        "validate", str(script), "--site", "perlmutter", "--site-param", "account=m1",
+        "--out", str(tmp_path / "site")], env={"COLUMNS": "300"})
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith("error: scale 'fine' asks for gpus=8")
+    assert "the node has 4" in lines[0] and "64 cores, 4 A100" in lines[0]
+    assert not (tmp_path / "site").exists()
+
+
+def test_validate_site_accepts_a_fitting_request_and_renders_it(tmp_path):
+    from typer.testing import CliRunner
+
+    from campaign.cli import app
+    from campaign.resources import Resources
+    from site_configs import check_resources
+
+    assert check_resources("perlmutter", {"fine": Resources(gpus=4)}) == []
+    script = _muller_brown_with_fine(tmp_path, "Resources(gpus=4)")
+    result = CliRunner().invoke(app, [
+        "validate", str(script), "--site", "perlmutter", "--site-param", "account=m1",
+        "--site-param", "address=127.0.0.1", "--out", str(tmp_path / "site")],
+        env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert "error:" not in result.output and "nothing submitted" in result.output
+    config = (tmp_path / "site" / "parsl-config.txt").read_text()
+    assert "available_accelerators=['0,1,2,3']" in config  # the site mapped the 4 GPUs
+
+
+def test_validate_site_names_a_misspelled_parameter_before_checking_resources(tmp_path):
+    from typer.testing import CliRunner
+
+    from campaign.cli import app
+
+    script = _muller_brown_with_fine(tmp_path, "Resources(gpus=8)")
+    result = CliRunner().invoke(app, [
+        "validate", str(script), "--site", "perlmutter", "--site-param", "gpus_per_nod=8",
+        "--out", str(tmp_path / "site")], env={"COLUMNS": "300"})
+    assert result.exit_code == 2
+    assert "did you mean 'gpus_per_node'?" in result.output

@@ -1,7 +1,7 @@
 """``campaign validate``: run a campaign at its smallest size on threads and say what
-would fail before the real run spends anything; with ``--site``, also render the site's
-Parsl config and each executor's batch script without submitting
-(:mod:`campaign.site_render`)."""
+would fail before the real run spends anything; with ``--site``, first refuse a scale's
+resource request the site's node cannot meet, then render the site's Parsl config and
+each executor's batch script without submitting (:mod:`campaign.site_render`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from campaign.cli.runs import parse_site_params
+from campaign.cli.runs import SiteParamOption, parse_site_params
 from campaign.cli.terminal import console, fail, setup_logging
 
 
@@ -21,7 +21,7 @@ def validate(
     site: Annotated[str | None, typer.Option(
         help="also render this site's Parsl config and batch scripts, submitting nothing")
     ] = None,
-    site_param: Annotated[list[str] | None, typer.Option(help="KEY=VALUE for the site")] = None,
+    site_param: SiteParamOption = None,
     out: Annotated[Path | None, typer.Option(
         help="folder for the rendered site (default: a new temporary folder, kept)")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
@@ -39,7 +39,8 @@ def validate(
     except (ScriptError, SpecError) as error:
         fail(str(error))
     if site is not None:
-        print_site(site, [scale.name for scale in spec.scales], params, out)
+        check_site_resources(site, spec.scales, params)
+        print_site(site, spec.scales, params, out)
     elif params:
         fail("--site-param needs --site")
     report = validate_spec(spec)
@@ -53,15 +54,33 @@ def validate(
     raise typer.Exit(code=1)
 
 
-def print_site(site: str, scales: list[str], params: dict[str, Any], out: Path | None) -> None:
-    """Render ``site`` into ``out`` and print where each piece is and how workers start;
-    a one-line exit for an unknown site or parameter."""
+def check_site_resources(site: str, scales: list[Any], params: dict[str, Any]) -> None:
+    """Exit 2 with one line per scale whose resources the site's node cannot meet (the
+    scale, what it asked, what the node offers); a one-line exit for an unknown site."""
+    from site_configs import UnknownSiteError, UnknownSiteParameterError, check_resources
+
+    try:
+        problems = check_resources(site, scales, **params)
+    except (UnknownSiteError, UnknownSiteParameterError, ValueError) as error:
+        fail(str(error))
+    if not problems:
+        return
+    for problem in problems:
+        console.print(f"[bold red]error:[/] {escape(problem)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code=2)
+
+
+def print_site(site: str, scales: list[Any], params: dict[str, Any], out: Path | None) -> None:
+    """Render ``site`` for the spec's ``scales`` (names and resources) into ``out`` and
+    print where each piece is and how workers start; a one-line exit for an unknown site
+    or parameter."""
     from campaign.site_render import render_site
     from site_configs import UnknownSiteError, UnknownSiteParameterError
 
     folder = out or Path(tempfile.mkdtemp(prefix="campaign-site-"))
     try:
-        rendering = render_site(site, scales, folder, params)
+        rendering = render_site(site, [scale.name for scale in scales], folder, params,
+                                {scale.name: scale.resources for scale in scales})
     except (UnknownSiteError, UnknownSiteParameterError, ValueError) as error:
         fail(str(error))
     say = lambda text: console.print(text, highlight=False, soft_wrap=True)  # noqa: E731

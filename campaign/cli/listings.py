@@ -1,5 +1,6 @@
 """``campaign learners``, ``policies`` and ``sites``: what a spec or ``--site`` can name,
-with each one's parameters and the first sentence of its docstring."""
+with each one's parameters and the first sentence of its docstring (and, for a site, the
+shape of its node)."""
 
 from __future__ import annotations
 
@@ -66,15 +67,17 @@ def policies() -> None:
 
 
 def sites() -> None:
-    """List the known site configs and their parameters (defaults in brackets)."""
+    """List the known site configs, the node each one's jobs get by default (cores, GPUs,
+    memory, nodes per block) and their parameters (defaults in brackets)."""
     from site_configs import describe_sites
 
     table = Table(title="sites (campaign run --site NAME --site-param KEY=VALUE, "
                         "or --site FILE.toml)")
     table.add_column("site", style="bold")
     table.add_column("description")
+    table.add_column("node (default)", no_wrap=True)
     table.add_column("parameters")
     for site in describe_sites():
-        table.add_row(site["name"], site["description"], ", ".join(
+        table.add_row(site["name"], site["description"], site["node"], ", ".join(
             f"{p['name']} [{p['default']!r}]" for p in site["parameters"]))
     console.print(table)

@@ -171,6 +171,14 @@ BaselineOption = Annotated[int, typer.Option(
 LiveOption = Annotated[bool, typer.Option(
     help="a live progress panel on a terminal (log lines only when off or not a terminal)")]
 
+ReportOption = Annotated[bool, typer.Option(help="write report.png and summary.json")]
+
+GraceOption = Annotated[float, typer.Option(
+    help="seconds to wait for running tasks after SIGTERM/SIGINT (Slurm sends SIGKILL "
+         "30 s after SIGTERM by default)")]
+
+SiteParamOption = Annotated[list[str] | None, typer.Option(help="KEY=VALUE for the site")]
+
 
 def run(
     script: Annotated[Path, typer.Argument(help="Python file defining `campaign = Campaign(...)`")],
@@ -179,13 +187,11 @@ def run(
     overwrite: Annotated[bool, typer.Option(
         help="replace a previous run of this campaign")] = False,
     resume: Annotated[bool, typer.Option(help="continue a previous run in --out")] = False,
-    report: Annotated[bool, typer.Option(help="write report.png and summary.json")] = True,
+    report: ReportOption = True,
     baseline: BaselineOption = 0,
     live: LiveOption = True,
-    grace: Annotated[float, typer.Option(
-        help="seconds to wait for running tasks after SIGTERM/SIGINT (Slurm sends SIGKILL "
-             "30 s after SIGTERM by default)")] = 25.0,
-    site_param: Annotated[list[str] | None, typer.Option(help="KEY=VALUE for the site")] = None,
+    grace: GraceOption = 25.0,
+    site_param: SiteParamOption = None,
     mode: Annotated[str | None, typer.Option(
         help="async (event-driven, the default) or rounds (round-locked, exactly "
              "reproducible); default: the script's")] = None,
@@ -205,12 +211,10 @@ def run(
 def resume(
     run_dir: Annotated[Path, typer.Argument(help="run directory of a stopped or killed run")],
     site: Annotated[str | None, typer.Option(help="site (default: the run's own)")] = None,
-    report: Annotated[bool, typer.Option(help="write report.png and summary.json")] = True,
+    report: ReportOption = True,
     baseline: BaselineOption = 0,
     live: LiveOption = True,
-    grace: Annotated[float, typer.Option(
-        help="seconds to wait for running tasks after SIGTERM/SIGINT (Slurm sends SIGKILL "
-             "30 s after SIGTERM by default)")] = 25.0,
+    grace: GraceOption = 25.0,
     budget: Annotated[list[str] | None, typer.Option(
         help="change the budget before continuing: SCALE=N tasks, rounds=N, "
              "wall_time=SECONDS, core_seconds=N, or KEY=none to lift a limit "

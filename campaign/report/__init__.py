@@ -56,8 +56,9 @@ def summarize(run_dir: str | Path, spec: CampaignSpec | None = None,
     baselines of seeds ``spec.seed`` ... ``spec.seed + N - 1`` are run first where
     ``<run>/baseline-random[-i]`` does not hold a finished one yet (``True`` means 1).
     Every finished baseline found is compared: the learning curve shows their median and
-    range, and the summary's ``sims_to_target`` the median over seeds. With a ``spec``,
-    saved models are loaded for the surrogate map and the parity plot.
+    range, and the summary's ``sims_to_stay_below`` and ``error_ratio_at_equal_sims``
+    compare with the seeds (:func:`campaign.report.headline.compare_with_random`). With a
+    ``spec``, saved models are loaded for the surrogate map and the parity plot.
     """
     run_dir = Path(run_dir)
     count = int(baseline)

@@ -9,6 +9,7 @@
 #              `ip netns exec $CONTROL_NS ...` (the controller's namespace).
 #   tests/slurm/multinode_teardown.sh DIR        stops the daemons, deletes the namespaces.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 dir=$(realpath -m "${1:?usage: multinode_setup.sh DIR [NODES]}")
 nodes=${2:-2}
@@ -41,23 +42,7 @@ for i in $(seq 1 "$nodes"); do
 done
 
 # munge: as tests/slurm/setup.sh (a Unix socket: every network namespace reaches it)
-if [[ ! -s /etc/munge/munge.key ]]; then
-    mkdir -p /etc/munge
-    dd if=/dev/urandom of=/etc/munge/munge.key bs=1 count=1024 status=none
-fi
-chown munge:munge /etc/munge /etc/munge/munge.key
-chmod 700 /etc/munge
-chmod 400 /etc/munge/munge.key
-mkdir -p /run/munge /var/lib/munge /var/log/munge
-chown munge:munge /run/munge /var/lib/munge /var/log/munge
-chmod 755 /run/munge
-munge_dir=$(mktemp -d /run/munge/test.XXXXXX)
-echo "$munge_dir" >"$dir/munge_dir"
-chown munge:munge "$munge_dir"
-chmod 755 "$munge_dir"
-runuser -u munge -- munged --socket="$munge_dir/munge.socket" \
-    --pid-file="$munge_dir/munged.pid" --log-file="$munge_dir/munged.log" \
-    --seed-file="$munge_dir/munged.seed"
+start_munge "$dir"
 
 host=$(hostname -s)
 cat >"$dir/slurm.conf" <<CONF

@@ -2,6 +2,7 @@
 # Stop what tests/slurm/multinode_setup.sh DIR started (its daemons, by pid file) and
 # delete the namespaces it made.
 set -uo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 dir=$(realpath -m "${1:?usage: multinode_teardown.sh DIR}")
 tag=$(cat "$dir/tag" 2>/dev/null || true)
@@ -14,22 +15,11 @@ if [[ -n $tag && -f $SLURM_CONF ]]; then
     done
 fi
 munge_dir=$(cat "$dir/munge_dir" 2>/dev/null || true)
-for pidfile in "$dir"/slurmd-*.pid "$dir/slurmctld.pid" ${munge_dir:+"$munge_dir/munged.pid"}; do
-    [[ -s $pidfile ]] || continue
-    pid=$(cat "$pidfile")
-    kill "$pid" 2>/dev/null || continue
-    for _ in $(seq 1 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -9 "$pid" 2>/dev/null || true
-done
+stop_pidfiles "$dir"/slurmd-*.pid "$dir/slurmctld.pid" ${munge_dir:+"$munge_dir/munged.pid"}
 if [[ -n $tag ]]; then
     for ns in $(ip netns list | awk '{print $1}' | grep "^${tag}[cn][0-9]*$"); do
         ip netns del "$ns" 2>/dev/null || true
     done
 fi
-if [[ $munge_dir == /run/munge/test.* ]]; then
-    rm -rf -- "$munge_dir"
-fi
+remove_munge_dir
 exit 0

@@ -10,6 +10,7 @@
 # Everything lives in DIR, on free ports, with its own munge socket: two runs on one machine
 # (two engineers' test sessions) do not meet. Needs root: SlurmUser=root, munged as munge.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 dir=$(realpath -m "${1:?usage: setup.sh DIR}")
 cpus=${SLURM_TEST_CPUS:-8}  # slots advertised; config_overrides lets a 2-core box run 4 jobs
@@ -31,26 +32,8 @@ if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null \
 fi
 installed=$(date +%s.%N)
 
-# munge: key owned by munge, mode 400; the socket directory owned by munge.
-if [[ ! -s /etc/munge/munge.key ]]; then
-    mkdir -p /etc/munge
-    dd if=/dev/urandom of=/etc/munge/munge.key bs=1 count=1024 status=none
-fi
-chown munge:munge /etc/munge /etc/munge/munge.key
-chmod 700 /etc/munge
-chmod 400 /etc/munge/munge.key
-# munged's own folder under /run/munge: DIR may sit where the munge user cannot reach
-# (pytest's temporary folders are private to root).
-mkdir -p /run/munge /var/lib/munge /var/log/munge
-chown munge:munge /run/munge /var/lib/munge /var/log/munge
-chmod 755 /run/munge
-munge_dir=$(mktemp -d /run/munge/test.XXXXXX)
-echo "$munge_dir" >"$dir/munge_dir"
-chown munge:munge "$munge_dir"
-chmod 755 "$munge_dir"
-runuser -u munge -- munged --socket="$munge_dir/munge.socket" \
-    --pid-file="$munge_dir/munged.pid" --log-file="$munge_dir/munged.log" \
-    --seed-file="$munge_dir/munged.seed"
+# munge: key owned by munge, mode 400; munged on a socket of its own.
+start_munge "$dir"
 
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
