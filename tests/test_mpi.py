@@ -101,10 +101,8 @@ def test_two_rank_fine_scale_runs_end_to_end_on_local_mpi_mode(mpi_energy, tmp_p
                               acquisition=MaxVariance(), batch_size=2, quantity="energy")],
         budget=Budget(fine=4, coarse=4),
     )
-    # the site is given the scales' resources (an engine that passes Scale.resources to
-    # get_config makes this argument unneeded)
-    summary = campaign.run(site="local", out=tmp_path / "run", mpi_slots=2,
-                           resources={"fine": ranks})
+    # the engine gives the site each scale's resources: the fine executor is in MPI mode
+    summary = campaign.run(site="local", out=tmp_path / "run", mpi_slots=2)
     assert summary.rows["fine"] == 4 and not summary.failed, summary
     assert not any(counts.get("quarantined") for counts in summary.task_counts.values())
 
