@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from campaign import clock
+from campaign.failures import describe_failure
 from campaign.faults import fault_point
 from campaign.ledger import TaskOutcome
 from campaign.store import Rows, Store
@@ -91,7 +92,9 @@ def check_completion(future: concurrent.futures.Future[Any],
             waited = time.time() - task.submitted
             text = (f"ran past the scale's timeout ({waited:.1f} s after submission; Parsl "
                     "stops the Python app, not a program it started: see apps.external)")
-        problem = f"{type(error).__name__}: {text}"
+        # an app's own error keeps where it was raised (file:line of the innermost frames)
+        problem = (describe_failure(error) if error_kind(type(error).__name__) == "app"
+                   and text == str(error).strip() else f"{type(error).__name__}: {text}")
         return Completion(task, None, problem,
                           deterministic=isinstance(error, DETERMINISTIC_ERRORS),
                           kind=error_kind(problem))

@@ -47,3 +47,23 @@ def test_no_traceback_or_message_is_still_one_honest_line():
         raise KeyError("x")
     except KeyError as error:
         assert describe_failure(error, limit=0) == "KeyError: 'x'"
+
+
+def failing_fine(x, *, seed, **params):
+    read_deck(f"row-{seed % 7}.deck")
+
+
+def test_a_campaigns_ledger_keeps_where_an_app_raised(tmp_path):
+    from conftest import tiny_campaign
+
+    from campaign import Budget
+    from campaign.ledger import Ledger
+
+    spec = tiny_campaign(mode="async", budget=Budget(fine=4, coarse=8), fine_app=failing_fine)
+    summary = spec.run(site="threads", out=tmp_path / "run")
+    assert summary.failed  # every fine task fails: the run stops on its own
+    ledger = Ledger(tmp_path / "run" / "ledger.sqlite", read_only=True)
+    reasons = [a["reason"] for a in ledger.attempts() if a["reason"]]
+    ledger.close()
+    line = read_deck.__code__.co_firstlineno + 1
+    assert reasons and all(f"test_failures.py:{line} in read_deck" in r for r in reasons)
