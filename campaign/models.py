@@ -118,7 +118,7 @@ class ModelKeeper:
             values = np.asarray(held.train_y[held.trained_on:])
             generation = held.generation
             self.dispatcher.on_model_thread(
-                prospective, (held.learner, held.features.values[rows], values),
+                prospective, (held.installed, held.features.values[rows], values),
                 lambda result: Scored(held, generation, result))
         held.trained_on = n
         held.fitting = True
@@ -192,7 +192,7 @@ class ModelKeeper:
             self.featurize_all(held, upto=featurized)
             record.update(features_refit_on=fitted["features_fitted_on"],
                           features_seconds=fitted["features_seconds"])
-        held.learner = fitted["learner"]
+        held.learner = held.installed = fitted["learner"]
         held.fitted = True
         held.installing = False
         held.generation = model_index
@@ -272,7 +272,7 @@ class ModelKeeper:
         if len(rows) == 0 or held.features is None:
             return
         self.scored(Scored(held, model_index,
-                           prospective(held.learner, held.features.values[rows], values)))
+                           prospective(held.installed, held.features.values[rows], values)))
 
     def scored(self, event: Scored) -> None:
         """Add prospective calibration to the model's record and store group."""

@@ -170,6 +170,7 @@ def plan(spec: CampaignSpec, *, workers: dict[str, int], hours: float,
                  for v in values]  # a train worker between fits waits on no decision
     return {
         "campaign": spec.name, "hours": hours, "dry_run": simulation.dry_run,
+        "window": [engine.started, engine.started + hours * 3600.0],
         "virtual_seconds": summary.wall_seconds, "stop_reason": summary.stop_reason,
         "workers": workers, "scales": scales,
         "fine_simulations": scales[spec.scales[-1].name]["done"],
@@ -184,6 +185,8 @@ def plan(spec: CampaignSpec, *, workers: dict[str, int], hours: float,
                                "p99": _quantile(latencies, 0.99),
                                "max": max(latencies) if latencies else math.nan},
         "bottleneck_workers": shortest / binding if math.isfinite(shortest) else math.nan,
+        "model_thread_jobs": {name: {"jobs": count, "cpu_seconds": seconds}
+                              for name, (count, seconds) in dispatcher.model_jobs.items()},
         "mean_durations_s": mean_duration,
         "real_seconds": real_seconds, "real_cpu_seconds": cpu_seconds,
     }

@@ -140,6 +140,7 @@ def saved_models(store: Store, promotion: str) -> list[int]:
 def restore_learner(store: Store, promotion_state: PromotionState, model: int) -> None:
     """Load saved model ``model`` into the promotion's learner."""
     promotion_state.learner.load_state_dict(store.load_model(promotion_state.name, model))
+    promotion_state.installed = promotion_state.learner
     promotion_state.generation = model
     promotion_state.fitted = True
     node = store.group[f"models/{promotion_state.name}/{model}"]

@@ -163,6 +163,7 @@ class SimulatedDispatcher:
         self._excluded = 0.0
         self.charged = {"driver": 0.0, "apps": 0.0, "fits": 0.0, "model_thread": 0.0}
         self.idle_seconds = 0.0  # virtual time the driver spent waiting
+        self.model_jobs: dict[str, tuple[int, float]] = {}  # kind -> (jobs, CPU seconds)
         # decision latency: virtual seconds from a worker freeing with nothing queued for
         # it to the next task starting on it, per executor label
         self.latencies: dict[str, list[float]] = {}
@@ -243,6 +244,9 @@ class SimulatedDispatcher:
                          then: Callable[[Any], Event], takes_future: bool) -> None:
         future, spent = self._measure(fn, *args)
         self.charged["model_thread"] += spent
+        name = getattr(fn, "__name__", type(fn).__name__)
+        count, seconds = self.model_jobs.get(name, (0, 0.0))
+        self.model_jobs[name] = (count + 1, seconds + spent)
         handle = next(self._order)
         self.jobs[handle] = (then, takes_future)
         self._results[handle] = future

@@ -146,6 +146,9 @@ class PromotionState:
     selecting: bool = False  # a selection runs on the model thread
     conditioning: bool = False  # the posterior takes in committed results (model thread)
     seen: int = 0  # training results the current posterior has taken in (fit + condition)
+    # the newest model as fitted, before it took in results through ``condition``: what a
+    # prospective score measures (``learner`` may have seen the rows being scored)
+    installed: Any = None
     picks: Counter[int] = field(default_factory=Counter)  # generation -> rows it chose
     exhausted_at: int | None = None  # source rows committed when no candidate was left
     records: dict[int, dict[str, Any]] = field(default_factory=dict)  # model -> its record

@@ -103,5 +103,6 @@ def test_plan_reports_tasks_utilization_and_the_driver(tmp_path):
     assert result["bottleneck_workers"] > 0
     text = plan_table(result)
     assert "fine simulations in the allocation" in text and "bottleneck" in text
-    recomputed = utilization_from_ledger(tmp_path / "plan", {"fine": 4})
+    recomputed = utilization_from_ledger(tmp_path / "plan", {"fine": 4},
+                                         window=tuple(result["window"]))
     assert recomputed["fine"]["utilization"] == pytest.approx(fine["utilization"])
