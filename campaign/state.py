@@ -147,6 +147,9 @@ class PromotionState:
     conditioning: bool = False  # the posterior takes in committed results (model thread)
     seen: int = 0  # training results the current posterior has taken in (fit + condition)
     picks: Counter[int] = field(default_factory=Counter)  # generation -> rows it chose
+    # picks chosen but not submitted yet (their rows reserved in ``promoted``): (source
+    # row, the generation that chose it (-1: the design), results its posterior had seen)
+    ready: list[tuple[int, int, int]] = field(default_factory=list)
     exhausted_at: int | None = None  # source rows committed when no candidate was left
     records: dict[int, dict[str, Any]] = field(default_factory=dict)  # model -> its record
     scored: dict[str, Any] | None = None  # the newest prospective score (progress)
