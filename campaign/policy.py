@@ -17,7 +17,7 @@ PROMOTED_PER_WORKER = 2  # a promoted scale: each worker's next pick waits there
 # Before its first model, a promotion spends at most this share of its target's task
 # budget (and at least its seed design) on the space-filling design: with simulations
 # much faster than a fit, filling every free slot would spend the budget unsteered
-DESIGN_SHARE = 0.25
+DESIGN_SHARE = 0.5
 
 
 def picks_wanted(held: PromotionState, source_done: int, source_rows: int,
@@ -53,7 +53,7 @@ def picks_wanted(held: PromotionState, source_done: int, source_rows: int,
 def fit_due(held: PromotionState) -> bool:
     """A refit is due: ``retrain_every`` new results (the first: the seed design's),
     or new results and nothing of the target still pending."""
-    if held.fitting:
+    if held.fitting or held.installing:  # the next fit starts from the installed model
         return False
     new = len(held.train_rows) - held.trained_on
     if new <= 0:

@@ -258,6 +258,7 @@ def test_a_result_arriving_while_a_model_is_installed_is_counted_once(tmp_path):
     assert held.installing
     steerer.on_events([finish(steerer, batch[1])])  # arrives during the install
     steerer.flush()
+    assert not fit_due(held)  # the next fit starts from the installed model
     steerer.on_events(steerer.dispatcher.run(steerer.keeper.reference_error))
     assert held.generation == 2 and not held.installing and held.seen == 3
     assert len(held.train_rows) == 4 == len(set(held.train_rows))
@@ -346,8 +347,8 @@ def test_picks_wanted_keeps_one_batch_chosen_ahead(tmp_path):
     held.promoted.update({3, 4, 5, 6})
     assert picks_wanted(held, 1, 30, 1, free=0, left=None) == 4  # chosen while they run
     assert picks_wanted(held, 1, 30, 1, free=2, left=1) == 1
-    # before the first model: at most a quarter of the budget on the design
-    assert picks_wanted(held, 1, 30, 1, free=2, left=None, budget=20) == 1
+    # before the first model: at most half the budget on the design
+    assert picks_wanted(held, 1, 30, 1, free=2, left=None, budget=10) == 1
     held.fitted = True
     assert picks_wanted(held, 1, 30, 1, free=2, left=None, budget=20) == 4
     held.ready = [(7, 1, 2)]
