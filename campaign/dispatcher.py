@@ -23,6 +23,7 @@ from campaign.spec import CampaignSpec
 from campaign.state import CampaignState
 
 POLL_SECONDS = 0.2
+WAITING_SECONDS = 1.0  # how often attempts not started yet are counted (one stat each)
 
 
 class Dispatcher:
@@ -45,6 +46,7 @@ class Dispatcher:
         self.model_thread = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="campaign-model")
         self.fit_thread: concurrent.futures.ThreadPoolExecutor | None = None
+        self.counted_waiting = float("-inf")
 
     # -- submitting ------------------------------------------------------------------
     def launch(self, task: SubmittedTask, params: dict[str, Any]) -> None:
@@ -112,7 +114,20 @@ class Dispatcher:
             then, takes_future = self.jobs.pop(future)
             events.append(then(future if takes_future else future.result()))
         events.extend(self._past_deadlines())
+        if time.monotonic() - self.counted_waiting >= WAITING_SECONDS:
+            self._count_waiting()
         return events
+
+    def _count_waiting(self) -> None:
+        """Per scale, the attempts in flight no worker has started yet (queued, or
+        their block not started): ``ScaleState.waiting``, shown by progress."""
+        self.counted_waiting = time.monotonic()
+        waiting = dict.fromkeys(self.state.scales, 0)
+        for task in self.sims.values():
+            if not self.policy.has_started(task):
+                waiting[task.scale] += 1
+        for name, count in waiting.items():
+            self.state.scales[name].waiting = count
 
     def _past_deadlines(self) -> list[Event]:
         """Attempts past their deadline (from their start) count as failed: the executor

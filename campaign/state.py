@@ -93,6 +93,7 @@ class ScaleState:
     monitor: Any = None  # campaign.monitoring.ScaleMonitor of a monitored walker scale
     columns: dict[str, Any] | None = None  # x and y/<name>: (dtype, row shape) of its rows
     in_flight: int = 0  # attempts submitted and not yet returned, expired or lost
+    waiting: int = 0  # ... of which no worker has started yet (counted about every second)
     rounds_with_tasks: set[int] = field(default_factory=set)  # rounds mode: rounds begun
     failed_attempts: int = 0  # app failures retried by this driver
     lost_attempts: int = 0  # attempts lost to the infrastructure (resubmitted, no retry used)

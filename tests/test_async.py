@@ -405,11 +405,17 @@ def sleepy(x, *, seed):
 def test_a_queued_attempt_is_never_charged_a_deadline(tmp_path):
     """40 attempts queued on 2 threads wait up to ~6 s, past the 4 s deadline
     (2 x timeout + 2 s): it runs from each attempt's start, so none expires."""
+    from campaign.engine import Engine
+
     spec = Campaign(name="queued", scales=[
         Scale("walk", app=sleepy, walkers=np.zeros((40, 1)), timeout=1.0, retries=0,
               max_in_flight=40)], budget=Budget(walk=80))
-    summary = spec.run(site="threads", out=tmp_path / "run")
+    snapshots = []
+    summary = Engine(spec, tmp_path / "run", site="threads",
+                     on_progress=snapshots.append).run()
     assert not summary.failed and summary.task_counts["walk"] == {"done": 80}
+    # progress says attempts wait to start (the queue lasts >= 6 s: 40 x 0.3 s / 2)
+    assert max(s["scales"][0]["tasks"]["waiting"] for s in snapshots) > 0
     ledger, _ = open_run(tmp_path / "run")
     waits = [a["started"] - a["submitted"] for a in ledger.attempts()]
     assert max(waits) > 4.0  # queued past the deadline a submission clock would set
