@@ -3,7 +3,8 @@
 Owns: the simulation attempts in flight on Parsl (each with its next deadline check,
 ``campaign.retry``), the jobs on the ``train`` executor, and the model thread, one
 thread on which every posterior, selection, score and install preparation runs, so
-the steering thread keeps ingesting. :meth:`Dispatcher.wait` returns what completed as
+the steering thread keeps ingesting (and a fit thread, for a first fit made here while
+no ``train`` worker is up). :meth:`Dispatcher.wait` returns what completed as
 ``campaign.events`` values; a steerer never holds a future. The state's counts of
 what is in flight are the steerer's to keep (it reacts to the events).
 """
@@ -22,6 +23,7 @@ from campaign.spec import CampaignSpec
 from campaign.state import CampaignState
 
 POLL_SECONDS = 0.2
+WAITING_SECONDS = 1.0  # how often attempts not started yet are counted (one stat each)
 
 
 class Dispatcher:
@@ -43,6 +45,8 @@ class Dispatcher:
         self.jobs: dict[concurrent.futures.Future[Any], tuple[Callable[[Any], Event], bool]] = {}
         self.model_thread = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="campaign-model")
+        self.fit_thread: concurrent.futures.ThreadPoolExecutor | None = None
+        self.counted_waiting = float("-inf")
 
     # -- submitting ------------------------------------------------------------------
     def launch(self, task: SubmittedTask, params: dict[str, Any]) -> None:
@@ -69,10 +73,14 @@ class Dispatcher:
         that raises is a bug of the engine: its error surfaces in :meth:`wait`."""
         self.jobs[self.model_thread.submit(fn, *args)] = (then, False)
 
-    def fit_on_model_thread(self, fn: Callable[..., Any], args: tuple[Any, ...],
-                            then: Callable[[concurrent.futures.Future[Any]], Event]) -> None:
-        """A fit on the model thread (no train worker is up yet): its errors are events."""
-        self.jobs[self.model_thread.submit(fn, *args)] = (then, True)
+    def fit_here(self, fn: Callable[..., Any], args: tuple[Any, ...],
+                 then: Callable[[concurrent.futures.Future[Any]], Event]) -> None:
+        """A fit in this process, on a thread of its own (no ``train`` worker is up
+        yet), so selections go on meanwhile; its errors are part of its event."""
+        if self.fit_thread is None:
+            self.fit_thread = concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="campaign-fit")
+        self.jobs[self.fit_thread.submit(fn, *args)] = (then, True)
 
     # -- what is under way -----------------------------------------------------------
     def busy(self) -> bool:
@@ -106,7 +114,20 @@ class Dispatcher:
             then, takes_future = self.jobs.pop(future)
             events.append(then(future if takes_future else future.result()))
         events.extend(self._past_deadlines())
+        if time.monotonic() - self.counted_waiting >= WAITING_SECONDS:
+            self._count_waiting()
         return events
+
+    def _count_waiting(self) -> None:
+        """Per scale, the attempts in flight no worker has started yet (queued, or
+        their block not started): ``ScaleState.waiting``, shown by progress."""
+        self.counted_waiting = time.monotonic()
+        waiting = dict.fromkeys(self.state.scales, 0)
+        for task in self.sims.values():
+            if not self.policy.has_started(task):
+                waiting[task.scale] += 1
+        for name, count in waiting.items():
+            self.state.scales[name].waiting = count
 
     def _past_deadlines(self) -> list[Event]:
         """Attempts past their deadline (from their start) count as failed: the executor
@@ -137,4 +158,6 @@ class Dispatcher:
 
     def close(self) -> None:
         self.model_thread.shutdown(wait=True, cancel_futures=True)
+        if self.fit_thread is not None:
+            self.fit_thread.shutdown(wait=True, cancel_futures=True)
 

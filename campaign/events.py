@@ -80,7 +80,7 @@ class SelectionReady:
     committed_at_snapshot: int
     features_version: int
     generation: int  # the model that chose (-1: the space-filling design)
-    staleness: int  # committed results of the target the chooser had not seen
+    seen: int  # training results that posterior had taken in (-1: no model)
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """The model keeper: every promotion's surrogate, fitted, installed once, scored.
 
 Owns: the warm-up fit at launch, fits (waited for in rounds mode and for the final
-fit; in the background on ``train`` in async mode, or on the model thread when no
-``train`` worker is up yet, so the first model never waits for a late worker), the
+fit; in the background on ``train`` in async mode, or in this process when no ``train``
+worker is up yet, so the first model never waits for a late worker), the
 one install of a fitted model (saved to the store, recorded in the ledger, a refitted
 featurizer swapped in with it), taking committed results into the posterior at once
 (``learner.condition``, where the learner supports it), prospective scoring, and the
@@ -110,7 +110,7 @@ class ModelKeeper:
 
     def start_fit(self, held: PromotionState) -> None:
         """Async: fit on every committed result in the background. The first fit runs
-        on the model thread while no ``train`` worker is up yet."""
+        in this process (``Dispatcher.fit_here``) while no ``train`` worker is up yet."""
         n = len(held.train_rows)
         X, y = held.training_set()
         if held.fitted and held.features is not None:  # prospective: never seen by it
@@ -134,12 +134,12 @@ class ModelKeeper:
             if self.train_worker_up(held) or held.fitted:
                 self.dispatcher.on_train("refit_app", args, returned)
             else:
-                self.dispatcher.fit_on_model_thread(fit_features_and_learner, args, returned)
+                self.dispatcher.fit_here(fit_features_and_learner, args, returned)
         elif self.train_worker_up(held) or held.fitted:
             self.dispatcher.on_train("train_app", (copy.deepcopy(held.learner), X, y),
                                      returned)
         else:
-            self.dispatcher.fit_on_model_thread(
+            self.dispatcher.fit_here(
                 fit_learner, (copy.deepcopy(held.learner), X, y), returned)
         fault_point("during-fit")
 

@@ -53,9 +53,10 @@ class Selection:
 def snapshot(state: CampaignState, promotion_state: PromotionState, k: int,
              rng: np.random.Generator, *, use_model: bool,
              before_round: int | None = None,
-             unseen: list[int] | None = None) -> SelectionRequest:
+             also_pending: list[int] | None = None) -> SelectionRequest:
     """Copy out what :func:`select_batch` needs (O(new rows + promoted rows)).
-    ``unseen``: committed rows the model has not seen, fantasized like pending ones."""
+    ``also_pending``: rows fantasized like pending ones (async: committed rows the model
+    has not seen, and picks chosen but not submitted yet)."""
     source = state.scales[promotion_state.promotion.source]
     featurized = promotion_state.featurized
     assert source.x is not None or source.committed_rows == 0
@@ -67,7 +68,7 @@ def snapshot(state: CampaignState, promotion_state: PromotionState, k: int,
     if before_round is not None and source.row_round is not None:
         rounds = source.row_round.values[:source.committed_rows]
     pending = sorted(promotion_state.pending | promotion_state.quarantined
-                     | set(unseen or ()))
+                     | set(also_pending or ()))
     return SelectionRequest(
         promotion=promotion_state.promotion,
         learner=promotion_state.learner if use_model else None,

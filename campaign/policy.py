@@ -17,28 +17,33 @@ PROMOTED_PER_WORKER = 2  # a promoted scale: each worker's next pick waits there
 # Before its first model, a promotion spends at most this share of its target's task
 # budget (and at least its seed design) on the space-filling design: with simulations
 # much faster than a fit, filling every free slot would spend the budget unsteered
-DESIGN_SHARE = 0.25
+DESIGN_SHARE = 0.5
 
 
 def picks_wanted(held: PromotionState, source_done: int, source_rows: int,
                  source_walkers: int, free: int, left: int | None,
                  budget: int | None = None) -> int:
-    """How many source rows the promotion should choose now (0: none). A pure function
-    of the model slot and the target's free slots and budget: the seed design once the
-    pool has rows from every walker; afterwards every free slot, by the newest model
-    (before it, by the space-filling design, up to ``DESIGN_SHARE`` of ``budget``), at
-    most one batch per request."""
+    """How many source rows the promotion should ask the model thread for now (0:
+    none). A pure function of the model slot and the target's free slots and budget:
+    the seed design once the pool has rows from every walker and a slot is free;
+    afterwards a batch whenever fewer than a batch of picks wait to go out
+    (``held.ready``), so the next batch is chosen while the last one runs (before the
+    first model by the space-filling design, up to ``DESIGN_SHARE`` of ``budget``)."""
     promotion = held.promotion
     if held.selecting or source_rows == 0 or held.exhausted_at == source_rows:
         return 0
-    if left == 0 or free <= 0:
+    if left is not None:
+        left -= len(held.ready)
+    if (left is not None and left <= 0) or len(held.ready) >= promotion.batch_size:
         return 0
-    if not held.fitted and not (held.pending or held.train_rows or held.fitting):
-        if source_done < source_walkers or source_rows < promotion.seed_design_size:
+    if not held.fitted and not (held.pending or held.train_rows or held.fitting
+                                or held.ready):
+        if free <= 0 or source_done < source_walkers or (
+                source_rows < promotion.seed_design_size):
             return 0  # from a pool every walker has added to, not the first rows to arrive
         k = promotion.seed_design_size
     else:
-        k = min(promotion.batch_size, free)
+        k = promotion.batch_size
         if not held.fitted and budget is not None:
             allowed = max(promotion.seed_design_size, int(DESIGN_SHARE * budget))
             k = min(k, max(0, allowed - len(held.promoted)))
@@ -48,7 +53,7 @@ def picks_wanted(held: PromotionState, source_done: int, source_rows: int,
 def fit_due(held: PromotionState) -> bool:
     """A refit is due: ``retrain_every`` new results (the first: the seed design's),
     or new results and nothing of the target still pending."""
-    if held.fitting:
+    if held.fitting or held.installing:  # the next fit starts from the installed model
         return False
     new = len(held.train_rows) - held.trained_on
     if new <= 0:

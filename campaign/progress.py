@@ -64,7 +64,8 @@ def progress_snapshot(spec: CampaignSpec, state: CampaignState, elapsed: float,
     * ``scales``: per scale ``{"name", "committed_rows", "tasks", "budget",
       "monitor"}``; ``tasks`` counts ``submitted`` (every task recorded, whatever
       became of it), ``running`` (attempts in flight: queued or running on the
-      executor), ``done`` and ``quarantined`` (outcomes committed), ``failed``
+      executor), ``waiting`` (of those, attempts no worker has started yet: queued, or
+      their block not started), ``done`` and ``quarantined`` (outcomes committed), ``failed``
       (failed attempts retried by this driver), ``lost`` (attempts the
       infrastructure lost, resubmitted without using a retry); ``budget`` is the
       scale's task budget (None: none); ``monitor`` its segment monitor's
@@ -89,6 +90,7 @@ def progress_snapshot(spec: CampaignSpec, state: CampaignState, elapsed: float,
         scales.append({
             "name": name, "committed_rows": int(held.committed_rows),
             "tasks": {"submitted": int(held.tasks_recorded), "running": int(held.in_flight),
+                      "waiting": int(min(held.waiting, held.in_flight)),
                       "done": int(held.tasks.get("done", 0)),
                       "failed": int(held.failed_attempts), "lost": int(held.lost_attempts),
                       "quarantined": int(held.tasks.get("quarantined", 0))},
@@ -123,6 +125,8 @@ def progress_parts(snapshot: dict[str, Any]) -> list[str]:
         tasks, limit, extra = scale["tasks"], scale["budget"], ""
         if tasks["quarantined"]:
             extra += f", {tasks['quarantined']} quarantined"
+        if tasks.get("waiting"):
+            extra += f", {tasks['waiting']} waiting to start"
         if tasks.get("lost"):
             extra += f", {tasks['lost']} lost to the infrastructure"
         if scale["monitor"] is not None:

@@ -96,6 +96,11 @@ class RetryPolicy:
         except (OSError, ValueError, IndexError):
             return None
 
+    def has_started(self, task: SubmittedTask) -> bool:
+        """Whether a worker marked the attempt started (True without markers)."""
+        path = self.marker(task)
+        return path is None or os.path.exists(path)
+
     def forget(self, task: SubmittedTask) -> None:
         """The attempt returned: its marker is no longer needed."""
         path = self.marker(task)

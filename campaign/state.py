@@ -93,6 +93,7 @@ class ScaleState:
     monitor: Any = None  # campaign.monitoring.ScaleMonitor of a monitored walker scale
     columns: dict[str, Any] | None = None  # x and y/<name>: (dtype, row shape) of its rows
     in_flight: int = 0  # attempts submitted and not yet returned, expired or lost
+    waiting: int = 0  # ... of which no worker has started yet (counted about every second)
     rounds_with_tasks: set[int] = field(default_factory=set)  # rounds mode: rounds begun
     failed_attempts: int = 0  # app failures retried by this driver
     lost_attempts: int = 0  # attempts lost to the infrastructure (resubmitted, no retry used)
@@ -150,6 +151,9 @@ class PromotionState:
     # prospective score measures (``learner`` may have seen the rows being scored)
     installed: Any = None
     picks: Counter[int] = field(default_factory=Counter)  # generation -> rows it chose
+    # picks chosen but not submitted yet (their rows reserved in ``promoted``): (source
+    # row, the generation that chose it (-1: the design), results its posterior had seen)
+    ready: list[tuple[int, int, int]] = field(default_factory=list)
     exhausted_at: int | None = None  # source rows committed when no candidate was left
     records: dict[int, dict[str, Any]] = field(default_factory=dict)  # model -> its record
     scored: dict[str, Any] | None = None  # the newest prospective score (progress)

@@ -133,7 +133,8 @@ class AsyncSteerer(Steerer):
         for name, idle in self.idle_walkers.items():
             if idle:
                 self.fill_walkers(name)
-        if events and not (self.stop.stopping or self.state.status.stop_reason):
+        status = self.state.status
+        if events and not (self.stop.stopping or status.stop_reason or status.failed_reason):
             for held in self.state.promotions:
                 self.select(held)
 
@@ -222,32 +223,47 @@ class AsyncSteerer(Steerer):
 
     # -- selections ------------------------------------------------------------------
     def select(self, held: PromotionState) -> None:
-        """Ask the model thread for picks into the target's free slots, if it has any."""
+        """Fill the target's free slots from the promotion's ready picks, and ask the
+        model thread for the next batch while fewer than a batch wait. Ready picks of a
+        posterior older than the newest model are dropped (their rows free again)."""
         promotion = held.promotion
         source = self.state.scales[promotion.source]
         target = self.state.scales[promotion.target]
+        chooser = held.generation if held.fitted else -1
+        stale = [pick for pick in held.ready if pick[1] != chooser]
+        if stale:
+            held.promoted.difference_update(row for row, _, _ in stale)
+            held.ready = [pick for pick in held.ready if pick[1] == chooser]
+        free = self.max_in_flight[promotion.target] - target.in_flight
+        left = tasks_left(self.spec, self.state, promotion.target)
+        if held.ready and free > 0 and left != 0:
+            self._submit_ready(held, free if left is None else min(free, left))
+            free = self.max_in_flight[promotion.target] - target.in_flight
+            left = tasks_left(self.spec, self.state, promotion.target)
         k = picks_wanted(held, source.tasks.get("done", 0), source.committed_rows,
-                         len(source.walkers), self.max_in_flight[promotion.target]
-                         - target.in_flight, tasks_left(self.spec, self.state,
-                                                        promotion.target),
+                         len(source.walkers), free, left,
                          self.spec.budget.tasks.get(promotion.target))
         if k == 0:
             return
         index = self.state.promotions.index(held)
         rng = np.random.default_rng([self.spec.seed, index, self.selections, 7919])
         self.selections += 1
-        unseen = held.train_rows[held.seen:] if held.fitted else []
-        request = snapshot(self.state, held, k, rng, use_model=held.fitted, unseen=unseen)
-        generation = held.generation if held.fitted else -1
-        staleness = len(held.train_rows) - held.seen if held.fitted else -1
+        also_pending = [row for row, _, _ in held.ready]
+        if held.fitted:
+            also_pending += held.train_rows[held.seen:]
+        request = snapshot(self.state, held, k, rng, use_model=held.fitted,
+                           also_pending=also_pending)
+        seen = held.seen if held.fitted else -1
         committed, version = source.committed_rows, held.features_version
         held.selecting = True
         self.dispatcher.on_model_thread(
             select_batch, (request,),
             lambda selection: SelectionReady(held, selection, committed, version,
-                                             generation, staleness))
+                                             chooser, seen))
 
     def selected(self, event: SelectionReady) -> None:
+        """A batch of picks came back: they join the promotion's ready picks, which go
+        out into the target's free slots at once."""
         held = event.promotion
         held.selecting = False
         if event.features_version != held.features_version:
@@ -262,15 +278,23 @@ class AsyncSteerer(Steerer):
             return
         if self.stop.stopping or self.state.status.stop_reason:
             return
-        left = tasks_left(self.spec, self.state, held.promotion.target)
-        chosen = [int(r) for r in event.selection.chosen][: left if left is not None else None]
-        chosen = [r for r in chosen if r not in held.promoted]  # never twice
-        inputs = [mapped_input(held.promotion, self.state, row) for row in chosen]
-        round_index = max(event.generation, 0)
-        held.picks[event.generation] += len(chosen)
-        self.submit(held.promotion.target, [round_index] * len(chosen), inputs, chosen,
-                    [None] * len(chosen), chosen_by=event.generation,
-                    staleness=event.staleness)
+        chosen = [int(r) for r in event.selection.chosen if int(r) not in held.promoted]
+        held.promoted.update(chosen)  # reserved: no later selection chooses them again
+        held.ready += [(row, event.generation, event.seen) for row in chosen]
+        self.select(held)
 
+    def _submit_ready(self, held: PromotionState, count: int) -> None:
+        """Submit ``count`` ready picks (oldest first), each with the model that chose
+        it and the committed results of the target that posterior had not seen by now."""
+        picks, held.ready = held.ready[:count], held.ready[count:]
+        for generation in sorted({g for _, g, _ in picks}):
+            for seen in sorted({s for _, g, s in picks if g == generation}):
+                rows = [r for r, g, s in picks if g == generation and s == seen]
+                staleness = len(held.train_rows) - seen if generation >= 0 else -1
+                held.picks[generation] += len(rows)
+                self.submit(held.promotion.target, [max(generation, 0)] * len(rows),
+                            [mapped_input(held.promotion, self.state, r) for r in rows],
+                            rows, [None] * len(rows), chosen_by=generation,
+                            staleness=staleness)
 
 __all__ = ["AsyncSteerer"]

@@ -395,3 +395,29 @@ def test_each_learner_is_warmed_up_once_at_launch_and_changes_nothing(tmp_path, 
     np.testing.assert_array_equal(fine["warmed"].x, fine["broken"].x)
     for key in fine["warmed"].y:
         np.testing.assert_array_equal(fine["warmed"].y[key], fine["broken"].y[key])
+
+
+def sleepy(x, *, seed):
+    time.sleep(0.3)
+    return {"x": np.atleast_2d(x), "value": np.zeros(1)}
+
+
+def test_a_queued_attempt_is_never_charged_a_deadline(tmp_path):
+    """40 attempts queued on 2 threads wait up to ~6 s, past the 4 s deadline
+    (2 x timeout + 2 s): it runs from each attempt's start, so none expires."""
+    from campaign.engine import Engine
+
+    spec = Campaign(name="queued", scales=[
+        Scale("walk", app=sleepy, walkers=np.zeros((40, 1)), timeout=1.0, retries=0,
+              max_in_flight=40)], budget=Budget(walk=80))
+    snapshots = []
+    summary = Engine(spec, tmp_path / "run", site="threads",
+                     on_progress=snapshots.append).run()
+    assert not summary.failed and summary.task_counts["walk"] == {"done": 80}
+    # progress says attempts wait to start (the queue lasts >= 6 s: 40 x 0.3 s / 2)
+    assert max(s["scales"][0]["tasks"]["waiting"] for s in snapshots) > 0
+    ledger, _ = open_run(tmp_path / "run")
+    waits = [a["started"] - a["submitted"] for a in ledger.attempts()]
+    assert max(waits) > 4.0  # queued past the deadline a submission clock would set
+    assert all(a["outcome"] == "done" for a in ledger.attempts())
+    ledger.close()

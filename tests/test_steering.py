@@ -65,10 +65,12 @@ class FakeDispatcher:
 
     def __init__(self) -> None:
         self.sims: dict[int, SubmittedTask] = {}
+        self.launched: list[SubmittedTask] = []
         self.jobs: list[tuple[Any, tuple[Any, ...], Any, bool]] = []
 
     def launch(self, task: SubmittedTask, params: dict[str, Any]) -> None:
         self.sims[task.task_id] = task
+        self.launched.append(task)
 
     def on_model_thread(self, fn, args, then) -> None:
         self.jobs.append((fn, args, then, False))
@@ -76,7 +78,7 @@ class FakeDispatcher:
     def on_train(self, app, args, then) -> None:
         self.jobs.append((app, args, then, True))
 
-    fit_on_model_thread = on_train
+    fit_here = on_train
 
     def busy(self) -> bool:
         return bool(self.sims or self.jobs)
@@ -166,8 +168,11 @@ def finish(steerer: AsyncSteerer, task: SubmittedTask, value: float = 1.0,
 
 
 def select_and_submit(steerer: AsyncSteerer) -> list[SubmittedTask]:
+    """Run the model thread's pending selections (and those they lead to); the tasks
+    submitted meanwhile."""
     before = set(steerer.dispatcher.sims)
-    steerer.on_events(steerer.dispatcher.run(select_batch))
+    while steerer.dispatcher.pending(select_batch):
+        steerer.on_events(steerer.dispatcher.run(select_batch))
     return [t for i, t in steerer.dispatcher.sims.items() if i not in before]
 
 
@@ -177,11 +182,16 @@ def test_a_freed_fine_slot_sends_a_selection_request_on_the_same_event(tmp_path)
     fitted_model(steerer, [0, 29])
     steerer.fill()
     first = select_and_submit(steerer)
-    assert len(first) == 2 and not steerer.dispatcher.pending(select_batch)  # slots full
+    held = steerer.state.promotions[0]
+    # slots full, and the next batch chosen while they run
+    assert len(first) == 2 and len(held.ready) == 2
+    assert not steerer.dispatcher.pending(select_batch)
+    launched = len(steerer.dispatcher.launched)
     steerer.on_events([finish(steerer, first[0])])
-    assert len(steerer.dispatcher.pending(select_batch)) == 1  # on that same event
-    again = select_and_submit(steerer)
-    assert len(again) == 1 and again[0].chosen_by == 1
+    # on that same event: the slot gets a ready pick, and a request for more goes out
+    (refill,) = steerer.dispatcher.launched[launched:]
+    assert refill.scale == "fine" and refill.chosen_by == 1
+    assert len(steerer.dispatcher.pending(select_batch)) == 1
 
 
 def test_a_fully_quarantined_batch_does_not_stall_the_promotion(tmp_path):
@@ -193,23 +203,44 @@ def test_a_fully_quarantined_batch_does_not_stall_the_promotion(tmp_path):
     steerer.on_events([finish(steerer, t, problem="bad result: misshapen") for t in batch])
     steerer.flush()
     held = steerer.state.promotions[0]
-    assert held.quarantined == {t.parent_row for t in batch} and not held.pending
-    steerer.fill()
-    assert len(select_and_submit(steerer)) == 2
+    assert held.quarantined == {t.parent_row for t in batch}
+    running = [t for t in steerer.dispatcher.sims.values() if t.scale == "fine"]
+    assert len(running) == 2 and held.pending == {t.parent_row for t in running}
+    assert len(steerer.dispatcher.pending(select_batch)) == 1  # and more are chosen
+    assert len(select_and_submit(steerer)) == 0 and len(held.ready) == 2
 
 
 def test_no_row_is_chosen_twice(tmp_path):
-    steerer = make_steerer(tmp_path, FakeLearner())
+    steerer = make_steerer(tmp_path, FakeLearner(), batch_size=3)
     pool(steerer)
     fitted_model(steerer, [0])
     steerer.fill()
-    chosen = [t.parent_row for t in select_and_submit(steerer)]
-    for _ in range(10):
+    select_and_submit(steerer)
+    for _ in range(10):  # picks go out from ready batches and from new selections
         task = next(t for t in steerer.dispatcher.sims.values() if t.scale == "fine")
         steerer.on_events([finish(steerer, task)])
         steerer.flush()
-        chosen += [t.parent_row for t in select_and_submit(steerer)]
+        select_and_submit(steerer)
+    chosen = [t.parent_row for t in steerer.dispatcher.launched if t.scale == "fine"]
     assert len(chosen) == len(set(chosen)) == 12 and 0 not in chosen
+
+
+def test_ready_picks_fill_freed_slots_and_a_newer_model_drops_them(tmp_path):
+    steerer = make_steerer(tmp_path, FakeLearner(), batch_size=4)
+    pool(steerer)
+    fitted_model(steerer, [0, 29])
+    steerer.fill()
+    first = select_and_submit(steerer)
+    held = steerer.state.promotions[0]
+    # 2 free slots took 2 of the first batch; the next batch was chosen meanwhile
+    assert len(first) == 2 and len(held.ready) == 6
+    steerer.on_events([finish(steerer, first[0])])  # a freed slot: a ready pick goes out
+    assert not steerer.dispatcher.pending(select_batch) and len(held.ready) == 5
+    dropped = [row for row, _, _ in held.ready]
+    held.generation = 2  # a newer model was installed
+    steerer.on_events([finish(steerer, first[1])])
+    assert not set(dropped) & held.promoted and not held.ready
+    assert len(steerer.dispatcher.pending(select_batch)) == 1  # the new model chooses
 
 
 def test_a_result_arriving_while_a_model_is_installed_is_counted_once(tmp_path):
@@ -227,6 +258,7 @@ def test_a_result_arriving_while_a_model_is_installed_is_counted_once(tmp_path):
     assert held.installing
     steerer.on_events([finish(steerer, batch[1])])  # arrives during the install
     steerer.flush()
+    assert not fit_due(held)  # the next fit starts from the installed model
     steerer.on_events(steerer.dispatcher.run(steerer.keeper.reference_error))
     assert held.generation == 2 and not held.installing and held.seen == 3
     assert len(held.train_rows) == 4 == len(set(held.train_rows))
@@ -248,13 +280,15 @@ def test_a_model_that_fails_to_fit_keeps_the_previous_one(tmp_path):
 
 @pytest.mark.parametrize("learner", [FakeLearner(), ConditionedLearner()])
 def test_committed_results_are_conditioned_on_or_fantasized(tmp_path, learner):
-    steerer = make_steerer(tmp_path, learner)
+    steerer = make_steerer(tmp_path, learner, batch_size=1)
     pool(steerer)
     fitted_model(steerer, [0, 29])
     steerer.fill()
-    batch = select_and_submit(steerer)
-    steerer.on_events([finish(steerer, batch[0])])
-    steerer.flush()
+    a, b = select_and_submit(steerer)  # 2 free slots, and one pick waits ready
+    steerer.on_events([finish(steerer, a)])  # the ready pick c goes out; a request
+    (c,) = [t for t in steerer.dispatcher.sims.values() if t.task_id > b.task_id]
+    assert c.staleness == 0  # a is not committed yet
+    steerer.flush()  # a committed
     held = steerer.state.promotions[0]
     conditioning = steerer.dispatcher.pending(held.learner.condition)
     if learner.supports_condition:  # the posterior takes the result in at once
@@ -263,15 +297,17 @@ def test_committed_results_are_conditioned_on_or_fantasized(tmp_path, learner):
         assert held.seen == 3 and len(held.learner.X) == 3 and held.generation == 1
     else:
         assert not conditioning and held.seen == 2
-    select_and_submit(steerer)  # asked for on the completion, before the commit
-    steerer.on_events([finish(steerer, batch[1])])  # the next request: after it
+    select_and_submit(steerer)  # d, chosen from the snapshot before a's commit
+    steerer.on_events([finish(steerer, b)])  # d goes out; a request after a's commit
     request = steerer.dispatcher.pending(select_batch)[0][1][0]
     pending = set(request.pending.tolist())
-    assert batch[1].parent_row in pending  # still running at the snapshot: fantasized
+    assert {b.parent_row, c.parent_row} <= pending  # running: fantasized
     # a committed result the posterior has not taken in is fantasized too
-    assert (batch[0].parent_row in pending) != learner.supports_condition
-    picks = select_and_submit(steerer)
-    assert [t.staleness for t in picks] == [0 if learner.supports_condition else 1]
+    assert (a.parent_row in pending) != learner.supports_condition
+    select_and_submit(steerer)  # e waits ready: no free slot
+    steerer.on_events([finish(steerer, c)])
+    e = steerer.dispatcher.launched[-1]  # the ready pick that went out on c's slot
+    assert e.staleness == (0 if learner.supports_condition else 1)
 
 
 def test_before_the_first_model_free_slots_get_a_space_filling_design(tmp_path):
@@ -279,11 +315,14 @@ def test_before_the_first_model_free_slots_get_a_space_filling_design(tmp_path):
     pool(steerer, 31)
     steerer.fill()
     seed = select_and_submit(steerer)
-    assert sorted(t.parent_row for t in seed) == [0, 30] or len(seed) == 2
+    held = steerer.state.promotions[0]
+    assert len(seed) == 2 and len(held.ready) == 2  # the seed design, then more design
+    launched = len(steerer.dispatcher.launched)
     steerer.on_events([finish(steerer, seed[0])])
-    more = select_and_submit(steerer)
-    assert len(more) == 1 and more[0].chosen_by == -1 and more[0].staleness == -1
-    rows = sorted([t.parent_row for t in seed] + [more[0].parent_row])
+    (more,) = steerer.dispatcher.launched[launched:]
+    assert more.chosen_by == -1 and more.staleness == -1
+    rows = sorted([t.parent_row for t in seed] + [row for row, _, _ in held.ready]
+                  + [more.parent_row])
     assert min(np.diff(rows)) >= 5  # spread over the pool, not bunched
 
 
@@ -298,13 +337,25 @@ def test_space_filling_picks_far_from_each_other_and_from_taken_rows():
     assert len(set(chosen.tolist())) == 5 and min(np.diff(np.sort(chosen))) >= 10
 
 
-def test_picks_wanted_fills_every_free_slot_after_the_seed_design(tmp_path):
+def test_picks_wanted_keeps_one_batch_chosen_ahead(tmp_path):
     steerer = make_steerer(tmp_path, FakeLearner(), batch_size=4)
     held = steerer.state.promotions[0]
+    assert picks_wanted(held, 0, 30, 1, free=2, left=None) == 0  # a walker not in yet
+    assert picks_wanted(held, 1, 30, 1, free=0, left=None) == 0  # no slot for a seed
     assert picks_wanted(held, 1, 30, 1, free=2, left=None) == 4  # the seed design
     held.pending.add(3)
-    assert picks_wanted(held, 1, 30, 1, free=2, left=None) == 2  # then the free slots
-    assert picks_wanted(held, 1, 30, 1, free=0, left=None) == 0
+    held.promoted.update({3, 4, 5, 6})
+    assert picks_wanted(held, 1, 30, 1, free=0, left=None) == 4  # chosen while they run
     assert picks_wanted(held, 1, 30, 1, free=2, left=1) == 1
+    # before the first model: at most half the budget on the design
+    assert picks_wanted(held, 1, 30, 1, free=2, left=None, budget=10) == 1
+    held.fitted = True
+    assert picks_wanted(held, 1, 30, 1, free=2, left=None, budget=20) == 4
+    held.ready = [(7, 1, 2)]
+    assert picks_wanted(held, 1, 30, 1, free=0, left=None) == 4  # less than a batch waits
+    assert picks_wanted(held, 1, 30, 1, free=0, left=1) == 0  # the budget's last is ready
+    held.ready = [(r, 1, 2) for r in range(7, 11)]
+    assert picks_wanted(held, 1, 30, 1, free=2, left=None) == 0  # a batch waits ready
+    held.ready = []
     held.selecting = True
     assert picks_wanted(held, 1, 30, 1, free=2, left=None) == 0  # one request at a time
