@@ -7,7 +7,7 @@ Both scales share one ``MPIExecutor`` of 4 core slots (``local`` site, ``mpi_slo
 the coarse scale's walkers sleep a heavy-tailed time (``benchmarks.throughput.sleep_walker``,
 one slot each), the fine scale runs ``apps/data/mpi_energy.c`` (compiled here with mpicc)
 under ``mpiexec`` with 2 ranks that each sleep ``--fine-seconds`` (two slots), promoted by a
-GP with ``keep_busy``. Fine tasks go first when both wait (priority 1 against 2).
+GP (async mode, busy by default). Fine tasks go first when both wait (priority 1 against 2).
 
 Reported from the ledger's attempts, over the window from the first start to the last end:
 ``slot_utilization`` = slot-seconds busy (duration x slots) / (4 x window), and
@@ -52,8 +52,7 @@ def mixed_spec(program: Path, artifacts: Path, *, coarse: int, fine: int,
                 Scale("fine", app=fine_app, resources=Resources(ranks=2))],
         promotions=[Promotion(source="coarse", target="fine", features=toy.positions,
                               learner=ExactGP(restarts=1, iterations=30),
-                              acquisition=MaxVariance(), batch_size=2, quantity="energy",
-                              keep_busy=True)],
+                              acquisition=MaxVariance(), batch_size=2, quantity="energy")],
         budget=Budget(coarse=coarse, fine=fine), seed=0)
 
 

@@ -166,8 +166,9 @@ def plan(spec: CampaignSpec, *, workers: dict[str, int], hours: float,
     # N workers of duration D hand them N / D tasks per second
     binding = max(per_task["driver"], per_task["model_thread"], 1e-9)
     shortest = min(mean_duration.values()) if mean_duration else math.nan
-    latencies = [v for label, values in dispatcher.latencies.items() if label != "train"
-                 for v in values]  # a train worker between fits waits on no decision
+    latencies = [v for label, values in dispatcher.latencies.items()
+                 if label.startswith("sim-")  # a fit worker between fits waits on none
+                 for v in values]
     return {
         "campaign": spec.name, "hours": hours, "dry_run": simulation.dry_run,
         "window": [engine.started, engine.started + hours * 3600.0],

@@ -44,6 +44,7 @@ from campaign.task import fit_features_and_learner, fit_learner
 __all__ = ["InjectedAppError", "Simulation", "SimulatedDispatcher", "SimulatedSession"]
 
 TRAIN_LABEL = "train"
+FIT_THREAD_LABEL = "fit-thread"  # the driver's own fit thread (Dispatcher.fit_here)
 TRAIN_FUNCTIONS = {"train_app": fit_learner, "refit_app": fit_features_and_learner}
 
 
@@ -233,22 +234,31 @@ class SimulatedDispatcher:
 
     def on_train(self, app: str, args: tuple[Any, ...],
                  then: Callable[[concurrent.futures.Future[Any]], Event]) -> None:
-        future, spent = self._measure(TRAIN_FUNCTIONS[app], *args)
+        self._fit_on(TRAIN_LABEL, TRAIN_FUNCTIONS[app], args, then, self.simulation.fit_speed)
+
+    def fit_here(self, fn: Callable[..., Any], args: tuple[Any, ...],
+                 then: Callable[[concurrent.futures.Future[Any]], Event]) -> None:
+        """A fit in the driver's process on a thread of its own (no train worker up)."""
+        self._fit_on(FIT_THREAD_LABEL, fn, args, then, 1.0)
+
+    def _fit_on(self, label: str, fn: Callable[..., Any], args: tuple[Any, ...],
+                then: Callable[[concurrent.futures.Future[Any]], Event], speed: float) -> None:
+        future, spent = self._measure(fn, *args)
         self.charged["fits"] += spent
         handle = next(self._order)
         self.jobs[handle] = (then, True)
         self._results[handle] = future
-        self._enqueue(TRAIN_LABEL, handle, max(spent, 1e-6) * self.simulation.fit_speed)
+        self._enqueue(label, handle, max(spent, 1e-6) * speed)
 
     def _on_model_thread(self, fn: Callable[..., Any], args: tuple[Any, ...],
-                         then: Callable[[Any], Event], takes_future: bool) -> None:
+                         then: Callable[[Any], Event]) -> None:
         future, spent = self._measure(fn, *args)
         self.charged["model_thread"] += spent
         name = getattr(fn, "__name__", type(fn).__name__)
         count, seconds = self.model_jobs.get(name, (0, 0.0))
         self.model_jobs[name] = (count + 1, seconds + spent)
         handle = next(self._order)
-        self.jobs[handle] = (then, takes_future)
+        self.jobs[handle] = (then, False)
         self._results[handle] = future
         start = max(self.clock.now(), self._model_free_at)
         self._model_free_at = start + spent
@@ -257,11 +267,7 @@ class SimulatedDispatcher:
 
     def on_model_thread(self, fn: Callable[..., Any], args: tuple[Any, ...],
                         then: Callable[[Any], Event]) -> None:
-        self._on_model_thread(fn, args, then, False)
-
-    def fit_on_model_thread(self, fn: Callable[..., Any], args: tuple[Any, ...],
-                            then: Callable[[concurrent.futures.Future[Any]], Event]) -> None:
-        self._on_model_thread(fn, args, then, True)
+        self._on_model_thread(fn, args, then)
 
     # -- what is under way -----------------------------------------------------------
     def busy(self) -> bool:

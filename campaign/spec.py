@@ -246,13 +246,8 @@ class Promotion(SpecModel):
     go on) each time ``retrain_every`` new results of the target scale have been
     committed (default: ``batch_size``), or when results arrived and nothing of the
     target scale is still running; each selection then uses the newest fitted model.
-    By default one model chooses at most one batch (``batch_size`` rows), so the target
-    scale waits for the next fit once that batch is out. ``keep_busy=True`` lets the
-    current model choose again, conditioned on every pending row, whenever the target
-    scale has a free slot (its ``max_in_flight``), and before the first model arrives
-    goes on choosing at random after the seed design: the target's workers never wait
-    for a fit, at the price of picks made by an older model (or none). Measured in
-    docs/benchmarks.md, "Utilization". Rounds mode ignores it.
+    Every free slot of the target scale is filled as it frees (busy by default), by the
+    newest posterior conditioned on every pending row (docs/engine.md).
     """
 
     source: str
@@ -266,7 +261,6 @@ class Promotion(SpecModel):
     reference: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None
     initial_design: int | None = Field(default=None, ge=1)
     retrain_every: int | None = Field(default=None, ge=1)
-    keep_busy: bool = False
 
     @field_validator("learner", mode="before")
     @classmethod

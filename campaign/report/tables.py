@@ -73,7 +73,7 @@ def rounds_table(ledger: Ledger, promotions: list[str]) -> list[dict[str, Any]]:
 
 # Optional per-pick columns of a target's meta (written by engines that record them);
 # the first name present is read, and a run without any shows no picks table.
-GENERATION_NAMES = ("model_generation", "generation")
+GENERATION_NAMES = ("model", "model_generation", "generation")
 STALENESS_NAMES = ("staleness", "pick_staleness")
 
 
@@ -103,9 +103,10 @@ def picks_table(store: Store, promotions: list[str]) -> list[dict[str, Any]]:
             mine = generation == value
             row: dict[str, Any] = {"promotion": name, "model generation": int(value),
                                    "picks": int(mine.sum())}
-            if staleness is not None:
-                row["mean staleness"] = _number(np.mean(staleness[mine]))
-                row["max staleness"] = _number(np.max(staleness[mine]))
+            known = mine & (staleness >= 0) if staleness is not None else None
+            if known is not None and known.any():  # -1: no model chose it, or unknown
+                row["mean staleness"] = _number(np.mean(staleness[known]))
+                row["max staleness"] = _number(np.max(staleness[known]))
             rows.append(row)
     return rows
 
