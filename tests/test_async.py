@@ -107,15 +107,28 @@ def test_fits_run_while_simulations_go_on(tmp_path):
     ledger.close()
 
 
-class SlowFitGP(ExactGP):
-    """An ExactGP whose fit takes at least ``pause`` seconds: simulations outpace fits."""
+FINE_RUNS: list[int] = []  # one entry per fine task run (threads site: this process)
 
-    def __init__(self, pause: float = 0.5, **kwargs):
+
+def counted_fine(x, *, seed, n_samples):
+    FINE_RUNS.append(seed)
+    return toy.smeared_energy(x, seed=seed, n_samples=n_samples)
+
+
+class GatedFitGP(ExactGP):
+    """An ExactGP whose fit returns only after ``ahead`` more fine tasks have run (or the
+    budget's last has): simulations outpace fits by construction, not by a race between
+    a sleep and the machine's speed."""
+
+    def __init__(self, ahead: int = 4, budget: int = 40, **kwargs):
         super().__init__(**kwargs)
-        self.pause = pause
+        self.ahead, self.budget = ahead, budget
 
     def fit(self, X, y):
-        time.sleep(self.pause)
+        target = min(len(FINE_RUNS) + self.ahead, self.budget)
+        give_up = time.monotonic() + 60.0  # never hang the suite
+        while len(FINE_RUNS) < target and time.monotonic() < give_up:
+            time.sleep(0.01)
         return super().fit(X, y)
 
 
@@ -129,10 +142,10 @@ def picks_per_model(run_dir):
 
 
 def test_busy_by_default_a_model_chooses_again_while_the_next_fit_runs(tmp_path):
-    learner = SlowFitGP(pause=0.5, restarts=1, iterations=30)
+    FINE_RUNS.clear()
+    learner = GatedFitGP(ahead=4, budget=40, restarts=1, iterations=30)
     run_dir = tmp_path / "busy"
-    spec = tiny_campaign(mode="async", budget=Budget(fine=40), fine_app=slow_fine,
-                         fine_params={**TINY_FINE, "pause": 0.2},
+    spec = tiny_campaign(mode="async", budget=Budget(fine=40), fine_app=counted_fine,
                          promotion={"batch_size": 2, "learner": learner})
     summary = spec.run(site="threads", out=run_dir)
     assert summary.stop_reason == "task budget spent (fine=40)"
