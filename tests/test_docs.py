@@ -11,7 +11,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # Every module listed here must hold at least one docstring example (checked below).
-DOCUMENTED = ["campaign", "campaign.spec", "campaign.store", "campaign.lock", "campaign.task",
+DOCUMENTED = ["campaign", "campaign.spec", "campaign.spec_errors", "campaign.store",
+              "campaign.lock", "campaign.task",
               "campaign.signals", "campaign.validate", "campaign.clock", "campaign.durations",
               "campaign.plan", "campaign.site_render", "campaign.failures", "campaign.resources",
               "learners", "learners.acquisition",
