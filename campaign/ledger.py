@@ -10,138 +10,32 @@ committed count was never committed and is cut back when the store is opened.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS facts (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS tasks (
-    task_id INTEGER PRIMARY KEY,
-    scale TEXT NOT NULL,
-    round INTEGER NOT NULL,
-    status TEXT NOT NULL,
-    seed INTEGER NOT NULL,
-    parent_row INTEGER NOT NULL,
-    input TEXT NOT NULL,
-    submitted REAL NOT NULL,
-    started REAL,
-    ended REAL,
-    rows INTEGER,
-    reason TEXT,
-    walker INTEGER,
-    attempts INTEGER NOT NULL DEFAULT 1
-);
-CREATE INDEX IF NOT EXISTS tasks_by_scale ON tasks (scale, status);
-CREATE INDEX IF NOT EXISTS tasks_by_round ON tasks (scale, round);
-CREATE TABLE IF NOT EXISTS attempts (
-    task_id INTEGER NOT NULL,
-    attempt INTEGER NOT NULL,
-    submitted REAL,
-    started REAL,
-    ended REAL,
-    worker TEXT,
-    outcome TEXT NOT NULL,
-    reason TEXT,
-    PRIMARY KEY (task_id, attempt)
-);
-CREATE TABLE IF NOT EXISTS committed (scale TEXT PRIMARY KEY, rows INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS planned_rounds (round INTEGER PRIMARY KEY);
-CREATE TABLE IF NOT EXISTS rounds (
-    round INTEGER NOT NULL,
-    promotion TEXT NOT NULL,
-    record TEXT NOT NULL,
-    PRIMARY KEY (round, promotion)
-);
-"""
+from campaign.ledger_schema import (
+    PLAN_ROWS_PER_STATEMENT,
+    SCHEMA,
+    TASK_COLUMNS,
+    TASK_STATUSES,
+    Attempt,
+    PlannedTask,
+    TaskOutcome,
+    create_with_schema,
+    insert_attempts,
+    insert_tasks,
+)
 
-TASK_STATUSES = ("submitted", "done", "quarantined")
-TASK_COLUMNS = {"task_id", "scale", "round", "status", "seed", "parent_row", "input",
-                "submitted", "started", "ended", "rows", "reason", "walker", "attempts"}
+__all__ = ["PLAN_ROWS_PER_STATEMENT", "SCHEMA", "TASK_COLUMNS", "TASK_STATUSES", "Attempt",
+           "Ledger", "LedgerError", "PlannedTask", "TaskOutcome"]
 
 
 class LedgerError(RuntimeError):
     """The ledger file is unreadable or not a campaign ledger."""
-
-
-@dataclass(frozen=True)
-class TaskOutcome:
-    """What happened to one task, recorded when its rows are committed.
-
-    ``attempt``, ``submitted`` and ``worker`` (``host/pid/thread``) describe the last
-    attempt for the task timeline; ``parent_row`` is the promoted source row (if any)."""
-
-    task_id: int
-    status: str
-    started: float | None = None
-    ended: float | None = None
-    rows: int = 0
-    reason: str | None = None
-    attempt: int = 1
-    submitted: float | None = None
-    worker: str | None = None
-    parent_row: int | None = None
-
-
-@dataclass(frozen=True)
-class Attempt:
-    """One attempt of one task, for the timeline (``attempts`` table)."""
-
-    task_id: int
-    attempt: int
-    submitted: float | None
-    started: float | None
-    ended: float | None
-    worker: str | None
-    outcome: str
-    reason: str | None = None
-
-
-PLAN_ROWS_PER_STATEMENT = 100  # 8 values a row: far below SQLite's variable limit
-
-
-def _insert_tasks(db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
-    """One multi-row INSERT of planned tasks (task_id, scale, round, seed, parent_row,
-    input, submitted, walker)."""
-    values = ", ".join(["(?, ?, ?, 'submitted', ?, ?, ?, ?, ?)"] * len(rows))
-    db.execute("INSERT INTO tasks (task_id, scale, round, status, seed, parent_row, input, "
-               f"submitted, walker) VALUES {values}", [v for row in rows for v in row])
-
-
-def _insert_attempts(db: sqlite3.Connection, attempts: Iterable[Attempt]) -> None:
-    db.executemany("INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                   [(a.task_id, a.attempt, a.submitted, a.started, a.ended, a.worker,
-                     a.outcome, a.reason) for a in attempts])
-
-
-@dataclass(frozen=True)
-class PlannedTask:
-    """A task to record before it is submitted (see :meth:`Ledger.plan`)."""
-
-    scale: str
-    round_index: int
-    parent_row: int
-    task_input: list[float]
-    walker: int | None = None
-
-
-def _create_with_schema(path: Path) -> None:
-    """Create a new ledger at ``path`` with its tables already in it: written beside it
-    and renamed into place, so a reader (``campaign status`` on a driver that is starting)
-    never finds a ledger file without its tables."""
-    partial = path.with_name(f".{path.name}.{os.getpid()}.new")
-    partial.unlink(missing_ok=True)
-    db = sqlite3.connect(partial, isolation_level=None)
-    try:
-        db.executescript(SCHEMA)
-    finally:
-        db.close()
-    os.replace(partial, path)
 
 
 class Ledger:
@@ -165,7 +59,7 @@ class Ledger:
                 self._db.execute("SELECT COUNT(*) FROM tasks").fetchone()
             else:
                 if not self.path.exists():
-                    _create_with_schema(self.path)
+                    create_with_schema(self.path)
                 self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
                 self._check_columns()
                 self._db.execute("PRAGMA journal_mode=WAL")
@@ -266,11 +160,11 @@ class Ledger:
                       for i in range(0, len(rows), PLAN_ROWS_PER_STATEMENT)]
             try:
                 if len(chunks) == 1:
-                    _insert_tasks(self._db, chunks[0])
+                    insert_tasks(self._db, chunks[0])
                 else:
                     with self.transaction() as db:
                         for chunk in chunks:
-                            _insert_tasks(db, chunk)
+                            insert_tasks(db, chunk)
             except sqlite3.IntegrityError as error:
                 if "tasks.task_id" not in str(error):  # a bad row: nothing was written
                     raise
@@ -286,7 +180,7 @@ class Ledger:
         attempt for the timeline); returns the new attempt number."""
         with self.transaction() as db:
             if failed is not None:
-                _insert_attempts(db, [failed])
+                insert_attempts(db, [failed])
             db.execute("UPDATE tasks SET attempts = attempts + 1, seed = ?, reason = ? "
                        "WHERE task_id = ?", (seed, reason, task_id))
             return int(db.execute("SELECT attempts FROM tasks WHERE task_id = ?",
@@ -325,7 +219,7 @@ class Ledger:
                 "reason = COALESCE(?, reason) WHERE task_id = ?",
                 [(o.status, o.started, o.ended, o.rows, o.reason, o.task_id)
                  for o in outcomes])
-            _insert_attempts(db, [Attempt(o.task_id, o.attempt, o.submitted, o.started,
+            insert_attempts(db, [Attempt(o.task_id, o.attempt, o.submitted, o.started,
                                           o.ended, o.worker, o.status, o.reason)
                                   for o in outcomes])
 

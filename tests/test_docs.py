@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 # Every module listed here must hold at least one docstring example (checked below).
 DOCUMENTED = ["campaign", "campaign.spec", "campaign.spec_errors", "campaign.store",
-              "campaign.lock", "campaign.task",
+              "campaign.lock", "campaign.task", "campaign.ledger_schema",
               "campaign.signals", "campaign.validate", "campaign.clock", "campaign.durations",
               "campaign.plan", "campaign.site_render", "campaign.failures", "campaign.resources",
               "learners", "learners.acquisition",
