@@ -21,14 +21,13 @@ import copy
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from campaign import clock
 from campaign.budget import quarantine_reason
 from campaign.dispatcher import Dispatcher
-from campaign.facts import record_end, record_start
+from campaign.facts import RunSummary, record_end, record_start
 from campaign.ledger import Ledger
 from campaign.lifecycle import ParslSession, RunDirError, clear_run, inspect_run_dir
 from campaign.lock import RunLock
@@ -48,25 +47,6 @@ from campaign.store import Store
 __all__ = ["IN_FLIGHT_PER_WORKER", "Engine", "RunDirError", "RunSummary", "task_seed"]
 
 logger = logging.getLogger(__name__)
-
-
-
-@dataclass
-class RunSummary:
-    """What a run reports: where it is, what ran, why it stopped."""
-
-    run_dir: Path
-    name: str
-    rounds: int
-    stop_reason: str
-    wall_seconds: float
-    task_counts: dict[str, dict[str, int]]
-    rows: dict[str, int]
-    interrupted: bool = False
-    unfinished: int = 0
-    curves: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    mode: str = "async"
-    failed: bool = False  # stopped because it could not progress
 
 
 class Engine:

@@ -2,12 +2,15 @@
 
 Owns: the facts of a start (spec, script, site, versions, mode; on resume the session
 list and the count of resumes) and of an end (wall time, stop reason, whether it
-failed or was interrupted), each written in one transaction.
+failed or was interrupted), each written in one transaction; and :class:`RunSummary`,
+what a run reports to its caller when it ends.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from campaign.ledger import Ledger
@@ -38,3 +41,21 @@ def record_end(ledger: Ledger, wall: float, stop_reason: str, failed_reason: str
         ledger.set_fact("interrupted", stop_reason)
     else:
         ledger.set_facts({"stop_reason": stop_reason, "failed": failed_reason or None})
+
+
+@dataclass
+class RunSummary:
+    """What a run reports: where it is, what ran, why it stopped."""
+
+    run_dir: Path
+    name: str
+    rounds: int
+    stop_reason: str
+    wall_seconds: float
+    task_counts: dict[str, dict[str, int]]
+    rows: dict[str, int]
+    interrupted: bool = False
+    unfinished: int = 0
+    curves: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    mode: str = "async"
+    failed: bool = False  # stopped because it could not progress
