@@ -13,7 +13,6 @@ that a new seed would repeat).
 from __future__ import annotations
 
 import concurrent.futures
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -88,13 +87,15 @@ def check_completion(future: concurrent.futures.Future[Any],
         returned = future.result()
     except Exception as error:  # the app raised, timed out, or its worker died
         text = str(error).strip()
-        if type(error).__name__ == "AppTimeout" and not text:  # Parsl says nothing
-            waited = time.time() - task.submitted
-            text = (f"ran past the scale's timeout ({waited:.1f} s after submission; Parsl "
-                    "stops the Python app, not a program it started: see apps.external)")
-        # an app's own error keeps where it was raised (file:line of the innermost frames)
-        problem = (describe_failure(error) if error_kind(type(error).__name__) == "app"
-                   and text == str(error).strip() else f"{type(error).__name__}: {text}")
+        if type(error).__name__ == "AppTimeout":  # where it was raised says nothing
+            problem = f"AppTimeout: scale '{task.scale}' " + (
+                text or "app ran past its timeout (Parsl's AppTimeout, raised as the "
+                "attempt was ending)")
+        elif error_kind(type(error).__name__) == "app":
+            # an app's own error keeps where it was raised (file:line of innermost frames)
+            problem = describe_failure(error)
+        else:
+            problem = f"{type(error).__name__}: {text}"
         return Completion(task, None, problem,
                           deterministic=isinstance(error, DETERMINISTIC_ERRORS),
                           kind=error_kind(problem))
