@@ -13,6 +13,7 @@ that a new seed would repeat).
 from __future__ import annotations
 
 import concurrent.futures
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,10 @@ INFRASTRUCTURE_ERRORS = frozenset({
     "ExecutorError", "BadStateException"})
 # ... and those that say the executor can run nothing at all (no block could start)
 FATAL_ERRORS = frozenset({"BadStateException", "ScalingFailed", "SubmitException"})
+# Parsl's text of blocks that failed to start: "Executor L failed due to: Error 1: ...
+# Failed to start block 0: ... stderr=<the submit command's stderr>" (Error 2: ...)
+SUBMIT_STDERR = re.compile(r"stderr=(.*?)(?=\n\s*\n\s*Error \d+:|\Z)", re.S)
+EXECUTOR_LABEL = re.compile(r"Executor (\S+) failed")
 COMMIT_EVERY_ROWS = 10_000
 COMMIT_EVERY_SECONDS = 0.25  # the durability window of async mode
 
@@ -95,7 +100,7 @@ def check_completion(future: concurrent.futures.Future[Any],
             # an app's own error keeps where it was raised (file:line of innermost frames)
             problem = describe_failure(error)
         else:
-            problem = f"{type(error).__name__}: {text}"
+            problem = f"{type(error).__name__}: {infrastructure_message(text)}"
         return Completion(task, None, problem,
                           deterministic=isinstance(error, DETERMINISTIC_ERRORS),
                           kind=error_kind(problem))
@@ -110,6 +115,29 @@ def check_completion(future: concurrent.futures.Future[Any],
     meta = Rows.meta_for(task.task_id, x.shape[0], task.parent_row, task.round_index,
                          task.submitted, started, ended)
     return Completion(task, Rows(x=x, y=arrays, meta=meta), None, started, ended, worker)
+
+
+def infrastructure_message(text: str) -> str:
+    """Parsl's account of an infrastructure failure as one line. Where blocks could not
+    start, the scheduler's own words (each refused submit command's stderr, e.g.
+    ``sbatch: error: Batch job submission failed: ...``) and the executor's label,
+    instead of Parsl's per-block wrapping of them.
+
+    >>> infrastructure_message("Executor sim-fine failed due to: Error 1:\\n\\tFailed "
+    ...     "to start block 0: Cannot launch job j: Could not read job ID from submit "
+    ...     "command standard output; recode=1, stdout=, stderr=sbatch: error: refused\\n")
+    'executor sim-fine could not start its workers; the scheduler said: sbatch: error: refused'
+    """
+    said: list[str] = []
+    for match in SUBMIT_STDERR.finditer(text):
+        words = " ".join(match.group(1).split())
+        if words and words not in said:
+            said.append(words)
+    if not said:
+        return " ".join(text.split())
+    executor = EXECUTOR_LABEL.search(text)
+    who = f"executor {executor.group(1)}" if executor else "the executor"
+    return f"{who} could not start its workers; the scheduler said: {'; '.join(said)}"
 
 
 def error_kind(problem: str) -> str:
