@@ -91,6 +91,13 @@ def test_a_refused_submission_stops_the_run_then_resume_on_another_site_finishes
     counts = task_statuses(tmp_path / "run")
     assert counts == {"coarse": {"submitted": 2}}  # nothing quarantined, nothing lost
 
+    # resuming on the same refusing site fails the same way, and poisons nothing
+    again = campaign_cli("resume", "run", "--site", "slurm", "--site-param", "account=x",
+                         "--site-param", "partition=debug", "--no-report",
+                         bin_dir=bin_dir, cwd=tmp_path)
+    assert again.returncode != 0 and REFUSAL in again.stdout + again.stderr
+    assert task_statuses(tmp_path / "run") == {"coarse": {"submitted": 2}}
+
     resumed = campaign_cli("resume", "run", "--site", "threads", "--no-report",
                            bin_dir=bin_dir, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr[-3000:]
