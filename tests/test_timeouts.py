@@ -52,7 +52,7 @@ def wrapper_running_sleep(x, *, seed, sleep):
 
 def wrapper_running_a_shell(x, *, seed, sleep):
     """A program in its own session that starts two more (a child and a grandchild)."""
-    subprocess.run(["sh", "-c", f"sleep {sleep} & sh -c 'sleep {sleep}'; wait"],
+    subprocess.run(["sh", "-c", f"sleep {sleep} & sh -c 'sleep {sleep}; true'; wait"],
                    start_new_session=True)
     return {"x": np.atleast_2d(x), "e": [1.0]}
 
@@ -111,7 +111,7 @@ def test_on_a_shared_process_only_the_attempts_own_programs_are_ended():
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
             timed = pool.submit(run_app, wrapper_running_sleep, np.zeros(2), 0,
                                 {"sleep": hung}, walltime=1.0)
-            time.sleep(0.2)  # both attempts begin before either program starts
+            time.sleep(0.2)  # the neighbour and its program begin during the timed attempt
             running = pool.submit(run_app, neighbour_app, np.zeros(2), 0,
                                   {"sleep": neighbour}, walltime=60.0)
             assert ready.wait(10)
@@ -136,7 +136,7 @@ def test_in_a_worker_process_every_new_descendant_is_ended(monkeypatch):
     sleep = unique_sleep()
 
     def system_app(x, *, seed):
-        os.system(f"sleep {sleep}")
+        os.system(f"sleep {sleep}; true")  # "; true": no shell execs sleep in its place
         return {"x": np.atleast_2d(x), "e": [1.0]}
 
     began = time.monotonic()
