@@ -37,9 +37,10 @@ INFRASTRUCTURE_ERRORS = frozenset({
     "ExecutorError", "BadStateException"})
 # ... and those that say the executor can run nothing at all (no block could start)
 FATAL_ERRORS = frozenset({"BadStateException", "ScalingFailed", "SubmitException"})
-# Parsl's text of blocks that failed to start: "Executor L failed due to: Error 1: ...
-# Failed to start block 0: ... stderr=<the submit command's stderr>" (Error 2: ...)
-SUBMIT_STDERR = re.compile(r"stderr=(.*?)(?=\n\s*\n\s*Error \d+:|\Z)", re.S)
+# Parsl's text of blocks that failed to start: "Executor L failed due to: Error 1:
+# Failed to start block 0: <why; a refused submission ends stderr=<its stderr>>" (Error 2:)
+BLOCK_FAILURE = re.compile(
+    r"Failed to start block \S+: (.*?)(?=\s*Error \d+:\s*Failed to start block|\Z)", re.S)
 EXECUTOR_LABEL = re.compile(r"Executor (\S+) failed")
 COMMIT_EVERY_ROWS = 10_000
 COMMIT_EVERY_SECONDS = 0.25  # the durability window of async mode
@@ -119,25 +120,29 @@ def check_completion(future: concurrent.futures.Future[Any],
 
 def infrastructure_message(text: str) -> str:
     """Parsl's account of an infrastructure failure as one line. Where blocks could not
-    start, the scheduler's own words (each refused submit command's stderr, e.g.
-    ``sbatch: error: Batch job submission failed: ...``) and the executor's label,
-    instead of Parsl's per-block wrapping of them.
+    start, the executor's label, how many blocks, and why, in the submit command's own
+    words where Parsl quotes them (its stderr, e.g. ``sbatch: error: Batch job
+    submission failed: ...``), instead of Parsl's per-block wrapping of them.
 
     >>> infrastructure_message("Executor sim-fine failed due to: Error 1:\\n\\tFailed "
     ...     "to start block 0: Cannot launch job j: Could not read job ID from submit "
     ...     "command standard output; recode=1, stdout=, stderr=sbatch: error: refused\\n")
-    'executor sim-fine could not start its workers; the scheduler said: sbatch: error: refused'
+    'executor sim-fine could not start its workers (1 block): sbatch: error: refused'
     """
+    reasons = [" ".join(reason.split()) for reason in BLOCK_FAILURE.findall(text)]
+    if not reasons:
+        return " ".join(text.split())
     said: list[str] = []
-    for match in SUBMIT_STDERR.finditer(text):
-        words = " ".join(match.group(1).split())
+    for reason in reasons:
+        words = reason.rpartition("stderr=")[2] if "stderr=" in reason else reason
         if words and words not in said:
             said.append(words)
-    if not said:
-        return " ".join(text.split())
     executor = EXECUTOR_LABEL.search(text)
     who = f"executor {executor.group(1)}" if executor else "the executor"
-    return f"{who} could not start its workers; the scheduler said: {'; '.join(said)}"
+    blocks = f"{len(reasons)} block{'s' if len(reasons) > 1 else ''}"
+    others = len(said) - 1
+    more = f" (and {others} other message{'s' if others > 1 else ''})" if others else ""
+    return f"{who} could not start its workers ({blocks}): {said[0] if said else ''}{more}"
 
 
 def error_kind(problem: str) -> str:
