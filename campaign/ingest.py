@@ -13,7 +13,7 @@ that a new seed would repeat).
 from __future__ import annotations
 
 import concurrent.futures
-import time
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +37,11 @@ INFRASTRUCTURE_ERRORS = frozenset({
     "ExecutorError", "BadStateException"})
 # ... and those that say the executor can run nothing at all (no block could start)
 FATAL_ERRORS = frozenset({"BadStateException", "ScalingFailed", "SubmitException"})
+# Parsl's text of blocks that failed to start: "Executor L failed due to: Error 1:
+# Failed to start block 0: <why; a refused submission ends stderr=<its stderr>>" (Error 2:)
+BLOCK_FAILURE = re.compile(
+    r"Failed to start block \S+: (.*?)(?=\s*Error \d+:\s*Failed to start block|\Z)", re.S)
+EXECUTOR_LABEL = re.compile(r"Executor (\S+) failed")
 COMMIT_EVERY_ROWS = 10_000
 COMMIT_EVERY_SECONDS = 0.25  # the durability window of async mode
 
@@ -88,13 +93,15 @@ def check_completion(future: concurrent.futures.Future[Any],
         returned = future.result()
     except Exception as error:  # the app raised, timed out, or its worker died
         text = str(error).strip()
-        if type(error).__name__ == "AppTimeout" and not text:  # Parsl says nothing
-            waited = time.time() - task.submitted
-            text = (f"ran past the scale's timeout ({waited:.1f} s after submission; Parsl "
-                    "stops the Python app, not a program it started: see apps.external)")
-        # an app's own error keeps where it was raised (file:line of the innermost frames)
-        problem = (describe_failure(error) if error_kind(type(error).__name__) == "app"
-                   and text == str(error).strip() else f"{type(error).__name__}: {text}")
+        if type(error).__name__ == "AppTimeout":  # where it was raised says nothing
+            problem = f"AppTimeout: scale '{task.scale}' " + (
+                text or "app ran past its timeout (Parsl's AppTimeout, raised as the "
+                "attempt was ending)")
+        elif error_kind(type(error).__name__) == "app":
+            # an app's own error keeps where it was raised (file:line of innermost frames)
+            problem = describe_failure(error)
+        else:
+            problem = f"{type(error).__name__}: {infrastructure_message(text)}"
         return Completion(task, None, problem,
                           deterministic=isinstance(error, DETERMINISTIC_ERRORS),
                           kind=error_kind(problem))
@@ -109,6 +116,33 @@ def check_completion(future: concurrent.futures.Future[Any],
     meta = Rows.meta_for(task.task_id, x.shape[0], task.parent_row, task.round_index,
                          task.submitted, started, ended)
     return Completion(task, Rows(x=x, y=arrays, meta=meta), None, started, ended, worker)
+
+
+def infrastructure_message(text: str) -> str:
+    """Parsl's account of an infrastructure failure as one line. Where blocks could not
+    start, the executor's label, how many blocks, and why, in the submit command's own
+    words where Parsl quotes them (its stderr, e.g. ``sbatch: error: Batch job
+    submission failed: ...``), instead of Parsl's per-block wrapping of them.
+
+    >>> infrastructure_message("Executor sim-fine failed due to: Error 1:\\n\\tFailed "
+    ...     "to start block 0: Cannot launch job j: Could not read job ID from submit "
+    ...     "command standard output; recode=1, stdout=, stderr=sbatch: error: refused\\n")
+    'executor sim-fine could not start its workers (1 block): sbatch: error: refused'
+    """
+    reasons = [" ".join(reason.split()) for reason in BLOCK_FAILURE.findall(text)]
+    if not reasons:
+        return " ".join(text.split())
+    said: list[str] = []
+    for reason in reasons:
+        words = reason.rpartition("stderr=")[2] if "stderr=" in reason else reason
+        if words and words not in said:
+            said.append(words)
+    executor = EXECUTOR_LABEL.search(text)
+    who = f"executor {executor.group(1)}" if executor else "the executor"
+    blocks = f"{len(reasons)} block{'s' if len(reasons) > 1 else ''}"
+    others = len(said) - 1
+    more = f" (and {others} other message{'s' if others > 1 else ''})" if others else ""
+    return f"{who} could not start its workers ({blocks}): {said[0] if said else ''}{more}"
 
 
 def error_kind(problem: str) -> str:

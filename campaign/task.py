@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from campaign.timeouts import call_with_timeout
+
 
 class BadResultError(ValueError):
     """An app returned something that cannot be stored (wrong type, shape, NaN, inf)."""
@@ -59,13 +61,20 @@ def run_app(app: Callable[..., dict[str, Any]], x: np.ndarray, seed: int,
     """Run one simulation task; returns outputs plus start/end times and the worker
     (``host/pid/thread``) for the task timeline.
 
-    ``walltime`` is read by Parsl, which raises ``AppTimeout`` in the task past it.
-    ``started_marker``: a file to write the start time, host and pid to as the attempt
-    starts, so the engine's deadline runs from here, not from submission
+    ``walltime``: the scale's timeout in seconds. Parsl reads it too and raises its
+    ``AppTimeout`` into the app's thread past it; here, past it, the processes the
+    attempt started are ended and the attempt fails with
+    ``campaign.timeouts.AppTimeout`` (see that module for which processes, and its
+    limits). ``started_marker``: a file to write the start time, host and pid to as the
+    attempt starts, so the engine's deadline runs from here, not from submission
     (``campaign.retry``)."""
     started = time.time()
     write_start_marker(started_marker, started)
-    outputs = app(np.asarray(x, dtype=np.float64), seed=seed, **params)
+    x = np.asarray(x, dtype=np.float64)
+    if walltime is None:
+        outputs = app(x, seed=seed, **params)
+    else:
+        outputs = call_with_timeout(app, walltime, x, seed=seed, **params)
     ended = time.time()
     return {"outputs": outputs, "started": started, "ended": ended, "worker": worker_name(),
             "host": socket.gethostname()}

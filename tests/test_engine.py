@@ -124,7 +124,8 @@ def test_retries_zero_quarantines_at_once_and_timeouts_count_as_failures(tmp_pat
     assert by_walker[0]["status"] == "done"
     assert by_walker[1]["status"] == "quarantined"
     assert "AppTimeout" in by_walker[1]["reason"] and by_walker[1]["attempts"] == 1
-    assert "ran past the scale's timeout (" in by_walker[1]["reason"]  # says what, how long
+    assert ("AppTimeout: scale 'coarse' app ran past its timeout of 0.5 s"  # what, how long
+            in by_walker[1]["reason"])
     assert store.rows("coarse") == 1
     ledger.close()
 

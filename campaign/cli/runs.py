@@ -211,6 +211,7 @@ def run(
 def resume(
     run_dir: Annotated[Path, typer.Argument(help="run directory of a stopped or killed run")],
     site: Annotated[str | None, typer.Option(help="site (default: the run's own)")] = None,
+    site_param: SiteParamOption = None,
     report: ReportOption = True,
     baseline: BaselineOption = 0,
     live: LiveOption = True,
@@ -239,8 +240,9 @@ def resume(
         fail(f"{run_dir} was not started from a script; resume it from Python with "
               "Campaign.run(..., resume=True)")
     run_script(Path(script), site or recorded_site, run_dir, resume=True, report=report,
-                grace=grace, verbose=verbose, mode=recorded_mode, budget=changes,
-                baseline=baseline, live=live)
+                grace=grace, site_params=parse_site_params(site_param or []),
+                verbose=verbose, mode=recorded_mode, budget=changes, baseline=baseline,
+                live=live)
 
 
 def demo(
