@@ -73,7 +73,10 @@ def validate(spec: CampaignSpec, run_dir: str | Path | None = None) -> Validatio
     small = smallest_copy(spec)
     with tempfile.TemporaryDirectory(prefix="campaign-validate-") as scratch:
         out = Path(run_dir) if run_dir is not None else Path(scratch) / "run"
-        summary = Engine(small, out, site="threads", overwrite=True).run()
+        # the apps' behaviour is checked here, not their placement (``--site`` checks
+        # each scale's resources against the real site's node): threads place nothing
+        summary = Engine(small, out, site="threads", overwrite=True,
+                         site_params={"resources": {}}).run()
         ledger = Ledger(out / "ledger.sqlite", read_only=True)
         try:
             quarantined = ledger.tasks(status="quarantined")
