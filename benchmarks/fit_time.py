@@ -201,6 +201,16 @@ def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
+def _scaling_data(n: int, features: int, repeats: int
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The scaling section's data at size n: training rows (n plus the batches to
+    condition on, at least 1.1 n), their targets, and the test set, seeded by n."""
+    rng = np.random.default_rng(n)
+    X = _mixture(max(int(round(GROWTH * n)), n + BATCH * repeats), features, rng)
+    X_test = _mixture(N_TEST, features, rng)
+    return X, _truth(X), X_test, _truth(X_test)
+
+
 def scaling(settings: dict[str, Any], on_record: Any = None) -> list[dict[str, Any]]:
     """Default learner per size: regime, fit and condition seconds, memory, RMSE, and the
     full exact fit and one Cholesky beside it (module docstring). The data of size n are
@@ -211,12 +221,7 @@ def scaling(settings: dict[str, Any], on_record: Any = None) -> list[dict[str, A
     records = []
     features = settings["features"]
     for n in settings.get("scaling_sizes", []):
-        rng = np.random.default_rng(n)
-        X = _mixture(max(int(round(GROWTH * n)), n + BATCH * settings["condition_repeats"]),
-                     features, rng)
-        y = _truth(X)
-        X_test = _mixture(N_TEST, features, rng)
-        y_test = _truth(X_test)
+        X, y, X_test, y_test = _scaling_data(n, features, settings["condition_repeats"])
         learner = default_learner()
         started = time.perf_counter()
         learner.fit(X[:n], y[:n])
@@ -257,12 +262,7 @@ def scaling(settings: dict[str, Any], on_record: Any = None) -> list[dict[str, A
         n = record["n"]
         if n not in settings.get("full_exact", []):
             continue
-        rng = np.random.default_rng(n)
-        X = _mixture(max(int(round(GROWTH * n)), n + BATCH * settings["condition_repeats"]),
-                     features, rng)
-        y = _truth(X)
-        X_test = _mixture(N_TEST, features, rng)
-        y_test = _truth(X_test)
+        X, y, X_test, y_test = _scaling_data(n, features, settings["condition_repeats"])
         if n in settings.get("full_exact", []):
             full = ExactGP(max_fit_points=None, max_fit_seconds=settings["cap"])
             started = time.perf_counter()
