@@ -24,6 +24,10 @@ from campaign.state import CampaignState
 
 POLL_SECONDS = 0.2
 WAITING_SECONDS = 1.0  # how often attempts not started yet are counted (one stat each)
+# an attempt not started while its executor's workers are up and no attempt of its
+# scale started or ended for this long was lost by the executor (seen: a pool whose
+# workers were killed and restarted never received a resubmitted task)
+STALL_SECONDS = 120.0
 
 
 class Dispatcher:
@@ -47,6 +51,7 @@ class Dispatcher:
             max_workers=1, thread_name_prefix="campaign-model")
         self.fit_thread: concurrent.futures.ThreadPoolExecutor | None = None
         self.counted_waiting = float("-inf")
+        self.progress_at: dict[str, float] = {}  # executor -> last start, run or end seen
 
     # -- submitting ------------------------------------------------------------------
     def launch(self, task: SubmittedTask, params: dict[str, Any]) -> None:
@@ -58,6 +63,7 @@ class Dispatcher:
             scale.app, task.task_input, task.seed, params,
             started_marker=self.policy.marker(task), **limits)
         self.sims[future] = task
+        self.progress_at.setdefault(scale.executor_label, task.submitted)
         first = self.policy.first_check(task, self.state.scales[task.scale])
         if first is not None:
             self.checks[future] = first
@@ -105,6 +111,7 @@ class Dispatcher:
             task = self.sims.pop(future)
             self.checks.pop(future, None)
             self.policy.forget(task)
+            self.progress_at[self._label(task)] = time.time()
             completion = check_completion(future, task)
             if completion.problem is not None and completion.kind != "app":
                 events.append(TaskLost(task, completion.problem, completion.kind == "fatal"))
@@ -115,19 +122,57 @@ class Dispatcher:
             events.append(then(future if takes_future else future.result()))
         events.extend(self._past_deadlines())
         if time.monotonic() - self.counted_waiting >= WAITING_SECONDS:
-            self._count_waiting()
+            events.extend(self._count_waiting())
         return events
 
-    def _count_waiting(self) -> None:
+    def _count_waiting(self) -> list[Event]:
         """Per scale, the attempts in flight no worker has started yet (queued, or
-        their block not started): ``ScaleState.waiting``, shown by progress."""
+        their block not started): ``ScaleState.waiting``, shown by progress; and the
+        ones the executor lost without saying so (:data:`STALL_SECONDS`)."""
+        now = time.time()
         self.counted_waiting = time.monotonic()
         waiting = dict.fromkeys(self.state.scales, 0)
-        for task in self.sims.values():
-            if not self.policy.has_started(task):
+        unstarted: dict[str, list[concurrent.futures.Future[Any]]] = {}
+        for future, task in self.sims.items():
+            if self.policy.has_started(task):  # running: its executor is making progress
+                self.progress_at[self._label(task)] = now
+            else:
                 waiting[task.scale] += 1
+                unstarted.setdefault(self._label(task), []).append(future)
         for name, count in waiting.items():
             self.state.scales[name].waiting = count
+        events: list[Event] = []
+        for label, futures in unstarted.items():
+            if now - self.progress_at.get(label, now) > STALL_SECONDS and self._workers_up(
+                    label):
+                events.extend(self._stalled(futures, now))
+                self.progress_at[label] = now
+        return events
+
+    def _label(self, task: SubmittedTask) -> str:
+        return self.spec.scale(task.scale).executor_label
+
+    def _workers_up(self, executor_label: str) -> bool:
+        """Whether the executor has worker pools connected (HTEX); False when it cannot
+        say (a thread pool, blocks still queued at the scheduler)."""
+        try:
+            managers = self.parsl.dfk.executors[executor_label].connected_managers()
+        except Exception:  # not an HTEX, or its interchange is not answering
+            return False
+        return any(m.get("active", True) and m.get("worker_count", 0) > 0 for m in managers)
+
+    def _stalled(self, futures: list[concurrent.futures.Future[Any]],
+                 now: float) -> list[Event]:
+        events: list[Event] = []
+        for future in futures:
+            task = self.sims.pop(future)
+            self.checks.pop(future, None)
+            self.policy.forget(task)
+            events.append(TaskLost(task, f"WorkerLost: attempt {task.attempt} of task "
+                                         f"{task.task_id} was not started in "
+                                         f"{now - task.submitted:.0f} s while the "
+                                         f"executor's workers were up and idle of it"))
+        return events
 
     def _past_deadlines(self) -> list[Event]:
         """Attempts past their deadline (from their start) count as failed: the executor

@@ -143,3 +143,61 @@ def test_budget_rules_are_functions_of_spec_and_state(tmp_path):
     assert budget_reason(spec, state, 0.0) == "task budget spent (fine=40)"
     state.scales["fine"].tasks.update(done=-30, quarantined=30)
     assert quarantine_reason(state).startswith("most tasks of scale 'fine'")
+
+
+class _NeverDone:
+    """A Parsl session whose simulation attempts never complete, and whose executors
+    say whether worker pools are connected."""
+
+    def __init__(self, workers_up):
+        import concurrent.futures
+        from types import SimpleNamespace
+
+        def connected_managers():
+            if workers_up is None:
+                raise RuntimeError("no interchange")
+            return [{"active": True, "worker_count": 2}] if workers_up else []
+
+        executor = SimpleNamespace(connected_managers=connected_managers)
+        self.dfk = SimpleNamespace(executors={"sim-coarse": executor, "sim-fine": executor})
+        self.sim_apps = {name: (lambda *args, **kwargs: concurrent.futures.Future())
+                         for name in ("coarse", "fine")}
+
+
+def _stall_events(tmp_path, monkeypatch, *, workers_up, started):
+    from campaign import dispatcher as dispatching
+
+    monkeypatch.setattr(dispatching, "STALL_SECONDS", 0.0)
+    monkeypatch.setattr(dispatching, "WAITING_SECONDS", 0.0)
+    spec = spec_with_timeout(tmp_path)
+    state = CampaignState(spec, [FakeLearner()])
+    policy = RetryPolicy(spec, tmp_path / "started")
+    dispatcher = dispatching.Dispatcher(_NeverDone(workers_up), spec, state, policy)
+    task = SubmittedTask(7, "fine", 0, 3, 0.0, np.zeros(1))
+    dispatcher.launch(task, {})
+    if started:
+        write_start_marker(policy.marker(task), time.time())
+    time.sleep(0.01)
+    events = dispatcher.wait(timeout=0.01)
+    dispatcher.close()
+    return events, dispatcher
+
+
+def test_an_attempt_not_started_while_its_workers_are_up_and_idle_of_it_is_lost(
+        tmp_path, monkeypatch):
+    events, dispatcher = _stall_events(tmp_path, monkeypatch, workers_up=True,
+                                       started=False)
+    lost = [e for e in events if isinstance(e, TaskLost)]
+    assert len(lost) == 1 and "was not started" in lost[0].problem and not lost[0].fatal
+    assert error_kind(lost[0].problem) == "infrastructure" and not dispatcher.sims
+
+
+def test_a_queued_attempt_is_not_lost_without_workers_or_while_its_scale_runs(
+        tmp_path, monkeypatch):
+    for workers_up, started in [(False, False), (None, False), (True, True)]:
+        folder = tmp_path / f"{workers_up}{started}"
+        folder.mkdir()
+        events, dispatcher = _stall_events(folder, monkeypatch, workers_up=workers_up,
+                                           started=started)
+        assert not [e for e in events if isinstance(e, TaskLost)], (workers_up, started)
+        assert len(dispatcher.sims) == 1
