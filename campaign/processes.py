@@ -180,10 +180,13 @@ def leftover_processes(run_dir: Path) -> list[dict]:
 def end_leftovers(run_dir: Path, grace: float = 3.0) -> list[int]:
     """End the processes :func:`leftover_processes` finds: SIGTERM, then SIGKILL.
 
-    Each is signalled only after its pid and create_time are checked again. All get
-    SIGTERM together; those still alive after ``grace`` seconds get SIGKILL. Processes that
-    were not recorded are never touched (Parsl may restart a worker after the last
-    :func:`record_processes`; a worker whose pool has died exits by itself).
+    Each is signalled only after its pid and create_time are checked again, together
+    with its descendants alive now: a pool may have started workers after the last
+    :func:`record_processes` (a block Parsl submitted again, a worker it restarted), and
+    those do not exit when their pool dies (seen in ``benchmarks.faults``: a spawned
+    worker and its ``resource_tracker`` lived on). All get SIGTERM together; those
+    still alive after ``grace`` seconds get SIGKILL. No other unrecorded process is
+    touched.
 
     Args:
         run_dir: the campaign's run directory.
@@ -193,11 +196,17 @@ def end_leftovers(run_dir: Path, grace: float = 3.0) -> list[int]:
         The pids ended (gone or a zombie now), sorted. A process that could not be
         signalled (no permission) or did not die is logged, not returned.
     """
-    targets: list[psutil.Process] = []
+    targets: dict[int, psutil.Process] = {}
     for entry in leftover_processes(run_dir):
         process = _live_process(entry)
         if process is not None:
-            targets.append(process)
+            targets[process.pid] = process
+    for process in list(targets.values()):  # descendants of a checked process: its own
+        try:
+            targets.update((child.pid, child) for child in process.children(recursive=True))
+        except psutil.Error:
+            continue
+    targets = list(targets.values())
     if not targets:
         return []
     logger.warning("ending %d processes left by a dead campaign driver: %s", len(targets),

@@ -171,6 +171,31 @@ def test_orphan_of_a_killed_driver_is_found_and_ended(
     assert leftover_processes(run_dir) == []
 
 
+def test_unrecorded_children_of_an_orphan_are_ended_with_it(
+    fake_driver: tuple[subprocess.Popen, Path],
+) -> None:
+    """A pool may start workers after the last recording; they outlive their pool."""
+    driver, run_dir = fake_driver
+    kill_driver(driver)
+    pool = subprocess.Popen(["bash", "-c", "sleep 60 & wait"])
+    try:
+        deadline = time.monotonic() + 10
+        while not psutil.Process(pool.pid).children() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        [worker] = psutil.Process(pool.pid).children()  # born after the record
+        record = read_record(run_dir)
+        record["processes"] = [{"pid": pool.pid, "role": "worker_pool", "executor": "fake",
+                                "create_time": psutil.Process(pool.pid).create_time(),
+                                "cmdline": "bash -c sleep 60 & wait"}]
+        (run_dir / RECORD_NAME).write_text(json.dumps(record))
+        assert end_leftovers(run_dir, grace=2.0) == sorted([pool.pid, worker.pid])
+        assert not running(worker.pid, worker.create_time())
+    finally:
+        if pool.poll() is None:
+            pool.kill()
+        pool.wait()
+
+
 def test_process_started_at_another_time_is_never_touched(
     fake_driver: tuple[subprocess.Popen, Path],
 ) -> None:
