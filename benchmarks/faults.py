@@ -25,15 +25,16 @@ raises, and some seeds fail transiently) runs under faults in each engine mode
   (seconds after that driver's launch), and its command line.
 * **Worker kills** (site ``local`` only, ``worker_kills`` > 0): while a driver runs,
   SIGKILLs of HTEX worker processes of its simulation pools (children of
-  ``process_worker_pool.py`` that hold a ``worker_<n>.log``; never the pool's manager
-  or resource-tracker process, never the ``train`` pool), at random moments, busy
-  workers first; the first event, and some later ones, kill two workers of one pool
-  within 2 s (which once left a task hanging inside Parsl 2026.10; the engine now has
-  an engine-side deadline per task). ``deadline_exceeded`` counts attempts that needed
-  that deadline. A killed worker is an infrastructure loss (Parsl's ``WorkerLost`` or
-  ``ManagerLost``, or the worker named by the attempt's start marker is gone): the
-  attempt is recorded with outcome ``lost`` and resubmitted with the same seed, using
-  none of the task's ``retries`` (``campaign.retry``).
+  ``process_worker_pool.py`` that hold a ``worker_<n>.log``; never the pool's manager or
+  resource-tracker process, never the ``train`` pool), at random moments, in a pool with
+  a worker mid-task if there is one, busy workers first; the first event, and some later
+  ones, kill two workers of one pool within 2 s (which once left a task hanging inside
+  Parsl 2026.10; the engine now has an engine-side deadline per task).
+  ``deadline_exceeded`` counts attempts that needed that deadline. A killed worker is an
+  infrastructure loss (Parsl's ``WorkerLost`` or ``ManagerLost``, or the worker named by
+  the attempt's start marker is gone): the attempt is recorded with outcome ``lost`` and
+  resubmitted with the same seed, using none of the task's ``retries``
+  (``campaign.retry``).
 * **Refused submissions** (site ``local`` only, ``refusals`` > 0): from each driver start
   :func:`refusal_starts` names until one start submits its ``sim-fine`` block, the
   local provider refuses that submission once (its ``submit`` raises Parsl's
@@ -348,6 +349,14 @@ def sim_workers(session: int) -> dict[str, list[Any]]:
 
 def _busy_first(workers: list[Any], rng: random.Random) -> list[Any]:
     """Workers in random order, those that used CPU in the last 0.2 s first."""
+    busy = _busy(workers)
+    shuffled = list(workers)
+    rng.shuffle(shuffled)
+    return sorted(shuffled, key=lambda w: w.pid not in busy)
+
+
+def _busy(workers: list[Any]) -> set[int]:
+    """The pids of ``workers`` that used CPU in the next 0.2 s (mid-task)."""
     import psutil
 
     def cpu(process: Any) -> float:
@@ -359,9 +368,7 @@ def _busy_first(workers: list[Any], rng: random.Random) -> list[Any]:
 
     before = {w.pid: cpu(w) for w in workers}
     time.sleep(0.2)
-    shuffled = list(workers)
-    rng.shuffle(shuffled)
-    return sorted(shuffled, key=lambda w: cpu(w) <= before[w.pid])
+    return {w.pid for w in workers if cpu(w) > before[w.pid]}
 
 
 class WorkerKiller:
@@ -397,7 +404,11 @@ class WorkerKiller:
                 pools = {label: w for label, w in pools.items() if len(w) >= 2}
             if not pools:
                 continue  # pools still starting (or gone): try again later
-            label = self.rng.choice(sorted(pools))
+            # a pool with a worker mid-task, if any: its kill loses an attempt
+            busy = _busy([w for workers in pools.values() for w in workers])
+            label = self.rng.choice(sorted(
+                [name for name, workers in pools.items()
+                 if any(w.pid in busy for w in workers)] or pools))
             victims = _busy_first(pools[label], self.rng)[:2 if kind == "double" else 1]
             killed = []
             first = time.monotonic()
