@@ -20,15 +20,31 @@ raises, and some seeds fail transiently) runs under faults in each engine mode
   the kills per point. A driver that killed itself at a point leaves its Parsl
   processes behind (as an OOM kill of the driver alone would): the next start must end
   them (``campaign.processes``); ``leftover_processes`` counts those still alive at the
-  end (then the suite ends them).
+  end (then the suite ends them), and ``leftover_details`` says of each whether its
+  driver had recorded it, when it was born and when its driver last recorded
+  (seconds after that driver's launch), and its command line.
 * **Worker kills** (site ``local`` only, ``worker_kills`` > 0): while a driver runs,
   SIGKILLs of HTEX worker processes of its simulation pools (children of
-  ``process_worker_pool.py`` that hold a ``worker_<n>.log``; never the pool's manager
-  or resource-tracker process, never the ``train`` pool), at random moments, busy
-  workers first; the first event, and some later ones, kill two workers of one pool
-  within 2 s (which once left a task hanging inside Parsl 2026.10; the engine now has
-  an engine-side deadline per task). ``deadline_exceeded`` counts attempts that needed
-  that deadline.
+  ``process_worker_pool.py`` that hold a ``worker_<n>.log``; never the pool's manager or
+  resource-tracker process, never the ``train`` pool), at random moments, in a pool with
+  a worker mid-task if there is one, busy workers first; the first event, and some later
+  ones, kill two workers of one pool within 2 s (which once left a task hanging inside
+  Parsl 2026.10; the engine now has an engine-side deadline per task).
+  ``deadline_exceeded`` counts attempts that needed that deadline. A killed worker is an
+  infrastructure loss (Parsl's ``WorkerLost`` or ``ManagerLost``, or the worker named by
+  the attempt's start marker is gone): the attempt is recorded with outcome ``lost`` and
+  resubmitted with the same seed, using none of the task's ``retries``
+  (``campaign.retry``).
+* **Refused submissions** (site ``local`` only, ``refusals`` > 0): from each driver start
+  :func:`refusal_starts` names until one start submits its ``sim-fine`` block, the
+  local provider refuses that submission once (its ``submit`` raises Parsl's
+  ``SubmitException`` with an ``sbatch: error: ...`` message, through a
+  ``sitecustomize`` module put on the start's ``PYTHONPATH``), as a batch scheduler
+  refusing a job would. Parsl records a failed block; it may submit the block again
+  (the run goes on), or give the executor up: then the start must end with exit 1,
+  the engine saying the scale cannot run on this site with the scheduler's message,
+  and the next start (a resume) goes on. Either way nothing is quarantined or charged
+  to the app for it. Driver and worker kills go on as planned in that start.
 
 The audit checks the faulty run against its own ledger and store (both modes):
 
@@ -41,6 +57,13 @@ The audit checks the faulty run against its own ledger and store (both modes):
                 whose task is not a done task of that scale, done tasks with fewer rows
                 in the store than recorded
 ``quarantined`` tasks quarantined (expected > 0: faults are injected on purpose)
+``quarantined_for_infrastructure``  quarantined tasks whose reason is an infrastructure
+                loss or an engine-side deadline (the app never hangs: a deadline here
+                means a lost attempt was charged to the app); must be 0
+``infrastructure_charged_to_app``  attempts recorded 'failed' or 'quarantined' whose
+                reason is an infrastructure loss or a deadline (an app retry used by
+                the infrastructure); must be 0
+``attempts_lost`` attempts recorded with outcome 'lost' (resubmitted, no retry used)
 ``trained_on_quarantined``  training inputs of any saved model that are quarantined inputs
 ``identical_to_uninterrupted``  rounds mode: the store equals an uninterrupted reference
                 run of the same seed (what rounds mode promises). Async mode: ``None``,
@@ -51,6 +74,13 @@ Usage::
 
     python -m benchmarks.faults [--quick] [--mode async|rounds|both] [--json PATH]
                                 [--site local|threads] [--kills N] [--worker-kills N]
+                                [--refusals N]
+
+A mode passes when nothing is lost, duplicated, torn or unfinished, nothing quarantined
+is trained on, every fault point fired, every planned refusal stopped its start as it
+should, no infrastructure fault was charged to the app, no Parsl process of a killed
+driver is left, the campaign's own last exit is 0, and (rounds) the store equals the
+uninterrupted run's.
 """
 
 from __future__ import annotations
@@ -79,14 +109,46 @@ from campaign.store import Store
 
 MODES = ("async", "rounds")
 # driver_timeout: seconds one driver start may take before the suite calls it hung
-QUICK = {"site": "threads", "kills": 6, "budget": 24, "worker_kills": 0, "driver_timeout": 300}
-FULL = {"site": "local", "kills": 20, "budget": 48, "worker_kills": 8, "driver_timeout": 900}
+QUICK = {"site": "local", "kills": 6, "budget": 24, "worker_kills": 2, "refusals": 1,
+         "driver_timeout": 300}
+FULL = {"site": "local", "kills": 20, "budget": 48, "worker_kills": 8, "refusals": 2,
+        "driver_timeout": 900}
 # a point's pass number n is drawn from 1..PASSES[point]: commits and plans happen many
 # times per start; a fit at least once in a start that gets to its end (the final fit)
 PASSES = {"between-store-and-ledger": 3, "during-fit": 1, "after-plan": 3, "after-commit": 3}
 WORKER_KILL_GAP = (2.0, 6.0)  # seconds between worker-kill events of one driver start
 DOUBLE_KILL_WITHIN = 2.0  # a double worker kill: the second within this many seconds
 LOST_WORKER = re.compile(r"WorkerLost|ManagerLost|loss of worker", re.IGNORECASE)
+# reasons that are the infrastructure's (or a deadline, which this app never needs)
+INFRASTRUCTURE = re.compile(r"WorkerLost|ManagerLost|loss of worker|BadStateException|"
+                            r"ScalingFailed|SubmitException|InterchangeLost|ExecutorError|"
+                            r"DeadlineExceeded", re.IGNORECASE)
+REFUSAL = "sbatch: error: Batch job submission failed: injected refusal (benchmarks.faults)"
+CANNOT_RUN = "cannot run tasks on this site"  # how the engine stops on a fatal loss
+REFUSE_ONCE = textwrap.dedent('''
+    """benchmarks.faults: the local provider refuses the sim-fine block's submission once
+    (while the file named by CAMPAIGN_FAULTS_REFUSE exists)."""
+    import os
+
+    _marker = os.environ.get("CAMPAIGN_FAULTS_REFUSE")
+    if _marker:
+        from parsl.providers import LocalProvider
+        from parsl.providers.errors import SubmitException
+
+        _submit = LocalProvider.submit
+
+        def _refusing_submit(self, command, tasks_per_node, job_name="parsl.localprovider"):
+            if ".sim-fine." in job_name:
+                try:
+                    os.unlink(_marker)
+                except FileNotFoundError:
+                    pass
+                else:
+                    raise SubmitException(job_name, {refusal!r}, retcode=1)
+            return _submit(self, command, tasks_per_node, job_name)
+
+        LocalProvider.submit = _refusing_submit
+''').format(refusal=REFUSAL)
 
 SCRIPT = textwrap.dedent('''
     """Müller-Brown campaign whose fine scale fails on purpose (benchmarks.faults)."""
@@ -127,12 +189,22 @@ def campaign_command(*args: str) -> list[str]:
     return [str(Path(sys.executable).parent / "campaign"), *args]
 
 
-def launch(args: list[str], log: Path, fault_point: str | None = None) -> subprocess.Popen:
+def launch(args: list[str], log: Path, fault_point: str | None = None,
+           refuse: Path | None = None) -> subprocess.Popen:
+    """Start a driver in a session of its own; ``fault_point`` kills it there;
+    ``refuse``: a marker whose existence makes the sim-fine block's submission fail
+    once (:data:`REFUSE_ONCE`, put in the folder that holds the marker)."""
     env = dict(os.environ, COLUMNS="200")
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.pop("CAMPAIGN_FAULT_POINT", None)
+    env.pop("CAMPAIGN_FAULTS_REFUSE", None)
     if fault_point:
         env["CAMPAIGN_FAULT_POINT"] = fault_point
+    if refuse is not None:
+        (refuse.parent / "sitecustomize.py").write_text(REFUSE_ONCE)
+        env["CAMPAIGN_FAULTS_REFUSE"] = str(refuse)
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(refuse.parent), *filter(None, [env.get("PYTHONPATH")])])
     handle = open(log, "a")  # noqa: SIM115 - closed by the caller through the process
     handle.write(f"\n$ {' '.join(args)}  [{fault_point or 'no fault point'}]\n")
     handle.flush()
@@ -223,6 +295,12 @@ def kill_plan(kills: int, rng: random.Random) -> list[dict[str, Any]]:
     return plan
 
 
+def refusal_starts(refusals: int) -> set[int]:
+    """The driver starts (1-based) whose sim-fine block submission is refused: the
+    2nd, 5th, 8th ...: each after a kill's resume, none the first start."""
+    return {2 + 3 * index for index in range(refusals)}
+
+
 def worker_kill_plan(kills: int, rng: random.Random) -> list[str]:
     """Worker-kill events totalling ``kills`` SIGKILLs: the first two workers of one pool
     within 2 s ('double'), then single or double at random."""
@@ -271,6 +349,14 @@ def sim_workers(session: int) -> dict[str, list[Any]]:
 
 def _busy_first(workers: list[Any], rng: random.Random) -> list[Any]:
     """Workers in random order, those that used CPU in the last 0.2 s first."""
+    busy = _busy(workers)
+    shuffled = list(workers)
+    rng.shuffle(shuffled)
+    return sorted(shuffled, key=lambda w: w.pid not in busy)
+
+
+def _busy(workers: list[Any]) -> set[int]:
+    """The pids of ``workers`` that used CPU in the next 0.2 s (mid-task)."""
     import psutil
 
     def cpu(process: Any) -> float:
@@ -282,9 +368,7 @@ def _busy_first(workers: list[Any], rng: random.Random) -> list[Any]:
 
     before = {w.pid: cpu(w) for w in workers}
     time.sleep(0.2)
-    shuffled = list(workers)
-    rng.shuffle(shuffled)
-    return sorted(shuffled, key=lambda w: cpu(w) <= before[w.pid])
+    return {w.pid for w in workers if cpu(w) > before[w.pid]}
 
 
 class WorkerKiller:
@@ -320,7 +404,11 @@ class WorkerKiller:
                 pools = {label: w for label, w in pools.items() if len(w) >= 2}
             if not pools:
                 continue  # pools still starting (or gone): try again later
-            label = self.rng.choice(sorted(pools))
+            # a pool with a worker mid-task, if any: its kill loses an attempt
+            busy = _busy([w for workers in pools.values() for w in workers])
+            label = self.rng.choice(sorted(
+                [name for name, workers in pools.items()
+                 if any(w.pid in busy for w in workers)] or pools))
             victims = _busy_first(pools[label], self.rng)[:2 if kind == "double" else 1]
             killed = []
             first = time.monotonic()
@@ -375,10 +463,15 @@ def _kill_at_random_moment(process: subprocess.Popen, out: Path, step: dict[str,
 def run_faulty(script: Path, out: Path, site: str, plan: list[dict[str, Any]], budget: int,
                log: Path, worker_events: list[str] | None = None,
                worker_rng: random.Random | None = None,
-               driver_timeout: float = 900.0) -> dict[str, Any]:
+               driver_timeout: float = 900.0, refusals: int = 0) -> dict[str, Any]:
     """Run the campaign into ``out`` through the kill ``plan`` (and, site ``local``, the
-    worker-kill events), resuming after each kill, until it finishes."""
+    worker-kill events and ``refusals`` refused submissions), resuming after each kill
+    or refusal, until it finishes."""
     schedule = list(plan)
+    due = sorted(refusal_starts(refusals)) if site == "local" else []
+    marker = out.parent / "refuse" / "marker"  # exists while a refusal is pending
+    refused: list[dict[str, Any]] = []
+    started_at: dict[int, float] = {}  # per driver pid: when it was launched
     pending_workers = list(worker_events or []) if site == "local" else []
     worker_rng = worker_rng or random.Random(0)
     events: list[dict[str, Any]] = []
@@ -393,11 +486,19 @@ def run_faulty(script: Path, out: Path, site: str, plan: list[dict[str, Any]], b
                     if _has_campaign(out) else
                     campaign_command("run", str(script), "--site", site, "--out", str(out),
                                      "--no-report"))
+            # a refusal is pending from its start until a start's block submission
+            # consumed it (a driver killed before it submitted leaves it to the next)
+            if due and starts >= due[0] and not marker.exists():
+                due.pop(0)
+                marker.parent.mkdir(parents=True, exist_ok=True)
+                marker.write_text("")
+            refuse = marker if marker.exists() else None
             step = schedule[0] if schedule else None
             point = (f"{step['point']}:{step['pass']}"
                      if step is not None and step["how"] == "fault point" else None)
-            process = launch(args, log, point)
+            process = launch(args, log, point, refuse)
             sessions.append(process.pid)
+            started_at[process.pid] = time.time()
             killer = (WorkerKiller(process.pid, pending_workers, worker_rng, worker_kills)
                       if pending_workers else None)
             try:
@@ -411,6 +512,11 @@ def run_faulty(script: Path, out: Path, site: str, plan: list[dict[str, Any]], b
             finally:
                 if killer is not None:
                     killer.stop()
+                _keep_record(out, process.pid, started_at[process.pid])
+            if refuse is not None and not refuse.exists():  # refused in this start
+                refused.append(_refusal_event(out, starts, code))
+                if refused[-1]["stopped_run"] and not event.get("fired"):
+                    continue  # resume (the kill planned for this start comes next)
             if step is not None:
                 schedule.pop(0)
                 events.append({"start": starts, **event, "returncode": code})
@@ -436,7 +542,7 @@ def run_faulty(script: Path, out: Path, site: str, plan: list[dict[str, Any]], b
             break
     finally:
         # processes of earlier drivers still alive now were not ended by a later start
-        leftovers = sum(len(session_processes(s)) for s in sessions[:-1])
+        leftover_details = _leftovers(out, sessions[:-1])
         for session in sessions:
             kill_session(session)
     fired = [e for e in events if e.get("fired")]
@@ -451,7 +557,74 @@ def run_faulty(script: Path, out: Path, site: str, plan: list[dict[str, Any]], b
             "double_worker_kills": sum(1 for e in worker_kills
                                        if e["killed"] == 2
                                        and e["within_s"] <= DOUBLE_KILL_WITHIN),
-            "leftover_processes": leftovers}
+            "leftover_processes": len(leftover_details),
+            "leftover_details": leftover_details[:40], "refusal_events": refused,
+            "refusals": len(refused),
+            "refusals_stopped_run": sum(1 for e in refused if e["stopped_run"]),
+            "refusals_handled": sum(1 for e in refused if e["handled"])}
+
+
+def _keep_record(out: Path, driver: int, started: float) -> None:
+    """Keep what the driver ``driver`` recorded of its Parsl processes
+    (``processes.json``, ``campaign.processes``), if it recorded anything: the next
+    start overwrites it. Also when it ran for: to tell a driver killed before it
+    recorded from one whose processes were recorded and still not ended."""
+    record = out / "processes.json"
+    kept = {"driver": driver, "started": started, "ran_s": round(time.time() - started, 2),
+            "recorded": [], "recorded_at_s": None}
+    try:
+        data = json.loads(record.read_text())
+        if data.get("driver", {}).get("pid") == driver:
+            kept["recorded"] = [entry["pid"] for entry in data.get("processes", [])]
+            kept["recorded_at_s"] = round(record.stat().st_mtime - started, 2)
+    except (OSError, ValueError):
+        pass
+    folder = out.parent / "process-records"
+    folder.mkdir(exist_ok=True)
+    (folder / f"{driver}.json").write_text(json.dumps(kept))
+
+
+def _leftovers(out: Path, sessions: list[int]) -> list[dict[str, Any]]:
+    """Processes of earlier drivers' sessions still alive, each with whether its driver
+    had recorded it, how long that driver ran, and its command line."""
+    import psutil
+
+    found = []
+    for session in sessions:
+        try:
+            kept = json.loads((out.parent / "process-records" / f"{session}.json").read_text())
+        except (OSError, ValueError):
+            kept = {"recorded": [], "ran_s": None, "started": None, "recorded_at_s": None}
+        for process in session_processes(session):
+            try:
+                command = " ".join(process.cmdline())[:160]
+                born, parent = process.create_time(), process.ppid()
+            except psutil.Error:
+                command, born, parent = "?", None, None
+            found.append({"driver": session, "pid": process.pid, "ppid": parent,
+                          "recorded": process.pid in kept["recorded"],
+                          "driver_recorded_any": bool(kept["recorded"]),
+                          "driver_ran_s": kept["ran_s"],
+                          # seconds after its driver's launch: it was born, last recorded
+                          "born_s": None if born is None or kept["started"] is None
+                          else round(born - kept["started"], 2),
+                          "last_record_s": kept["recorded_at_s"], "cmdline": command})
+    return found
+
+
+def _refusal_event(out: Path, start: int, code: int) -> dict[str, Any]:
+    """What a start whose block submission was refused did. Parsl may submit the block
+    again and the run goes on, or give the executor up: then the start must end with
+    exit 1, the engine saying the scale cannot run on this site with the scheduler's
+    message. Either way nothing may be quarantined or charged to the app for it (the
+    audit checks that)."""
+    ledger = Ledger(out / "ledger.sqlite", read_only=True)
+    failed = ledger.fact("failed") or ""
+    ledger.close()
+    stopped = code == 1 and CANNOT_RUN in failed
+    return {"start": start, "how": "refused submission", "returncode": code,
+            "failed": failed[:400], "stopped_run": stopped,
+            "handled": REFUSAL in failed if stopped else code in (0, -signal.SIGKILL)}
 
 
 # -- the audit --------------------------------------------------------------------------
@@ -540,16 +713,29 @@ def audit(run_dir: Path, budget: int, reference_dir: Path | None = None) -> dict
             for scale in ("coarse", "fine"))
         reference_ledger.close()
     attempts = ledger.attempts()
+    charged = [a for a in attempts if a["outcome"] in ("failed", "quarantined")
+               and INFRASTRUCTURE.search(a["reason"] or "")]
+    for attempt in charged[:10]:
+        problems.append(f"task {attempt['task_id']} attempt {attempt['attempt']} charged to "
+                        f"the app: {(attempt['reason'] or '')[:200]}")
+    for_infrastructure = [t for t in quarantined if INFRASTRUCTURE.search(t["reason"] or "")]
+    for task in for_infrastructure[:10]:
+        problems.append(f"task {task['task_id']} quarantined for the infrastructure: "
+                        f"{(task['reason'] or '')[:200]}")
     reasons = {(a["task_id"], a["attempt"]): a["reason"] or "" for a in attempts}
     for task in ledger.tasks():  # a done task keeps the reason of its last failed attempt
         reasons.setdefault((task["task_id"], task["attempts"] - 1), task["reason"] or "")
     result = {"mode": ledger.fact("mode"), "stop_reason": stop_reason,
               "committed": committed, "lost": lost, "duplicated": duplicated, "torn": torn,
               "quarantined": len(quarantined),
+              "quarantined_for_infrastructure": len(for_infrastructure),
+              "infrastructure_charged_to_app": len(charged),
+              "attempts_lost": sum(1 for a in attempts if a["outcome"] == "lost"),
               "trained_on_quarantined": trained_on_quarantined,
               "unfinished": len(unfinished),
               "identical_to_uninterrupted": same,
               "retried": sum(1 for t in ledger.tasks() if t["attempts"] > 1),
+              "app_retries": sum(1 for a in attempts if a["outcome"] == "failed"),
               "attempts_worker_lost": sum(1 for r in reasons.values() if LOST_WORKER.search(r)),
               "deadline_exceeded": sum(1 for r in reasons.values() if "DeadlineExceeded" in r),
               "problems": problems[:30]}
@@ -560,7 +746,8 @@ def audit(run_dir: Path, budget: int, reference_dir: Path | None = None) -> dict
 
 # -- the suite --------------------------------------------------------------------------
 def run_mode(mode: str, folder: Path, kills: int, site: str, budget: int, seed: int,
-             worker_kills: int, driver_timeout: float = 900.0) -> dict[str, Any]:
+             worker_kills: int, driver_timeout: float = 900.0,
+             refusals: int = 0) -> dict[str, Any]:
     """One mode: (rounds) an uninterrupted reference, then the faulty run, then the audit."""
     folder.mkdir(parents=True, exist_ok=True)
     script = folder / "fault_campaign.py"
@@ -581,9 +768,10 @@ def run_mode(mode: str, folder: Path, kills: int, site: str, budget: int, seed: 
     rng = random.Random(seed)
     faulty = run_faulty(script, folder / "faulty", site, kill_plan(kills, rng), budget, log,
                         worker_kill_plan(worker_kills, rng) if site == "local" else [],
-                        random.Random(seed + 1), driver_timeout)
+                        random.Random(seed + 1), driver_timeout, refusals)
     result = {"mode": mode, "site": site, "budget": budget, "seed": seed,
               "planned_kills": kills, "kills": faulty.pop("driver_kills"),
+              "planned_refusals": len(refusal_starts(refusals)) if site == "local" else 0,
               "reference_seconds": reference_seconds, **faulty}
     result.update(audit(folder / "faulty", budget,
                         folder / "reference" if mode == "rounds" else None))
@@ -593,7 +781,8 @@ def run_mode(mode: str, folder: Path, kills: int, site: str, budget: int, seed: 
 
 def run_suite(kills: int, site: str = "threads", budget: int = 24, seed: int = 0,
               workdir: Path | None = None, mode: str = "both",
-              worker_kills: int = 0, driver_timeout: float = 900.0) -> dict[str, Any]:
+              worker_kills: int = 0, driver_timeout: float = 900.0,
+              refusals: int = 0) -> dict[str, Any]:
     """The suite in ``workdir`` (a temporary folder by default). One mode returns its
     result; ``mode="both"`` returns ``{"async": ..., "rounds": ...}``."""
     modes = MODES if mode == "both" else (mode,)
@@ -602,17 +791,32 @@ def run_suite(kills: int, site: str = "threads", budget: int = 24, seed: int = 0
     with tempfile.TemporaryDirectory(prefix="faults-") as scratch:
         folder = Path(workdir or scratch)
         results = {m: run_mode(m, folder / m, kills, site, budget, seed, worker_kills,
-                               driver_timeout) for m in modes}
+                               driver_timeout, refusals) for m in modes}
     return results if mode == "both" else results[mode]
+
+
+def failures(result: dict[str, Any]) -> list[str]:
+    """What a mode's result breaks of the suite's promises (empty: it passed)."""
+    broken = [key for key in ("lost", "duplicated", "torn", "unfinished",
+                              "trained_on_quarantined", "quarantined_for_infrastructure",
+                              "infrastructure_charged_to_app", "leftover_processes",
+                              "final_exit_code") if result[key] != 0]
+    broken += [f"fired at {point}: 0" for point, count in result["points_fired"].items()
+               if count == 0]
+    if not result["refusals_handled"] == result["refusals"] == result["planned_refusals"]:
+        broken.append(f"refusals made {result['refusals']}, handled "
+                      f"{result['refusals_handled']}, of {result['planned_refusals']}")
+    if result["mode"] == "rounds" and not result["identical_to_uninterrupted"]:
+        broken.append("not identical to the uninterrupted run")
+    return broken
 
 
 def passed(result: dict[str, Any]) -> bool:
     """Nothing lost, duplicated, torn or left unfinished, nothing quarantined trained on,
-    every fault point fired, and (rounds) the same store as the uninterrupted run."""
-    ok = result["lost"] == result["duplicated"] == result["torn"] == result["unfinished"] == 0
-    ok = ok and result["trained_on_quarantined"] == 0
-    ok = ok and all(count > 0 for count in result["points_fired"].values())
-    return ok and (result["mode"] != "rounds" or bool(result["identical_to_uninterrupted"]))
+    every fault point fired, every refusal stopped its start, no infrastructure fault
+    charged to the app, no process left, the last exit 0, and (rounds) the same store
+    as the uninterrupted run."""
+    return not failures(result)
 
 
 def _print(results: dict[str, dict[str, Any]], site: str) -> None:
@@ -622,9 +826,11 @@ def _print(results: dict[str, dict[str, Any]], site: str) -> None:
     rows += [(f"fired at {point}", [r["points_fired"][point] for r in results.values()])
              for point in FAULT_POINTS]
     rows += [(key, [r[key] for r in results.values()]) for key in (
-        "worker_kills", "double_worker_kills", "attempts_worker_lost", "deadline_exceeded",
+        "worker_kills", "double_worker_kills", "attempts_worker_lost", "attempts_lost",
+        "refusals", "refusals_stopped_run", "refusals_handled", "deadline_exceeded",
         "leftover_processes", "committed", "lost", "duplicated", "torn", "unfinished",
-        "quarantined", "trained_on_quarantined", "retried", "identical_to_uninterrupted",
+        "quarantined", "quarantined_for_infrastructure", "infrastructure_charged_to_app",
+        "trained_on_quarantined", "retried", "app_retries", "identical_to_uninterrupted",
         "final_exit_code", "wall_seconds")]
     width = max(len(name) for name, _ in rows)
     print(f"fault suite on site '{site}':")
@@ -637,30 +843,35 @@ def _print(results: dict[str, dict[str, Any]], site: str) -> None:
         if result.get("could_not_progress"):
             print(f"{mode}: the run ended with exit 1: {result['could_not_progress']}")
         print(f"{mode}: PASS" if passed(result) else
-              f"{mode}: FAIL {result['problems'] or result['events']}")
+              f"{mode}: FAIL ({', '.join(failures(result))}) {result['problems']}")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true",
-                        help=f"{QUICK['kills']} kills on threads, budget {QUICK['budget']}")
+                        help=f"{QUICK['kills']} driver kills, {QUICK['worker_kills']} worker "
+                        f"kills, {QUICK['refusals']} refusal on {QUICK['site']}, budget "
+                        f"{QUICK['budget']}")
     parser.add_argument("--mode", choices=(*MODES, "both"), default="both")
     parser.add_argument("--site", choices=("local", "threads"), default=None)
     parser.add_argument("--kills", type=int, default=None)
     parser.add_argument("--worker-kills", type=int, default=None,
                         help="HTEX worker SIGKILLs (site local only)")
+    parser.add_argument("--refusals", type=int, default=None,
+                        help="refused sim-fine block submissions (site local only)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     settings = dict(QUICK if args.quick else FULL)
-    for key in ("site", "kills", "worker_kills"):
+    for key in ("site", "kills", "worker_kills", "refusals"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
     started = time.time()
     result = run_suite(kills=settings["kills"], site=settings["site"],
                        budget=settings["budget"], seed=args.seed, mode=args.mode,
                        worker_kills=settings["worker_kills"],
-                       driver_timeout=settings["driver_timeout"])
+                       driver_timeout=settings["driver_timeout"],
+                       refusals=settings["refusals"])
     results = result if args.mode == "both" else {args.mode: result}
     _print(results, settings["site"])
     print(f"total wall time {time.time() - started:.0f} s")

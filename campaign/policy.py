@@ -1,8 +1,9 @@
 """The busy policy of async mode, as pure functions of the model slot and the slots.
 
-Owns: how many rows a promotion should choose now, when a refit is due, and how many
-attempts each scale keeps in flight. No Parsl, no threads, no store: each is tested on
-a hand-made state (tests/test_steering.py).
+Owns: how many rows a promotion should choose now, when a refit is due, how many
+attempts each scale keeps in flight, and how many of those slots are free (one at a
+time until the scale's first result has been checked against the spec). No Parsl, no
+threads, no store: each is tested on a hand-made state (tests/test_steering.py).
 """
 
 from __future__ import annotations
@@ -62,6 +63,15 @@ def fit_due(held: PromotionState) -> bool:
     if not held.fitted:
         wanted = min(wanted, held.promotion.seed_design_size)
     return new >= wanted or not held.pending
+
+
+def free_slots(limit: int, in_flight: int, checked: bool) -> int:
+    """Attempts a scale may submit now: its in-flight ``limit`` less those in flight.
+    Until one of its results has been ``checked`` against the spec (the promotion's
+    quantity among its outputs, one number per row, the scale's columns), one attempt
+    at a time: a mistake in the spec (a misspelled ``quantity``) then costs one
+    simulation, not a batch."""
+    return max(0, (limit if checked else min(limit, 1)) - in_flight)
 
 
 def in_flight_limits(spec: CampaignSpec, state: CampaignState,

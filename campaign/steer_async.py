@@ -39,7 +39,7 @@ from campaign.ingest import SubmittedTask
 from campaign.ledger import TaskOutcome
 from campaign.models import FitAbandonedError
 from campaign.planner import select_batch, snapshot
-from campaign.policy import fit_due, picks_wanted
+from campaign.policy import fit_due, free_slots, picks_wanted
 from campaign.resume import mapped_input, restore_learner, saved_models
 from campaign.state import PromotionState
 from campaign.steering import Steerer
@@ -225,20 +225,23 @@ class AsyncSteerer(Steerer):
     def select(self, held: PromotionState) -> None:
         """Fill the target's free slots from the promotion's ready picks, and ask the
         model thread for the next batch while fewer than a batch wait. Ready picks of a
-        posterior older than the newest model are dropped (their rows free again)."""
+        posterior older than the newest model are dropped (their rows free again).
+        Nothing goes out once the run is stopping, ending or has failed."""
+        status = self.state.status
+        if self.stop.stopping or status.stop_reason or status.failed_reason:
+            return
         promotion = held.promotion
         source = self.state.scales[promotion.source]
-        target = self.state.scales[promotion.target]
         chooser = held.generation if held.fitted else -1
         stale = [pick for pick in held.ready if pick[1] != chooser]
         if stale:
             held.promoted.difference_update(row for row, _, _ in stale)
             held.ready = [pick for pick in held.ready if pick[1] == chooser]
-        free = self.max_in_flight[promotion.target] - target.in_flight
+        free = self._free_slots(promotion.target)
         left = tasks_left(self.spec, self.state, promotion.target)
         if held.ready and free > 0 and left != 0:
             self._submit_ready(held, free if left is None else min(free, left))
-            free = self.max_in_flight[promotion.target] - target.in_flight
+            free = self._free_slots(promotion.target)
             left = tasks_left(self.spec, self.state, promotion.target)
         k = picks_wanted(held, source.tasks.get("done", 0), source.committed_rows,
                          len(source.walkers), free, left,
@@ -261,6 +264,13 @@ class AsyncSteerer(Steerer):
             lambda selection: SelectionReady(held, selection, committed, version,
                                              chooser, seen))
 
+    def _free_slots(self, target: str) -> int:
+        """Free slots of a promoted scale: one until its first result is checked
+        against the spec (``ScaleState.columns`` set, here or by a resume)."""
+        held = self.state.scales[target]
+        return free_slots(self.max_in_flight[target], held.in_flight,
+                          held.columns is not None)
+
     def selected(self, event: SelectionReady) -> None:
         """A batch of picks came back: they join the promotion's ready picks, which go
         out into the target's free slots at once."""
@@ -276,7 +286,8 @@ class AsyncSteerer(Steerer):
         if len(event.selection.chosen) == 0:
             held.exhausted_at = event.committed_at_snapshot
             return
-        if self.stop.stopping or self.state.status.stop_reason:
+        status = self.state.status
+        if self.stop.stopping or status.stop_reason or status.failed_reason:
             return
         chosen = [int(r) for r in event.selection.chosen if int(r) not in held.promoted]
         held.promoted.update(chosen)  # reserved: no later selection chooses them again

@@ -11,6 +11,7 @@ add their own reactions and loop.
 
 from __future__ import annotations
 
+import difflib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -214,7 +215,8 @@ class Steerer:
                 promotion_state.quantity_of(rows.y)
             except BadResultError as error:
                 completion.problem, completion.deterministic = f"bad result: {error}", True
-                self.state.status.fail(str(error))
+                self.state.status.fail(str(error) + _did_you_mean(
+                    promotion_state.promotion.quantity, list(rows.y)))
                 return
             try:
                 learned_values(promotion_state, rows.y)
@@ -329,6 +331,12 @@ def _posterior_std(learner: Any) -> Any:
     def std(features: np.ndarray) -> np.ndarray:
         return np.sqrt(np.maximum(learner.posterior(features).variance, 0.0))
     return std
+
+
+def _did_you_mean(wanted: str | None, names: list[str]) -> str:
+    """``"; did you mean 'energy'?"`` for a name close to ``wanted`` ('' if none)."""
+    match = difflib.get_close_matches(wanted or "", names, n=1, cutoff=0.6)
+    return f"; did you mean '{match[0]}'?" if match else ""
 
 
 def _columns_text(columns: dict[str, tuple[Any, tuple[int, ...]]]) -> str:

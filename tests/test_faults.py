@@ -1,15 +1,24 @@
-"""Quick fault-injection suite, in both engine modes: the driver is SIGKILLed at every
-named fault point (between the zarr write and the ledger commit, during a fit, after a
-batch is recorded, after a commit) and at random moments, resumed after each kill, with
-failing and NaN simulations injected. The full version is `python -m benchmarks.faults`
-(20 kills per mode, local HTEX, HTEX worker kills)."""
+"""Quick fault-injection suite, in both engine modes, on local HTEX: the driver is
+SIGKILLed at every named fault point (between the zarr write and the ledger commit,
+during a fit, after a batch is recorded, after a commit) and at random moments, resumed
+after each kill, with failing and NaN simulations injected; HTEX workers are killed and
+a block submission is refused (infrastructure faults: resubmitted, never charged to the
+app). The full version is `python -m benchmarks.faults` (20 kills per mode, 8 worker
+kills, 2 refusals)."""
 
 import os
 import random
 
 import pytest
 
-from benchmarks.faults import QUICK, kill_plan, run_suite, worker_kill_plan
+from benchmarks.faults import (
+    QUICK,
+    failures,
+    kill_plan,
+    refusal_starts,
+    run_suite,
+    worker_kill_plan,
+)
 from campaign.faults import FAULT_POINTS
 
 
@@ -21,13 +30,16 @@ def test_kill_plan_visits_every_fault_point_first_and_is_deterministic():
     events = worker_kill_plan(8, random.Random(0))
     assert events[0] == "double"
     assert sum(2 if kind == "double" else 1 for kind in events) == 8
+    assert 1 not in refusal_starts(3) and len(refusal_starts(3)) == 3
 
 
+@pytest.mark.htex
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["async", "rounds"])
 def test_killed_driver_resumes_with_nothing_lost_duplicated_or_torn(tmp_path, mode):
     result = run_suite(kills=QUICK["kills"], site=QUICK["site"], budget=QUICK["budget"],
                        seed=0, workdir=tmp_path, mode=mode,
+                       worker_kills=QUICK["worker_kills"], refusals=QUICK["refusals"],
                        driver_timeout=QUICK["driver_timeout"])
     assert result["mode"] == mode
     # the first kills visit every fault point; a later one may find the run finished
@@ -45,6 +57,15 @@ def test_killed_driver_resumes_with_nothing_lost_duplicated_or_torn(tmp_path, mo
         assert result["identical_to_uninterrupted"] is True
     else:  # async runs are not reproducible: there is nothing to be identical to
         assert result["identical_to_uninterrupted"] is None
+    # infrastructure faults: killed workers and a refused block submission
+    assert result["worker_kills"] == QUICK["worker_kills"], result["worker_kill_events"]
+    assert result["refusals"] == result["refusals_handled"] == QUICK["refusals"], (
+        result["refusal_events"])
+    assert result["quarantined_for_infrastructure"] == 0, result["problems"]
+    assert result["infrastructure_charged_to_app"] == 0, result["problems"]
+    assert result["final_exit_code"] == 0, result["could_not_progress"]
+    assert result["leftover_processes"] == 0, result["leftover_details"]
+    assert failures(result) == []
 
 
 def fine_app_that_kills_its_worker_once(x, *, seed, marker):
@@ -65,7 +86,7 @@ def fine_app_that_kills_its_worker_once(x, *, seed, marker):
 
 @pytest.mark.htex
 @pytest.mark.slow
-def test_worker_killed_mid_task_is_retried_and_the_campaign_goes_on(tmp_path, monkeypatch):
+def test_worker_killed_mid_task_is_resubmitted_without_a_retry(tmp_path, monkeypatch):
     from pathlib import Path
 
     from conftest import tiny_campaign
@@ -87,6 +108,13 @@ def test_worker_killed_mid_task_is_retried_and_the_campaign_goes_on(tmp_path, mo
     assert summary.task_counts["fine"] == {"done": 8}
     ledger = Ledger(tmp_path / "run" / "ledger.sqlite", read_only=True)
     retried = [t for t in ledger.tasks("fine") if t["attempts"] > 1]
+    attempts = [a for a in ledger.attempts() if a["scale"] == "fine"]
+    ledger.close()
     assert len(retried) == 1
     assert "Lost" in retried[0]["reason"] or "lost" in retried[0]["reason"]
-    ledger.close()
+    # the loss is the infrastructure's: recorded 'lost', no app retry used (an app
+    # failure would be recorded 'failed')
+    (lost,) = [a for a in attempts if a["task_id"] == retried[0]["task_id"]
+               and a["outcome"] != "done"]
+    assert lost["outcome"] == "lost", lost
+    assert not [a for a in attempts if a["outcome"] in ("failed", "quarantined")]
