@@ -36,7 +36,7 @@ from campaign.pids import ProcessRecorder, end_leftover_processes
 from campaign.policy import IN_FLIGHT_PER_WORKER, in_flight_limits
 from campaign.progress import ProgressReporter, progress_snapshot
 from campaign.resume import restore_state, unfinished_tasks
-from campaign.retry import RetryPolicy, task_seed
+from campaign.retry import MARKERS, RetryPolicy, task_seed
 from campaign.signals import StopRequest
 from campaign.simulated import SimulatedDispatcher, SimulatedSession
 from campaign.spec import CampaignSpec
@@ -125,7 +125,7 @@ class Engine:
 
     def _steerer(self) -> AsyncSteerer | RoundsSteerer:
         """The steerer of the spec's mode, with its dispatcher, policy and keeper."""
-        policy = RetryPolicy(self.spec, self.run_dir / "started")
+        policy = RetryPolicy(self.spec, self.run_dir / MARKERS)
         dispatcher = (Dispatcher(self.parsl, self.spec, self.state, policy)
                       if self.virtual is None else SimulatedDispatcher(
                           self.parsl, self.spec, self.state, policy, self.virtual))

@@ -2,7 +2,8 @@
 
 It shows, from the engine's :meth:`~campaign.engine.Engine.progress_snapshot`: per scale
 the committed rows and its tasks submitted (in total, as ``campaign status`` counts
-them) / in flight / done / failed (attempts retried) / quarantined, with the task
+them) / in flight / waiting to start (of those in flight: queued, or their block not
+started) / done / failed (attempts retried) / quarantined, with the task
 budget; per promotion the newest model, the points it was trained on, its reference
 and prospective errors and the 90% interval coverage of the newest scored model; and a
 footer with the elapsed time, the budget used and the time it implies is left (then why
@@ -82,9 +83,11 @@ def render(snapshot: dict[str, Any]) -> RenderableType:
     table = Table(title=f"campaign progress ({snapshot['mode']})", title_justify="left",
                   expand=False)
     # "submitted (total)": every task recorded so far, as in `campaign status`; "in
-    # flight": attempts handed to the executor and not back yet (queued or running)
-    for header in ("scale", "rows", "submitted (total)", "in flight", "done", "failed",
-                   "quarantined", "budget"):
+    # flight": attempts handed to the executor and not back yet (queued or running);
+    # "waiting": of those, the attempts no worker has started (queued, or their block
+    # not started at the scheduler)
+    for header in ("scale", "rows", "submitted (total)", "in flight", "waiting", "done",
+                   "failed", "quarantined", "budget"):
         table.add_column(header, justify="left" if header == "scale" else "right")
     for scale in snapshot["scales"]:
         tasks = scale["tasks"]
@@ -95,7 +98,8 @@ def render(snapshot: dict[str, Any]) -> RenderableType:
                      f"{scale['monitor']['stop']} stops)")
         table.add_row(
             name, str(scale["committed_rows"]), str(tasks["submitted"]),
-            str(tasks["running"]), str(tasks["done"]),
+            str(tasks["running"]), _count(tasks.get("waiting", 0), "cyan"),
+            str(tasks["done"]),
             _count(tasks["failed"], "yellow"), _count(tasks["quarantined"], "red"),
             "-" if budget is None else str(budget))
     parts: list[RenderableType] = [table]

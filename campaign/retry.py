@@ -38,6 +38,9 @@ DEADLINE_MIN = 60.0  # ... and never less than this
 DEADLINE_OBSERVED = 3  # durations seen before a derived deadline applies
 START_CHECK_SECONDS = 1.0  # how often an attempt with no start marker is looked at again
 LOST_STREAK = 50  # losses in a row, with no result between them, that stop a campaign
+MARKERS = "started"  # the run directory's folder of start markers
+
+
 def task_seed(campaign_seed: int, task_id: int, attempt: int) -> int:
     """The seed of one attempt of one task: reproducible across kills and resumes."""
     return int(np.random.SeedSequence([campaign_seed, task_id, attempt]).generate_state(1)[0])
@@ -146,6 +149,17 @@ class RetryPolicy:
     def after_loss(self, task: SubmittedTask, problem: str) -> Decision:
         """The infrastructure lost the attempt: the same seed again, no retry used."""
         return Decision("resubmit", task.seed, problem)
+
+
+def started_task_ids(run_dir: Path) -> set[int]:
+    """The tasks of a running driver with an attempt a worker has started and not
+    returned yet: those with a start marker in ``<run_dir>/started``."""
+    try:
+        names = os.listdir(run_dir / MARKERS)
+    except OSError:
+        return set()
+    return {int(name.split("-", 1)[0]) for name in names
+            if name.split("-", 1)[0].isdigit()}
 
 
 def _dead_here(where: str) -> bool:

@@ -34,7 +34,8 @@ SNAPSHOT = {
          "tasks": {"submitted": 62, "running": 2, "done": 60, "failed": 0, "quarantined": 0},
          "budget": None, "monitor": {"restart": 3, "stop": 1}},
         {"name": "fine", "committed_rows": 57,
-         "tasks": {"submitted": 65, "running": 5, "done": 57, "failed": 4, "quarantined": 3},
+         "tasks": {"submitted": 65, "running": 5, "waiting": 2, "done": 57, "failed": 4,
+                   "quarantined": 3},
          "budget": 120, "monitor": None},
     ],
     "promotions": [
@@ -61,15 +62,15 @@ def rendered(snapshot: dict) -> str:
 
 def test_render_shows_the_numbers_rounded():
     text = rendered(SNAPSHOT)
-    for header in ("rows", "submitted (total)", "in flight", "done", "failed", "quarantined",
-                   "budget", "n_train", "90% coverage"):
+    for header in ("rows", "submitted (total)", "in flight", "waiting", "done", "failed",
+                   "quarantined", "budget", "n_train", "90% coverage"):
         assert header in text
     assert "None" not in text
     coarse = next(line for line in text.splitlines() if "coarse " in line and "1234" in line)
     assert "restarts" in coarse
     fine = next(line for line in text.splitlines() if line.startswith("│ fine "))
     assert [cell.strip() for cell in fine.split("│")[1:-1]] == [
-        "fine", "57", "65", "5", "57", "4", "3", "120"]  # rows, submitted ... budget
+        "fine", "57", "65", "5", "2", "57", "4", "3", "120"]  # rows, submitted ... budget
     model = next(line for line in text.splitlines() if "coarse->fine" in line)
     assert "48" in model and "0.123" in model and "0.235" in model  # 3 significant digits
     assert "89%" in model and "model 6" in model

@@ -11,6 +11,7 @@ import re
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -249,6 +250,25 @@ def test_live_lock_holder_is_running_whatever_the_facts_say(copy):
         assert record["state"] == "running" and str(os.getpid()) in record["reason"]
         assert record["elapsed"] >= status_json(copy)["elapsed"] - 1.0
     assert status_json(copy)["state"] == "stopped"
+
+
+def test_a_running_driver_s_tasks_no_worker_started_are_waiting(copy):
+    """Unfinished tasks of a running driver without a start marker are waiting to start
+    (queued, or their block not started); one with a marker runs."""
+    db = sqlite3.connect(copy / "ledger.sqlite")
+    with db:
+        ids = [row[0] for row in db.execute(
+            "SELECT task_id FROM tasks WHERE scale = 'fine' ORDER BY task_id LIMIT 3")]
+        db.execute(f"UPDATE tasks SET status = 'submitted' WHERE task_id IN "
+                   f"({', '.join(map(str, ids))})")
+    db.close()
+    (copy / "started").mkdir(exist_ok=True)
+    (copy / "started" / f"{ids[0]}-1").write_text(f"{time.time()} host 1\n")
+    assert status_json(copy)["waiting"] == {}  # no driver runs: unfinished, not waiting
+    with RunLock(copy):
+        assert status_json(copy)["waiting"] == {"fine": 2}
+        text = status(copy).stdout
+    assert "waiting to start" in text and "fine 2 tasks" in text, text
 
 
 def test_driver_on_another_host_is_unknown(copy):

@@ -138,11 +138,26 @@ def status_record(run_dir: Path, ledger: Any, store: Any) -> dict[str, Any]:
         "steps": (max((r["round"] + 1 for r in rounds), default=0) if mode == "rounds"
                   else sum(1 for r in rounds if r.get("n_train"))),
         "counts": counts, "rows": {scale: store.rows(scale) for scale in scales},
+        "waiting": waiting_to_start(run_dir, ledger) if state["state"] == "running" else {},
         "attempt_outcomes": attempt_outcomes(ledger),
         "retried": {scale: sum(1 for t in ledger.tasks(scale) if t["attempts"] > 1)
                     for scale in scales},
         "models": models,
     })
+
+
+def waiting_to_start(run_dir: Path, ledger: Any) -> dict[str, int]:
+    """Per scale, the unfinished tasks of a running driver that no worker has started
+    (no start marker, ``campaign.retry``): queued at the executor, or their block not
+    started yet at the scheduler. Only scales with such tasks."""
+    from campaign.retry import started_task_ids
+
+    started = started_task_ids(run_dir)
+    waiting: dict[str, int] = {}
+    for task in ledger.tasks(status="submitted"):
+        if task["task_id"] not in started:
+            waiting[task["scale"]] = waiting.get(task["scale"], 0) + 1
+    return waiting
 
 
 def print_status(run_dir: Path, ledger: Any, record: dict[str, Any]) -> None:
@@ -165,6 +180,12 @@ def print_status(run_dir: Path, ledger: Any, record: dict[str, Any]) -> None:
         console.print("attempts that did not end done: " + "; ".join(
             f"{scale} " + ", ".join(f"{n} {outcome}" for outcome, n in sorted(found.items()))
             for scale, found in not_done.items() if found), highlight=False, soft_wrap=True)
+    if record["waiting"]:
+        console.print("waiting to start (submitted, not started by a worker: queued, or "
+                      "their block has not started): " + ", ".join(
+                          f"{scale} {n} task{'s' if n != 1 else ''}"
+                          for scale, n in sorted(record["waiting"].items())),
+                      highlight=False, soft_wrap=True)
     steps = "rounds" if record["mode"] == "rounds" else "models fitted"
     console.print(f"mode: {record['mode']}; {steps}: {record['steps']}; elapsed "
                   f"{record['elapsed']:.1f} s{record['elapsed_note']}"
