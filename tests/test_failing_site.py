@@ -6,6 +6,9 @@ real ``SlurmProvider`` submits the blocks, the executor turns bad
 (``BadStateException``), and ``campaign run`` exits non-zero with sbatch's message,
 quarantining no task. ``campaign resume DIR --site threads`` then finishes the campaign.
 No Slurm is needed.
+
+A block that starts late (held back, as a batch queue holds a job, past the attempts'
+engine-side deadline) quarantines nothing: the deadline runs from each attempt's start.
 """
 
 from __future__ import annotations
@@ -129,3 +132,35 @@ def test_parsls_account_of_refused_blocks_reads_as_one_line_of_the_schedulers_wo
         "/run/parsl.train.block-0.1' timed out after 5 seconds (and 1 other message)")
     assert infrastructure_message("Task failure due to loss of worker 3 on host\n n1") == (
         "Task failure due to loss of worker 3 on host n1")
+
+
+@pytest.mark.htex
+@pytest.mark.slow
+def test_a_block_held_back_past_the_deadline_quarantines_nothing(tmp_path, monkeypatch):
+    """Local HTEX whose blocks start 12 s after their submission (``worker_init`` sleeps
+    first, as a job waits in a batch queue), and a scale with ``timeout=2``: an
+    engine-side deadline of 6 s that a submission clock would pass twice over. Every
+    attempt waits past it, none is charged, lost or quarantined."""
+    import numpy as np
+
+    from apps import toy
+    from campaign import Budget, Campaign, Scale
+    from campaign.engine import Engine
+    from campaign.ledger import Ledger
+
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))  # the workers import this checkout's apps
+    held_back = 12.0
+    spec = Campaign(name="held", scales=[
+        Scale("walk", app=toy.smeared_energy, params={"n_samples": 256},
+              walkers=toy.initial_walkers(2), timeout=2.0, retries=0)],
+        budget=Budget(walk=4))
+    deadline = 2 * 2.0 + 2.0
+    summary = Engine(spec, tmp_path / "run", site="local",
+                     site_params={"worker_init": f"sleep {held_back:.0f}"}).run()
+    assert not summary.failed and summary.task_counts["walk"] == {"done": 4}
+    ledger = Ledger(tmp_path / "run" / "ledger.sqlite", read_only=True)
+    attempts = ledger.attempts()
+    ledger.close()
+    assert [a["outcome"] for a in attempts] == ["done"] * 4  # none lost, failed, expired
+    waits = np.array([a["started"] - a["submitted"] for a in attempts])
+    assert waits.max() > deadline, waits  # the first attempts waited for their block
