@@ -21,6 +21,7 @@ from typing import Any
 
 from campaign.ledger import Ledger
 
+CHECKOUT = Path(__file__).resolve().parents[2]  # holds campaign/, apps/, benchmarks/
 REFUSAL = "sbatch: error: Batch job submission failed: injected refusal (benchmarks.faults)"
 CANNOT_RUN = "cannot run tasks on this site"  # how the engine stops on a fatal loss
 REFUSE_ONCE = textwrap.dedent('''
@@ -91,9 +92,14 @@ def launch(args: list[str], log: Path, fault_point: str | None = None,
            refuse: Path | None = None) -> subprocess.Popen:
     """Start a driver in a session of its own; ``fault_point`` kills it there;
     ``refuse``: a marker whose existence makes the sim-fine block's submission fail
-    once (:data:`REFUSE_ONCE`, put in the folder that holds the marker)."""
+    once (:data:`REFUSE_ONCE`, put in the folder that holds the marker). The driver,
+    and the worker pools it starts, import this checkout's packages (:data:`CHECKOUT`
+    first on ``PYTHONPATH``), not whichever copy is installed: the suite tests the code
+    it ships with."""
     env = dict(os.environ, COLUMNS="200")
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(CHECKOUT), *filter(None, [env.get("PYTHONPATH")])])
     env.pop("CAMPAIGN_FAULT_POINT", None)
     env.pop("CAMPAIGN_FAULTS_REFUSE", None)
     if fault_point:
