@@ -53,17 +53,28 @@ def failing_fine(x, *, seed, **params):
     read_deck(f"row-{seed % 7}.deck")
 
 
-def test_a_campaigns_ledger_keeps_where_an_app_raised(tmp_path):
+def test_a_campaigns_ledger_log_and_status_keep_where_an_app_raised(tmp_path, caplog):
+    import logging
+
     from conftest import tiny_campaign
+    from typer.testing import CliRunner
 
     from campaign import Budget
+    from campaign.cli import app
     from campaign.ledger import Ledger
 
     spec = tiny_campaign(mode="async", budget=Budget(fine=4, coarse=8), fine_app=failing_fine)
-    summary = spec.run(site="threads", out=tmp_path / "run")
+    with caplog.at_level(logging.WARNING, logger="campaign"):
+        summary = spec.run(site="threads", out=tmp_path / "run")
     assert summary.failed  # every fine task fails: the run stops on its own
     ledger = Ledger(tmp_path / "run" / "ledger.sqlite", read_only=True)
     reasons = [a["reason"] for a in ledger.attempts() if a["reason"]]
     ledger.close()
     line = read_deck.__code__.co_firstlineno + 1
-    assert reasons and all(f"test_failures.py:{line} in read_deck" in r for r in reasons)
+    where = f"test_failures.py:{line} in read_deck"
+    assert reasons and all(where in r for r in reasons)
+    logged = [r.getMessage() for r in caplog.records if "input deck missing" in r.getMessage()]
+    assert logged and all(where in message for message in logged)
+    status = CliRunner().invoke(app, ["status", str(tmp_path / "run")],
+                                env={"COLUMNS": "400"})
+    assert status.exit_code == 0 and where in status.stdout, status.stdout
