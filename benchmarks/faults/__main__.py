@@ -58,6 +58,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="refused sim-fine block submissions (site local only)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="run in this folder and keep it (logs, ledgers, stores); "
+                        "default: a temporary folder, removed at the end")
     args = parser.parse_args(argv)
     settings = dict(QUICK if args.quick else FULL)
     for key in ("site", "kills", "worker_kills", "refusals"):
@@ -68,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
                        budget=settings["budget"], seed=args.seed, mode=args.mode,
                        worker_kills=settings["worker_kills"],
                        driver_timeout=settings["driver_timeout"],
-                       refusals=settings["refusals"])
+                       refusals=settings["refusals"], workdir=args.workdir)
     results = result if args.mode == "both" else {args.mode: result}
     _print(results, settings["site"])
     print(f"total wall time {time.time() - started:.0f} s")
