@@ -12,6 +12,7 @@ what is in flight are the steerer's to keep (it reacts to the events).
 from __future__ import annotations
 
 import concurrent.futures
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -22,11 +23,14 @@ from campaign.retry import RetryPolicy
 from campaign.spec import CampaignSpec
 from campaign.state import CampaignState
 
+log = logging.getLogger(__name__)
+
 POLL_SECONDS = 0.2
 WAITING_SECONDS = 1.0  # how often attempts not started yet are counted (one stat each)
 # an attempt not started while its executor's workers are up and no attempt of its
 # scale started or ended for this long was lost by the executor (seen: a pool whose
-# workers were killed and restarted never received a resubmitted task)
+# workers were killed and restarted never started a task again), and the pools holding
+# tasks are replaced
 STALL_SECONDS = 120.0
 
 
@@ -145,6 +149,7 @@ class Dispatcher:
         for label, futures in unstarted.items():
             if now - self.progress_at.get(label, now) > STALL_SECONDS and self._workers_up(
                     label):
+                self._replace_stuck_blocks(label)  # before the attempts go out again
                 events.extend(self._stalled(futures, now))
                 self.progress_at[label] = now
         return events
@@ -160,6 +165,29 @@ class Dispatcher:
         except Exception:  # not an HTEX, or its interchange is not answering
             return False
         return any(m.get("active", True) and m.get("worker_count", 0) > 0 for m in managers)
+
+    def _replace_stuck_blocks(self, executor_label: str) -> list[str]:
+        """Ask Parsl to end the executor's blocks whose pools hold tasks and start none
+        (as many as there are such blocks; Parsl's ``scale_in`` ends the longest idle
+        first), so its scaling starts fresh ones in their place (``min_blocks``). A pool
+        in which a worker was SIGKILLed while it waited for a task (holding the lock of
+        the pool's task queue) never starts a task again, restarted workers or not
+        (Parsl 2026.10). Returns the block ids ended ([] when it cannot say)."""
+        try:
+            executor = self.parsl.dfk.executors[executor_label]
+            stuck = {m["block_id"] for m in executor.connected_managers()
+                     if m.get("active", True) and m.get("tasks", 0) > 0}
+            if not stuck:
+                return []
+            ended = list(executor.scale_in_facade(len(stuck)) or [])
+        except Exception as error:  # not an HTEX, or no answer: the resubmission goes on
+            log.warning("could not replace the stalled blocks of executor %s: %s",
+                        executor_label, error)
+            return []
+        log.warning("executor %s started no attempt for %.0f s while its workers were up: "
+                    "ended its block%s %s (Parsl starts new ones)", executor_label,
+                    STALL_SECONDS, "s" if len(ended) != 1 else "", ", ".join(map(str, ended)))
+        return ended
 
     def _stalled(self, futures: list[concurrent.futures.Future[Any]],
                  now: float) -> list[Event]:

@@ -147,7 +147,8 @@ def test_budget_rules_are_functions_of_spec_and_state(tmp_path):
 
 class _NeverDone:
     """A Parsl session whose simulation attempts never complete, and whose executors
-    say whether worker pools are connected."""
+    say whether worker pools are connected (one pool in block '0', holding a task, and
+    an idle one in block '1') and record the blocks they are asked to end."""
 
     def __init__(self, workers_up):
         import concurrent.futures
@@ -156,9 +157,18 @@ class _NeverDone:
         def connected_managers():
             if workers_up is None:
                 raise RuntimeError("no interchange")
-            return [{"active": True, "worker_count": 2}] if workers_up else []
+            return [{"active": True, "worker_count": 2, "tasks": 1, "block_id": "0"},
+                    {"active": True, "worker_count": 2, "tasks": 0, "block_id": "1"}
+                    ] if workers_up else []
 
-        executor = SimpleNamespace(connected_managers=connected_managers)
+        self.scaled_in: list[int] = []
+
+        def scale_in_facade(blocks):
+            self.scaled_in.append(blocks)
+            return [str(block) for block in range(blocks)]
+
+        executor = SimpleNamespace(connected_managers=connected_managers,
+                                   scale_in_facade=scale_in_facade)
         self.dfk = SimpleNamespace(executors={"sim-coarse": executor, "sim-fine": executor})
         self.sim_apps = {name: (lambda *args, **kwargs: concurrent.futures.Future())
                          for name in ("coarse", "fine")}
@@ -172,7 +182,8 @@ def _stall_events(tmp_path, monkeypatch, *, workers_up, started):
     spec = spec_with_timeout(tmp_path)
     state = CampaignState(spec, [FakeLearner()])
     policy = RetryPolicy(spec, tmp_path / "started")
-    dispatcher = dispatching.Dispatcher(_NeverDone(workers_up), spec, state, policy)
+    session = _NeverDone(workers_up)
+    dispatcher = dispatching.Dispatcher(session, spec, state, policy)
     task = SubmittedTask(7, "fine", 0, 3, 0.0, np.zeros(1))
     dispatcher.launch(task, {})
     if started:
@@ -180,16 +191,18 @@ def _stall_events(tmp_path, monkeypatch, *, workers_up, started):
     time.sleep(0.01)
     events = dispatcher.wait(timeout=0.01)
     dispatcher.close()
-    return events, dispatcher
+    return events, dispatcher, session
 
 
 def test_an_attempt_not_started_while_its_workers_are_up_and_idle_of_it_is_lost(
         tmp_path, monkeypatch):
-    events, dispatcher = _stall_events(tmp_path, monkeypatch, workers_up=True,
-                                       started=False)
+    events, dispatcher, session = _stall_events(tmp_path, monkeypatch, workers_up=True,
+                                                started=False)
     lost = [e for e in events if isinstance(e, TaskLost)]
     assert len(lost) == 1 and "was not started" in lost[0].problem and not lost[0].fatal
     assert error_kind(lost[0].problem) == "infrastructure" and not dispatcher.sims
+    # the pool holding tasks is replaced (one block ended: Parsl starts a new one)
+    assert session.scaled_in == [1]
 
 
 def test_a_queued_attempt_is_not_lost_without_workers_or_while_its_scale_runs(
@@ -197,7 +210,7 @@ def test_a_queued_attempt_is_not_lost_without_workers_or_while_its_scale_runs(
     for workers_up, started in [(False, False), (None, False), (True, True)]:
         folder = tmp_path / f"{workers_up}{started}"
         folder.mkdir()
-        events, dispatcher = _stall_events(folder, monkeypatch, workers_up=workers_up,
-                                           started=started)
+        events, dispatcher, session = _stall_events(folder, monkeypatch,
+                                                    workers_up=workers_up, started=started)
         assert not [e for e in events if isinstance(e, TaskLost)], (workers_up, started)
-        assert len(dispatcher.sims) == 1
+        assert len(dispatcher.sims) == 1 and session.scaled_in == []
