@@ -38,7 +38,8 @@ def run_faulty(script: Path, out: Path, site: str, plan: list[dict[str, Any]], b
                driver_timeout: float = 900.0, refusals: int = 0) -> dict[str, Any]:
     """Run the campaign into ``out`` through the kill ``plan`` (and, site ``local``, the
     worker-kill events and ``refusals`` refused submissions), resuming after each kill
-    or refusal, until it finishes."""
+    or refusal, until it finishes. A start that hangs past ``driver_timeout`` (killed),
+    or exits as the campaign never should, ends the run: ``aborted`` says why."""
     schedule = list(plan)
     due = sorted(refusal_starts(refusals)) if site == "local" else []
     marker = out.parent / "refuse" / "marker"  # exists while a refusal is pending
@@ -50,6 +51,8 @@ def run_faulty(script: Path, out: Path, site: str, plan: list[dict[str, Any]], b
     worker_kills: list[dict[str, Any]] = []
     sessions: list[int] = []
     starts = 0
+    code: int | None = None
+    could_not_progress = aborted = None
     try:
         while True:
             starts += 1
@@ -112,6 +115,8 @@ def run_faulty(script: Path, out: Path, site: str, plan: list[dict[str, Any]], b
                 events.append({"start": starts, "how": "run finished first",
                                "kills_not_made": len(schedule)})
             break
+    except RuntimeError as error:  # a hung start, or an exit the suite cannot go on from:
+        aborted = str(error)  # the mode fails, and the audit looks at what is on disk
     finally:
         # processes of earlier drivers still alive now were not ended by a later start
         leftover_details = _leftovers(out, sessions[:-1])
@@ -121,6 +126,7 @@ def run_faulty(script: Path, out: Path, site: str, plan: list[dict[str, Any]], b
     points_fired = {point: sum(1 for e in fired if e.get("point") == point)
                     for point in FAULT_POINTS}
     return {"events": events, "driver_kills": len(fired), "driver_starts": starts,
+            "aborted": aborted,
             "final_exit_code": code, "could_not_progress": could_not_progress or None,
             "points_fired": points_fired,
             "random_kills": sum(1 for e in fired if e["how"] == "random moment"),

@@ -78,6 +78,8 @@ def failures(result: dict[str, Any]) -> list[str]:
                               "trained_on_quarantined", "quarantined_for_infrastructure",
                               "infrastructure_charged_to_app", "leftover_processes",
                               "final_exit_code") if result[key] != 0]
+    if result.get("aborted"):
+        broken.append(f"aborted: {result['aborted']}")
     broken += [f"fired at {point}: 0" for point, count in result["points_fired"].items()
                if count == 0]
     if not result["refusals_handled"] == result["refusals"] == result["planned_refusals"]:
