@@ -118,3 +118,63 @@ def test_worker_killed_mid_task_is_resubmitted_without_a_retry(tmp_path, monkeyp
                and a["outcome"] != "done"]
     assert lost["outcome"] == "lost", lost
     assert not [a for a in attempts if a["outcome"] in ("failed", "quarantined")]
+
+
+def fine_app_that_dies_holding_the_task_lock_once(x, *, seed, marker):
+    """The first time: takes the lock of its HTEX pool's task queue and SIGKILLs its
+    worker, as a worker killed while it waited for a task does (it holds that lock while
+    it polls); no worker of the pool can take a task again. Then behaves."""
+    import inspect
+    import os
+    import signal
+    from pathlib import Path
+
+    from apps import toy
+
+    try:
+        Path(marker).unlink()
+    except FileNotFoundError:
+        return toy.smeared_energy(x, seed=seed, n_samples=4096)
+    queue = next(frame.frame.f_locals["task_queue"] for frame in inspect.stack()
+                 if "task_queue" in frame.frame.f_locals)
+    queue._rlock.acquire()
+    os.kill(os.getpid(), signal.SIGKILL)
+    raise AssertionError("unreachable")
+
+
+@pytest.mark.htex
+@pytest.mark.slow
+def test_a_pool_that_can_start_nothing_again_is_replaced(tmp_path, monkeypatch, caplog):
+    """A worker dies holding its pool's task-queue lock (Parsl 2026.10 then never starts
+    a task in that pool again, restarted workers or not): its attempt is lost, the
+    resubmitted one waits in the stuck pool until the stall rule counts it lost and the
+    pool's block is ended; Parsl starts a new block, and the campaign finishes with no
+    retry used."""
+    import logging
+    from pathlib import Path
+
+    from conftest import tiny_campaign
+
+    from campaign import Budget
+    from campaign import dispatcher as dispatching
+    from campaign.ledger import Ledger
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [str(Path(__file__).parent), str(Path(__file__).parents[1])]))
+    monkeypatch.setattr(dispatching, "STALL_SECONDS", 10.0)
+    marker = tmp_path / "die-holding-the-lock"
+    marker.write_text("")
+    spec = tiny_campaign(fine_app=fine_app_that_dies_holding_the_task_lock_once,
+                         fine_params={"marker": str(marker)}, budget=Budget(fine=8))
+    with caplog.at_level(logging.WARNING, logger="campaign"):
+        summary = spec.run(site="local", out=tmp_path / "run")
+    assert not marker.exists()  # the worker really died holding the lock
+    assert summary.task_counts["fine"] == {"done": 8}
+    assert any("ended its block" in r.getMessage() and "sim-fine" in r.getMessage()
+               for r in caplog.records), [r.getMessage() for r in caplog.records]
+    ledger = Ledger(tmp_path / "run" / "ledger.sqlite", read_only=True)
+    attempts = [a for a in ledger.attempts() if a["scale"] == "fine"]
+    ledger.close()
+    lost = [a for a in attempts if a["outcome"] == "lost"]
+    assert any("was not started" in (a["reason"] or "") for a in lost), lost
+    assert not [a for a in attempts if a["outcome"] in ("failed", "quarantined")]
