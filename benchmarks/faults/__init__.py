@@ -28,13 +28,15 @@ raises, and some seeds fail transiently) runs under faults in each engine mode
   ``process_worker_pool.py`` that hold a ``worker_<n>.log``; never the pool's manager or
   resource-tracker process, never the ``train`` pool), at random moments, in a pool with
   a worker mid-task if there is one, busy workers first; the first event, and some later
-  ones, kill two workers of one pool within 2 s (which once left a task hanging inside
-  Parsl 2026.10; the engine now has an engine-side deadline per task).
-  ``deadline_exceeded`` counts attempts that needed that deadline. A killed worker is an
-  infrastructure loss (Parsl's ``WorkerLost`` or ``ManagerLost``, or the worker named by
-  the attempt's start marker is gone): the attempt is recorded with outcome ``lost`` and
-  resubmitted with the same seed, using none of the task's ``retries``
-  (``campaign.retry``).
+  ones, kill two workers of one pool within 2 s. A worker killed while it waits for a
+  task holds its pool's task-queue lock for ever, and that pool starts no task again
+  (Parsl 2026.10): the engine counts an attempt that does not start there as lost after
+  ``campaign.dispatcher.STALL_SECONDS`` and replaces the pool's block.
+  ``deadline_exceeded`` counts attempts ended by the engine-side deadline. A killed
+  worker is an infrastructure loss (Parsl's ``WorkerLost`` or ``ManagerLost``, or the
+  worker named by the attempt's start marker is gone): the attempt is recorded with
+  outcome ``lost`` and resubmitted with the same seed, using none of the task's
+  ``retries`` (``campaign.retry``).
 * **Refused submissions** (site ``local`` only, ``refusals`` > 0): from each driver start
   :func:`refusal_starts` names until one start submits its ``sim-fine`` block, the
   local provider refuses that submission once (its ``submit`` raises Parsl's
