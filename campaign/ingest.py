@@ -42,6 +42,8 @@ FATAL_ERRORS = frozenset({"BadStateException", "ScalingFailed", "SubmitException
 BLOCK_FAILURE = re.compile(
     r"Failed to start block \S+: (.*?)(?=\s*Error \d+:\s*Failed to start block|\Z)", re.S)
 EXECUTOR_LABEL = re.compile(r"Executor (\S+) failed")
+# a SubmitException's own message: "Cannot launch job J: <message>; recode=..."
+LAUNCH_MESSAGE = re.compile(r"Cannot launch job \S+: (.*?); recode=")
 COMMIT_EVERY_ROWS = 10_000
 COMMIT_EVERY_SECONDS = 0.25  # the durability window of async mode
 
@@ -134,7 +136,10 @@ def infrastructure_message(text: str) -> str:
         return " ".join(text.split())
     said: list[str] = []
     for reason in reasons:
-        words = reason.rpartition("stderr=")[2] if "stderr=" in reason else reason
+        words = reason.rpartition("stderr=")[2].strip() if "stderr=" in reason else reason
+        if words in ("", "None"):  # no stderr: the submit error's own message says why
+            launch = LAUNCH_MESSAGE.search(reason)
+            words = launch.group(1) if launch else reason
         if words and words not in said:
             said.append(words)
     executor = EXECUTOR_LABEL.search(text)

@@ -130,6 +130,11 @@ def test_parsls_account_of_refused_blocks_reads_as_one_line_of_the_schedulers_wo
     assert infrastructure_message(hung) == (
         "executor train could not start its workers (2 blocks): Command 'sbatch "
         "/run/parsl.train.block-0.1' timed out after 5 seconds (and 1 other message)")
+    no_stderr = ("Executor sim-fine failed due to: Error 1:\n\tFailed to start block 1: "
+                 f"Cannot launch job parsl.sim-fine.block-1.3: {REFUSAL}; recode=1, "
+                 "stdout=None, stderr=None\n")  # a provider that puts the words in its message
+    assert infrastructure_message(no_stderr) == (
+        f"executor sim-fine could not start its workers (1 block): {REFUSAL}")
     assert infrastructure_message("Task failure due to loss of worker 3 on host\n n1") == (
         "Task failure due to loss of worker 3 on host n1")
 
