@@ -232,12 +232,22 @@ class _GradientIntegratedVarianceScorer:
         self.observed = self.n * (1 + np.arange(self.d))[None, :] + np.arange(self.n)[:, None]
         # Conditioned d x d covariance of each point's gradient components: (n, d, d).
         self.block = posterior.gradient_blocks()
-        for position in pending:
-            self._fantasize(int(position))
+        # Pending points at once: every gradient component of each, position-major.
+        update = self.fantasies.add_many(self.observed[pending].reshape(-1),
+                                         noise=np.tile(self.noise, pending.size))
+        self._shrink_blocks(update)
         free, self.weight = _reference_points(posterior, pending, rng, n_reference,
                                               reference, below)
         self.reference = free
         self.cross = self.fantasies.conditioned(free)  # (N, s)
+
+    def _shrink_blocks(self, update: np.ndarray, chunk: int = 4096) -> None:
+        """Condition the per-point gradient blocks on the update columns (N, r)."""
+        if update.shape[1] == 0:
+            return
+        for start in range(0, self.n, chunk):  # bounded memory: chunk x d x r
+            u = update[self.observed[start:start + chunk]]  # (c, d, r)
+            self.block[start:start + chunk] -= np.einsum("cir,cjr->cij", u, u)
 
     def _fantasize(self, position: int) -> list[np.ndarray]:
         updates = []
