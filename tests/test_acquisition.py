@@ -57,7 +57,7 @@ class _Independent(Posterior):
 
     def covariance(self, columns):
         columns = self._check_columns(columns)
-        return np.eye(self.n)[:, columns] * self.variance
+        return np.eye(self.n)[:, columns] * self.variance[columns]
 
 
 # -- protocol suite -------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Fantasies: block conditioning on many points equals sequential rank-one conditioning."""
+"""Block conditioning (Fantasies.add_many) and the blocked greedy max-variance batch equal
+their one-at-a-time forms."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import pytest
 import torch
 
 from learners import ExactGP, GradientGP, SampledPosterior
-from learners.acquisition import IntegratedVariance
+from learners.acquisition import GreedyAcquisition, IntegratedVariance, MaxVariance
 from learners.acquisition.base import Fantasies
+from learners.acquisition.blocked import blocked_max_variance
 from learners.acquisition.variance import _GradientIntegratedVarianceScorer
+from learners.posterior import IndependentPosterior
 
 torch.set_num_threads(1)
 
@@ -116,3 +119,43 @@ def test_gradient_scorer_conditions_pending_as_sequentially():
     chosen = IntegratedVariance(n_reference=None).select(posterior, 3, pending,
                                                          np.random.default_rng(0))
     assert not set(chosen.tolist()) & set(pending.tolist())
+
+
+# -- blocked greedy max variance ---------------------------------------------------------------
+
+
+def _rank_one_greedy(posterior, k, pending):
+    """The shared rank-one loop with max variance's scorer (the reference)."""
+    policy = MaxVariance()
+    chosen = GreedyAcquisition.select(policy, posterior, k, pending, np.random.default_rng(0))
+    return chosen, policy.chosen_score_
+
+
+@pytest.mark.parametrize("pending", [np.empty(0, np.int64), np.arange(0, 300, 7)],
+                         ids=["no-pending", "pending"])
+def test_blocked_max_variance_equals_the_rank_one_greedy(pending):
+    # Dense pool around the data: picks shadow each other, blocks are cut short.
+    points = np.vstack([POINTS, RNG.uniform(0.3, 0.7, size=(200, 2))])
+    posterior = GP.posterior(points)
+    expected, expected_values = _rank_one_greedy(posterior, 120, pending)
+    chosen, values = blocked_max_variance(posterior, 120, pending, width=8)
+    np.testing.assert_array_equal(chosen, expected)
+    np.testing.assert_allclose(values, expected_values, rtol=1e-7,
+                               atol=1e-12 * posterior.variance.max())
+
+
+def test_blocked_max_variance_ties_and_duplicates_without_noise():
+    draws = np.random.default_rng(5).normal(size=(6, 25))
+    draws[:, 7] = draws[:, 3]
+    posterior = SampledPosterior(draws, noise_variance=0.0)  # rank 5, duplicates
+    expected, expected_values = _rank_one_greedy(posterior, 20, np.array([3]))
+    chosen, values = blocked_max_variance(posterior, 20, np.array([3]), width=4)
+    # Pending 3 and 4 picks span the draws; later variances are round-off, their order too.
+    informative = expected_values > 1e-9 * posterior.variance.max()
+    assert informative.sum() == 4 and informative[:4].all()
+    np.testing.assert_array_equal(chosen[:4], expected[:4])
+    np.testing.assert_allclose(values, expected_values, atol=1e-9 * posterior.variance.max())
+    assert len(set(chosen.tolist())) == 20 and 3 not in chosen
+    flat = IndependentPosterior(np.zeros(9), np.ones(9), noise_variance=0.1)
+    chosen, _ = blocked_max_variance(flat, 5, np.array([2]), width=2)
+    np.testing.assert_array_equal(chosen, [0, 1, 3, 4, 5])

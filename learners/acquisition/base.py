@@ -246,12 +246,17 @@ class Fantasies:
             position that added information (r <= p), in order.
         """
         positions = np.asarray(positions, dtype=np.int64).reshape(-1)
-        p = positions.size
-        if p == 0:
+        if positions.size == 0:
             return np.empty((self.factor.shape[0], 0))
+        return self.add_conditioned(positions, self.conditioned(positions), noise)
+
+    def add_conditioned(self, positions: np.ndarray, columns: np.ndarray,
+                        noise: np.ndarray | float | None = None) -> np.ndarray:
+        """:meth:`add_many` given ``columns = self.conditioned(positions)`` (n, p), e.g.
+        computed once for more positions than end up fantasized."""
+        p = positions.size
         noises = np.broadcast_to(
             np.asarray(self.noise if noise is None else noise, dtype=np.float64), (p,))
-        columns = self.conditioned(positions)  # (n, p)
         block = columns[positions]
         block = 0.5 * (block + block.T)
         block[np.diag_indices(p)] += noises

@@ -14,6 +14,7 @@ from learners.acquisition.base import (
     Scorer,
     check_request,
 )
+from learners.acquisition.blocked import blocked_max_variance
 from learners.posterior import Posterior
 
 logger = logging.getLogger(__name__)
@@ -92,6 +93,14 @@ class MaxVariance(GreedyAcquisition):
         """Alias of ``chosen_score_``: the conditioned variance of each pick."""
         return self.chosen_score_
 
+    def _greedy(self, posterior: Posterior, k: int, pending: np.ndarray) -> np.ndarray:
+        """The greedy batch over all of ``posterior`` (sets ``chosen_score_``): the picks
+        of the shared rank-one loop, taken several per step
+        (:func:`~learners.acquisition.blocked.blocked_max_variance`)."""
+        take = min(k, posterior.n - pending.size)
+        chosen, self.chosen_score_ = blocked_max_variance(posterior, take, pending)
+        return chosen
+
     def select(
         self, posterior: Posterior, k: int, pending: np.ndarray, rng: np.random.Generator
     ) -> np.ndarray:
@@ -100,7 +109,7 @@ class MaxVariance(GreedyAcquisition):
         large = posterior.n > self.exact_limit
         if not (large and hasattr(posterior, "variance_upper_bound")
                 and hasattr(posterior, "subset")):
-            chosen = super().select(posterior, k, pending, rng)
+            chosen = self._greedy(posterior, k, pending)
             self.certified_, self.n_scored_ = True, posterior.n
             return chosen
         bound = np.asarray(posterior.variance_upper_bound(), dtype=np.float64)
@@ -112,8 +121,7 @@ class MaxVariance(GreedyAcquisition):
              else np.flatnonzero(np.isfinite(bound))] = True
         for attempt in range(1 + self.max_growth):
             rows = np.concatenate([np.flatnonzero(kept), pending])
-            local = super().select(posterior.subset(rows), k, np.arange(kept.sum(), rows.size),
-                                   rng)
+            local = self._greedy(posterior.subset(rows), k, np.arange(kept.sum(), rows.size))
             chosen, scores = rows[local], self.chosen_score_
             # Points left out that might beat a pick: tighten their bounds with the
             # fantasized pending and chosen points, step by step.
