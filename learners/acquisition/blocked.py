@@ -15,8 +15,8 @@ round-off) in a few matrix-matrix passes. Each step
 3. conditions every point on the kept picks at once (:meth:`Fantasies.add_conditioned`).
 
 The first point of each block is always kept, so every step makes progress. The block
-width adapts: it doubles while every block point is kept (picks far apart: nearly
-independent) and halves when fewer than a quarter are (picks that shadow each other),
+width adapts: it doubles while at least three quarters of the block are kept (picks far
+apart: nearly independent) and halves when fewer than a quarter are (picks that shadow each other),
 so the covariance columns computed and not used stay a small share.
 """
 
@@ -78,7 +78,7 @@ def blocked_max_variance(posterior: Posterior, k: int, pending: np.ndarray,
         free[picks] = False
         if done < k:
             fantasies.add_conditioned(picks, columns[:, [j for j, _ in kept]])
-        if len(kept) == t:
+        if 4 * len(kept) >= 3 * t:
             width = min(2 * width, max_width)
         elif 4 * len(kept) < t:
             width = max(width // 2, 8)
