@@ -23,6 +23,7 @@ Usage::
 
     python -m benchmarks.selection_scale [--json PATH] [--candidates N] [--train M]
                                          [--picks K] [--quality] [--selection-only]
+                                         [--profile PATH]
 
 With ``--json`` an existing file is updated: the selection lands under
 ``selection_k<K>`` (and under ``selection`` for the default k=100), other sections stay.
@@ -31,9 +32,12 @@ With ``--json`` an existing file is updated: the selection lands under
 from __future__ import annotations
 
 import argparse
+import cProfile
+import io
 import json
 import logging
 import os
+import pstats
 import resource
 import time
 from pathlib import Path
@@ -75,20 +79,29 @@ def _model(n_train: int, d: int, rng: np.random.Generator, seed: int) -> ExactGP
 
 
 def selection(n_candidates: int = 10**6, n_train: int = 2000, d: int = 10, k: int = 100,
-              seed: int = 0) -> dict[str, Any]:
-    """Time a greedy max-variance batch of ``k`` from ``n_candidates`` (see module doc)."""
+              seed: int = 0, profile: Path | None = None) -> dict[str, Any]:
+    """Time a greedy max-variance batch of ``k`` from ``n_candidates`` (see module doc);
+    with ``profile``, under cProfile on the process CPU clock, top functions written there."""
     rng = np.random.default_rng(seed)
     gp = _model(n_train, d, rng, seed)
     candidates = _mixture(n_candidates, d, rng)
     rss_before = _peak_rss_mb()
     policy = MaxVariance()
+    profiler = cProfile.Profile(time.process_time) if profile else None
     started, cpu_started = time.perf_counter(), time.process_time()
+    if profiler:
+        profiler.enable()
     posterior = gp.posterior(candidates)
     chosen = policy.select(posterior, k, np.empty(0, dtype=np.int64), rng)
     seconds = time.perf_counter() - started
+    if profiler:
+        profiler.disable()
+        text = io.StringIO()
+        pstats.Stats(profiler, stream=text).sort_stats("cumtime").print_stats(25)
+        profile.write_text(text.getvalue())
     return {"n_candidates": n_candidates, "n_train": n_train, "features": d, "k": k,
             "seconds": seconds, "cpu_seconds": time.process_time() - cpu_started,
-            "certified": bool(policy.certified_),
+            "certified": bool(policy.certified_), "profiled": profile is not None,
             "n_scored": int(policy.n_scored_), "n_chosen": int(len(chosen)),
             "distinct": int(len(set(chosen.tolist()))),
             "peak_rss_mb": _peak_rss_mb(), "peak_rss_growth_mb": _peak_rss_mb() - rss_before,
@@ -161,13 +174,15 @@ def main(argv: list[str] | None = None) -> None:
                         help="also compare the prefiltered batch with the exact one")
     parser.add_argument("--selection-only", action="store_true",
                         help="skip the SVGP and ensemble fits")
+    parser.add_argument("--profile", type=Path,
+                        help="profile the selection (CPU clock) and write it here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(1)
     report: dict[str, Any] = {}
     if args.json and args.json.exists():
         report = json.loads(args.json.read_text())
-    s = selection(args.candidates, args.train, k=args.picks)
+    s = selection(args.candidates, args.train, k=args.picks, profile=args.profile)
     s["load_average_1min"] = os.getloadavg()[0]
     report[f"selection_k{args.picks}"] = s
     if args.picks == 100:
