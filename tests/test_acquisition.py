@@ -57,7 +57,7 @@ class _Independent(Posterior):
 
     def covariance(self, columns):
         columns = self._check_columns(columns)
-        return np.eye(self.n)[:, columns] * self.variance
+        return np.eye(self.n)[:, columns] * self.variance[columns]
 
 
 # -- protocol suite -------------------------------------------------------------------------
@@ -445,6 +445,22 @@ def test_prefilter_without_growth_keeps_the_variance_reduction():
     assert fast.n_scored_ <= 900 and len(set(chosen.tolist())) == 10
     # Each pick's conditioned variance is that of the exact greedy batch within 2%.
     np.testing.assert_allclose(fast.chosen_variance_, exact.chosen_variance_, rtol=0.02)
+
+
+def test_certificate_over_its_limit_is_reported_not_checked():
+    points = np.random.default_rng(4).uniform(-0.5, 1.5, size=(600, 2))
+    none = np.array([], dtype=np.int64)
+    checked = MaxVariance(prefilter=20, exact_limit=100)
+    skipped = MaxVariance(prefilter=20, exact_limit=100, certify_limit=0)
+    batch = checked.select(GP.posterior(points), 8, none, np.random.default_rng(0))
+    same = skipped.select(GP.posterior(points), 8, none, np.random.default_rng(0))
+    np.testing.assert_array_equal(same, batch)  # the limit changes the report, not the picks
+    assert skipped.certified_ is False
+    grown = MaxVariance(prefilter=20, exact_limit=100, max_growth=None, certify_limit=0)
+    grown.select(GP.posterior(points), 8, none, np.random.default_rng(0))
+    assert grown.certified_  # growing until certified ignores the limit
+    with pytest.raises(ValueError, match="certify_limit"):
+        MaxVariance(certify_limit=-1)
 
 
 # -- explore mixture ---------------------------------------------------------------------------

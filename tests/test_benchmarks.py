@@ -64,3 +64,12 @@ def test_selection_scale_small():
     assert svgp["seconds"] > 0 and np.isfinite(svgp["test_rmse"])
     ensemble = selection_scale.ensemble_fit(n=300, d=3, steps=30, members=2, hidden=(8,))
     assert ensemble["test_rmse"] < 3 * ensemble["target_sd"]
+
+
+def test_selection_scale_quality_small():
+    q = selection_scale.quality(n_candidates=3000, n_train=60, d=3, k=40, prefilter=100)
+    # Conditioning on the exact greedy batch or a prefiltered one only lowers the pool's
+    # summed variance; the exact greedy is not optimal, so no order is asserted between them.
+    assert q["summed_variance_exact"] < q["summed_variance_before"]
+    assert q["summed_variance_prefiltered"] < q["summed_variance_before"]
+    assert q["ratio_prefiltered_to_exact"] > 0 and 0 <= q["shared_picks"] <= 40

@@ -14,6 +14,7 @@ from learners.acquisition.base import (
     Scorer,
     check_request,
 )
+from learners.acquisition.blocked import blocked_max_variance
 from learners.posterior import Posterior
 
 logger = logging.getLogger(__name__)
@@ -48,16 +49,24 @@ class MaxVariance(GreedyAcquisition):
     at least the largest bound left outside the prefilter (bounds tightened by the pending
     and earlier picks) is the exact greedy pick over the whole pool: ``certified_``
     reports whether every pick had that certificate. Memory of the prefiltered path:
-    ``O(prefilter * m)`` for m training points plus ``O(n)``.
+    ``O(prefilter * (m + k))`` for m training points plus ``O(n)``.
+
+    The greedy itself takes several picks per conditioning step
+    (:func:`~learners.acquisition.blocked.blocked_max_variance`): the same picks as one
+    rank-one update per pick, in matrix-matrix products.
 
     Args:
-        prefilter: number of candidates first kept by the bound.
+        prefilter: number of candidates first kept by the bound (at least ``2 k``).
         exact_limit: pools up to this size are scored exactly without a prefilter.
         max_growth: if a pick is not certified, up to this many times add the
             ``prefilter`` left-out points of largest bound (tightened by the batch so far,
             so they come from other regions) and recompute; None grows until certified
             (exact, time then unbounded). The default 0 keeps time and memory bounded;
             ``certified_`` then says whether the batch is provably exact.
+        certify_limit: largest number of (left-out point, pending or chosen point) kernel
+            values spent on the certificate; above it the batch is reported not certified
+            without checking (large k over a large pool). None: no limit (always so when
+            ``max_growth`` is None).
 
     Attributes:
         chosen_variance_: (k,) float64 conditioned variance of each chosen point at the
@@ -68,7 +77,7 @@ class MaxVariance(GreedyAcquisition):
     """
 
     def __init__(self, prefilter: int = 10_000, exact_limit: int = 20_000,
-                 max_growth: int | None = 0):
+                 max_growth: int | None = 0, certify_limit: int | None = 10**8):
         for name, value in (("prefilter", prefilter), ("exact_limit", exact_limit)):
             if int(value) != value or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
@@ -77,6 +86,12 @@ class MaxVariance(GreedyAcquisition):
         self.prefilter = int(prefilter)
         self.exact_limit = int(exact_limit)
         self.max_growth = 10**9 if max_growth is None else int(max_growth)
+        if certify_limit is not None and (int(certify_limit) != certify_limit
+                                          or certify_limit < 0):
+            raise ValueError(f"certify_limit must be an integer >= 0 or None, "
+                             f"got {certify_limit!r}")
+        self.certify_limit = (None if certify_limit is None or max_growth is None
+                              else int(certify_limit))
 
     def __repr__(self) -> str:
         return "MaxVariance()"
@@ -92,6 +107,14 @@ class MaxVariance(GreedyAcquisition):
         """Alias of ``chosen_score_``: the conditioned variance of each pick."""
         return self.chosen_score_
 
+    def _greedy(self, posterior: Posterior, k: int, pending: np.ndarray) -> np.ndarray:
+        """The greedy batch over all of ``posterior`` (sets ``chosen_score_``): the picks
+        of the shared rank-one loop, taken several per step
+        (:func:`~learners.acquisition.blocked.blocked_max_variance`)."""
+        take = min(k, posterior.n - pending.size)
+        chosen, self.chosen_score_ = blocked_max_variance(posterior, take, pending)
+        return chosen
+
     def select(
         self, posterior: Posterior, k: int, pending: np.ndarray, rng: np.random.Generator
     ) -> np.ndarray:
@@ -100,20 +123,19 @@ class MaxVariance(GreedyAcquisition):
         large = posterior.n > self.exact_limit
         if not (large and hasattr(posterior, "variance_upper_bound")
                 and hasattr(posterior, "subset")):
-            chosen = super().select(posterior, k, pending, rng)
+            chosen = self._greedy(posterior, k, pending)
             self.certified_, self.n_scored_ = True, posterior.n
             return chosen
         bound = np.asarray(posterior.variance_upper_bound(), dtype=np.float64)
         bound[pending] = -np.inf
         free = posterior.n - pending.size
-        size = min(self.prefilter, free)
+        size = min(max(self.prefilter, 2 * k), free)
         kept = np.zeros(posterior.n, dtype=bool)
         kept[np.argpartition(-bound, size - 1)[:size] if size < free
              else np.flatnonzero(np.isfinite(bound))] = True
         for attempt in range(1 + self.max_growth):
             rows = np.concatenate([np.flatnonzero(kept), pending])
-            local = super().select(posterior.subset(rows), k, np.arange(kept.sum(), rows.size),
-                                   rng)
+            local = self._greedy(posterior.subset(rows), k, np.arange(kept.sum(), rows.size))
             chosen, scores = rows[local], self.chosen_score_
             # Points left out that might beat a pick: tighten their bounds with the
             # fantasized pending and chosen points, step by step.
@@ -123,6 +145,12 @@ class MaxVariance(GreedyAcquisition):
                 certified = True
                 break
             given = np.concatenate([pending, chosen])
+            if self.certify_limit is not None and outside.size * given.size > (
+                    self.certify_limit):
+                logger.info("max-variance certificate skipped: %d left-out points x %d "
+                            "given ones", outside.size, given.size)
+                certified = False
+                break
             steps = np.full(len(chosen), -np.inf)
             final = np.empty(outside.size)
             for start in range(0, outside.size, 20_000):  # bounded memory: 20,000 x (m + k)
@@ -232,12 +260,22 @@ class _GradientIntegratedVarianceScorer:
         self.observed = self.n * (1 + np.arange(self.d))[None, :] + np.arange(self.n)[:, None]
         # Conditioned d x d covariance of each point's gradient components: (n, d, d).
         self.block = posterior.gradient_blocks()
-        for position in pending:
-            self._fantasize(int(position))
+        # Pending points at once: every gradient component of each, position-major.
+        update = self.fantasies.add_many(self.observed[pending].reshape(-1),
+                                         noise=np.tile(self.noise, pending.size))
+        self._shrink_blocks(update)
         free, self.weight = _reference_points(posterior, pending, rng, n_reference,
                                               reference, below)
         self.reference = free
         self.cross = self.fantasies.conditioned(free)  # (N, s)
+
+    def _shrink_blocks(self, update: np.ndarray, chunk: int = 4096) -> None:
+        """Condition the per-point gradient blocks on the update columns (N, r)."""
+        if update.shape[1] == 0:
+            return
+        for start in range(0, self.n, chunk):  # bounded memory: chunk x d x r
+            u = update[self.observed[start:start + chunk]]  # (c, d, r)
+            self.block[start:start + chunk] -= np.einsum("cir,cjr->cij", u, u)
 
     def _fantasize(self, position: int) -> list[np.ndarray]:
         updates = []
