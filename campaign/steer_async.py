@@ -100,7 +100,9 @@ class AsyncSteerer(Steerer):
                         self.keeper.start_fit(held)
             events = self.dispatcher.wait()
             self.on_events(events)
-            if (self.stop.stopping or status.stop_reason or self.buffer.due(idle=not events)
+            # draining after a stop reason commits in batches too: the last flush below
+            # takes the rest (a signal's stop commits each result as it comes)
+            if (self.stop.stopping or self.buffer.due(idle=not events)
                     or self._first_results_waiting()):
                 self.flush()
             if on_tick is not None:

@@ -64,3 +64,16 @@ def test_selection_scale_small():
     assert svgp["seconds"] > 0 and np.isfinite(svgp["test_rmse"])
     ensemble = selection_scale.ensemble_fit(n=300, d=3, steps=30, members=2, hidden=(8,))
     assert ensemble["test_rmse"] < 3 * ensemble["target_sd"]
+
+
+def test_scale_tasks_small_run_commits_every_task_once_and_reads_with_xarray(tmp_path):
+    from benchmarks import scale_tasks
+
+    record = scale_tasks.task_count(300, 16, tmp_path)
+    assert record["done"] == record["rows"] == 300
+    assert record["xarray"]["ok"] and record["xarray"]["distinct_tasks"] == 300
+    assert 1 <= record["commits"] < 300  # batched: far fewer commits than results
+    assert record["driver_thread_cpu_per_task_ms"] > 0 and record["ledger_mib"] > 0
+    cost = scale_tasks.commit_cost(rows_per_commit=(1, 20), rows_each=40, repeats=1)
+    assert [row["rows_per_commit"] for row in cost] == [1, 20]
+    assert all(row["wall_ms_per_row"] > 0 for row in cost)
