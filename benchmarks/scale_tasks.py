@@ -209,8 +209,9 @@ def commit_table(rows: list[dict[str, Any]]) -> str:
 
 def main(counts: list[int], walkers: int, workdir: Path, json_path: Path | None,
          profile: Path | None) -> int:
-    """Each count in a process of its own (the largest profiled to ``profile``), then
-    the commit-cost table; the JSON is rewritten after each, so what finished is kept."""
+    """The commit-cost table, then each count in a process of its own (the largest
+    profiled to ``profile``); the JSON is rewritten after each, so what finished is
+    kept."""
     began = time.time()
     records: list[dict[str, Any]] = []
     commits: list[dict[str, Any]] = []
@@ -223,15 +224,15 @@ def main(counts: list[int], walkers: int, workdir: Path, json_path: Path | None,
                  "commit_cost": commits, "seconds": time.time() - began},
                 indent=2, default=float) + "\n")
 
+    commits.extend(commit_cost())
+    print(commit_table(commits), flush=True)
+    save()
     for count in sorted(counts):
         profiled = profile if profile is not None and count == max(counts) else None
         records.append(in_own_process(count, walkers, workdir, profiled))
         print(table([records[-1]]).splitlines()[-1], flush=True)
         save()
-    commits.extend(commit_cost())
-    save()
     print(table(records))
-    print(commit_table(commits))
     if len(records) > 1:
         first, last = records[0], records[-1]
         for key in ("driver_thread_cpu_per_task_ms", "driver_process_cpu_per_task_ms"):
