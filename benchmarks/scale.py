@@ -2,6 +2,10 @@
 
     python -m benchmarks.scale [--quick] [--workers 1024 4096] [--durations 60 600]
                                [--waves 3] [--json PATH] [--profile PATH]
+    python -m benchmarks.scale --tasks 1000 10000 100000 [--walkers 1024] [--json PATH]
+
+``--tasks`` measures the driver's cost per task as the task count grows instead
+(``benchmarks.scale_tasks``).
 
 Each configuration runs the real engine (steering, the default learner and the default
 acquisition, store, ledger) on the simulated site (``campaign.simulated``): a coarse
@@ -17,7 +21,8 @@ walker and energy without their sleeps). Reported per configuration:
 * driver CPU per task (the steering thread: events, commits, ledger), model-thread CPU
   per task (selection, conditioning, scoring) and per selection, fit CPU;
 * the worker count at which the driver or the model thread becomes the bottleneck for
-  these durations; peak memory of the process; store size; real seconds.
+  these durations; peak memory of the process; store size; store commits (how many,
+  rows per commit, their wall seconds); real seconds.
 
 ``--profile PATH`` also profiles the largest configuration (cProfile, top functions).
 """
@@ -125,6 +130,11 @@ def configuration(fine_workers: int, mean_seconds: float, *, waves: float, workd
         "bottleneck_workers": result["bottleneck_workers"],
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "store_mib": store_bytes / 2 ** 20,
+        "commits": result["store_commits"]["commits"],
+        "rows_per_commit": result["store_commits"]["rows"] / max(
+            1, result["store_commits"]["commits"]),
+        "commit_wall_seconds": result["store_commits"]["wall_seconds"],
+        "commits_per_virtual_hour": result["store_commits"]["commits"] / max(hours, 1e-9),
         "real_seconds": result["real_seconds"],
         "model_thread_jobs": result["model_thread_jobs"],
         "stop_reason": result["stop_reason"],
@@ -156,7 +166,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=Path("runs/bench/scale"))
     parser.add_argument("--json", type=Path)
     parser.add_argument("--profile", type=Path, help="profile the last configuration here")
+    parser.add_argument("--tasks", type=int, nargs="*",
+                        help="driver cost per task at these task counts (scale_tasks)")
+    parser.add_argument("--walkers", type=int, default=1024, help="with --tasks")
     args = parser.parse_args(argv)
+    if args.tasks:
+        from benchmarks.scale_tasks import main as tasks_main
+
+        return tasks_main(args.tasks, args.walkers, args.workdir, args.json, args.profile)
     workers = args.workers or (QUICK_WORKERS if args.quick else FULL_WORKERS)
     durations = args.durations or (QUICK_DURATIONS if args.quick else FULL_DURATIONS)
     grid = [(w, d) for d in durations for w in workers]

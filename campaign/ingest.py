@@ -8,12 +8,22 @@ task outcomes in the ledger under the commit rule (``Store.commit``). Deciding w
 problem is retried or quarantined is the engine's; a completion says whether its
 problem is *deterministic* (a misshapen result, or an app error such as ``TypeError``
 that a new seed would repeat).
+
+When a batch is committed (:meth:`CommitBuffer.due`): at ``COMMIT_EVERY_ROWS`` rows;
+when the steering is idle (its last wait brought nothing); or when the oldest result has
+waited the durability window, ``COMMIT_EVERY_SECONDS`` or, where commits are slow,
+``COMMIT_COST_FACTOR`` times the last commit's duration (at most
+``COMMIT_MAX_SECONDS``): a busy driver then spends at most about 1/``COMMIT_COST_FACTOR``
+of its time committing, however fast results arrive, since a commit's cost barely grows
+with its rows. A killed driver loses only what was not committed: those tasks are
+recorded as submitted and run again on resume.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -45,7 +55,9 @@ EXECUTOR_LABEL = re.compile(r"Executor (\S+) failed")
 # a SubmitException's own message: "Cannot launch job J: <message>; recode=..."
 LAUNCH_MESSAGE = re.compile(r"Cannot launch job \S+: (.*?); recode=")
 COMMIT_EVERY_ROWS = 10_000
-COMMIT_EVERY_SECONDS = 0.25  # the durability window of async mode
+COMMIT_EVERY_SECONDS = 0.25  # the durability window of async mode, where commits are cheap
+COMMIT_COST_FACTOR = 20.0  # ... else this many times the last commit's wall seconds
+COMMIT_MAX_SECONDS = 5.0  # ... but never longer
 
 
 @dataclass
@@ -175,6 +187,7 @@ class CommitBuffer:
         self._entries: dict[str, list[tuple[int, Rows | None, TaskOutcome]]] = {}
         self._rows = 0
         self._oldest: float | None = None
+        self.last_commit_seconds = 0.0  # wall seconds of the last flush's store commits
 
     def __len__(self) -> int:
         return sum(len(entries) for entries in self._entries.values())
@@ -194,15 +207,24 @@ class CommitBuffer:
         """Whether results of ``scale`` wait to be committed."""
         return bool(self._entries.get(scale))
 
-    def due(self) -> bool:
-        """Enough rows, or the oldest result has waited the durability window."""
-        return self._rows >= COMMIT_EVERY_ROWS or (
-            self._oldest is not None
-            and clock.now() - self._oldest >= COMMIT_EVERY_SECONDS)
+    @property
+    def window(self) -> float:
+        """Seconds the oldest buffered result may wait while the steering is busy."""
+        return min(COMMIT_MAX_SECONDS,
+                   max(COMMIT_EVERY_SECONDS, COMMIT_COST_FACTOR * self.last_commit_seconds))
+
+    def due(self, *, idle: bool = False) -> bool:
+        """Results wait and: enough rows, the steering is ``idle`` (its last wait brought
+        nothing: a commit delays nothing), or the oldest has waited :attr:`window`."""
+        if self._oldest is None:
+            return False
+        return (self._rows >= COMMIT_EVERY_ROWS or idle
+                or clock.now() - self._oldest >= self.window)
 
     def flush(self, before: dict[str, int | None] | None = None) -> None:
         """Commit everything, or (``before``) per scale only tasks numbered below a
         still-running task of that scale, leaving the rest buffered."""
+        seconds = 0.0
         for scale, entries in self._entries.items():
             if self.ordered:
                 entries.sort(key=lambda entry: entry[0])
@@ -213,9 +235,13 @@ class CommitBuffer:
             batches = [rows for _, rows, _ in ready if rows is not None]
             rows = Rows.concatenate(batches) if batches else None
             outcomes = [outcome for _, _, outcome in ready]
+            began = time.perf_counter()
             self.store.commit(scale, rows, outcomes)
+            seconds += time.perf_counter() - began
             fault_point("after-commit")
             del entries[:len(ready)]
             self._rows -= 0 if rows is None else len(rows)
             self.on_commit(scale, rows, outcomes)
+        if seconds:
+            self.last_commit_seconds = seconds
         self._oldest = clock.now() if len(self) else None

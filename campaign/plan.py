@@ -190,6 +190,9 @@ def plan(spec: CampaignSpec, *, workers: dict[str, int], hours: float,
                               for name, (count, seconds) in dispatcher.model_jobs.items()},
         "mean_durations_s": mean_duration,
         "real_seconds": real_seconds, "real_cpu_seconds": cpu_seconds,
+        "store_commits": {"commits": engine.store.commit_counts.commits,
+                          "rows": engine.store.commit_counts.rows,
+                          "wall_seconds": engine.store.commit_counts.seconds},
     }
 
 

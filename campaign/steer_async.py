@@ -98,8 +98,11 @@ class AsyncSteerer(Steerer):
                 for held in self.state.promotions:  # the curve goes on (the final fit
                     if held.pending and fit_due(held):  # takes the rest)
                         self.keeper.start_fit(held)
-            self.on_events(self.dispatcher.wait())
-            if (self.stop.stopping or status.stop_reason or self.buffer.due()
+            events = self.dispatcher.wait()
+            self.on_events(events)
+            # draining after a stop reason commits in batches too: the last flush below
+            # takes the rest (a signal's stop commits each result as it comes)
+            if (self.stop.stopping or self.buffer.due(idle=not events)
                     or self._first_results_waiting()):
                 self.flush()
             if on_tick is not None:

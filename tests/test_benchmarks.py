@@ -73,3 +73,16 @@ def test_selection_scale_quality_small():
     assert q["summed_variance_exact"] < q["summed_variance_before"]
     assert q["summed_variance_prefiltered"] < q["summed_variance_before"]
     assert q["ratio_prefiltered_to_exact"] > 0 and 0 <= q["shared_picks"] <= 40
+
+
+def test_scale_tasks_small_run_commits_every_task_once_and_reads_with_xarray(tmp_path):
+    from benchmarks import scale_tasks
+
+    record = scale_tasks.task_count(300, 16, tmp_path)
+    assert record["done"] == record["rows"] == 300
+    assert record["xarray"]["ok"] and record["xarray"]["distinct_tasks"] == 300
+    assert 1 <= record["commits"] < 300  # batched: far fewer commits than results
+    assert record["driver_thread_cpu_per_task_ms"] > 0 and record["ledger_mib"] > 0
+    cost = scale_tasks.commit_cost(rows_per_commit=(1, 20), rows_each=40, repeats=1)
+    assert [row["rows_per_commit"] for row in cost] == [1, 20]
+    assert all(row["wall_ms_per_row"] > 0 for row in cost)

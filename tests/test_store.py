@@ -245,3 +245,31 @@ def test_a_new_ledger_is_never_visible_without_its_tables(tmp_path, monkeypatch)
     writer.close()
     assert seen, "the writer's open was not observed"
     assert sorted(set(p.name for p in tmp_path.iterdir())) == ["ledger.sqlite"]
+
+
+def test_a_commit_killed_part_way_through_its_arrays_is_cut_back(tmp_path):
+    # the arrays of one commit are appended together; a kill can leave some of them
+    # appended and others not: every one is cut back to the committed count on open
+    store = open_store(tmp_path)
+    store.commit("fine", make_rows(4), [])
+    group = zarr.open_group(tmp_path / "store.zarr")
+    extra = make_rows(2, start=4)
+    group["fine/x"].append(extra.x)
+    group["fine/meta/task_id"].append(extra.meta["task_id"])
+    store.ledger.close()
+    reopened = open_store(tmp_path)
+    reopened.commit("fine", make_rows(1, start=9), [])
+    data = reopened.read("fine")
+    assert len(data) == 5 and data.meta["task_id"].tolist() == [0, 0, 0, 0, 9]
+    for path in ("fine/x", "fine/y/energy", "fine/y/forces", "fine/meta/task_id",
+                 "fine/meta/ended"):
+        assert zarr.open_group(tmp_path / "store.zarr", mode="r")[path].shape[0] == 5, path
+
+
+def test_commit_counts_say_how_many_commits_and_rows(tmp_path):
+    store = open_store(tmp_path)
+    store.commit("fine", make_rows(3), [TaskOutcome(1, "done", rows=3)])
+    store.commit("fine", None, [TaskOutcome(2, "quarantined", reason="x")])
+    store.commit("coarse", make_rows(2), [])
+    counts = store.commit_counts
+    assert (counts.commits, counts.rows) == (3, 5) and counts.seconds > 0
