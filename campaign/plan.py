@@ -111,7 +111,7 @@ def _quantile(values: list[float], q: float) -> float:
 
 def plan(spec: CampaignSpec, *, workers: dict[str, int], hours: float,
          durations: dict[str, DurationModel], out: Path, per_node: dict[str, int] | None = None,
-         outputs: dict[str, Any] | None = None, cheap_seconds: float | None = 1.0,
+         outputs: dict[str, Any] | None = None, cheap_seconds: float | None = 0.1,
          real_apps: set[str] | None = None, references: bool = False, fit_speed: float = 1.0,
          keep_task_budgets: bool = False, site: str = "simulated", seed: int = 0,
          **faults: Any) -> dict[str, Any]:
@@ -126,8 +126,8 @@ def plan(spec: CampaignSpec, *, workers: dict[str, int], hours: float,
         per_node: executor label -> workers per node, for node-hours (default 1).
         outputs: scale name -> stand-in (``campaign.stand_ins``): a dry run. Stand-ins
             the run makes (``cheap_seconds``) are added to this dict.
-        cheap_seconds: a scale whose real app call takes longer here is stood in after
-            it (its outputs replayed, or drawn from the surrogate); None: all run for real.
+        cheap_seconds: a scale whose real app call takes more CPU seconds here is stood
+            in after it (its outputs replayed, or drawn from the surrogate); None: all run for real.
         real_apps: scales that always run for real (never stood in for being slow).
         references: measure the promotions' reference errors (their CPU is charged to
             the model thread); by default they are left out of a plan.
@@ -213,6 +213,8 @@ def plan(spec: CampaignSpec, *, workers: dict[str, int], hours: float,
         "model_thread_jobs": {name: {"jobs": count, "cpu_seconds": seconds}
                               for name, (count, seconds) in dispatcher.model_jobs.items()},
         "mean_durations_s": mean_duration,
+        "app_cpu_seconds": {name: float(np.mean(seconds))
+                            for name, seconds in dispatcher.measured.items()},
         "real_seconds": real_seconds, "real_cpu_seconds": cpu_seconds,
     }
 
@@ -225,8 +227,9 @@ def plan_table(result: dict[str, Any]) -> str:
     for name, held in result["durations"].items():
         lines.append(f"  {name} durations: {held['model']}"
                      + (" (assumed: give --durations)" if held["assumed"] else ""))
-    for name, text in result["stand_ins"].items():
-        lines.append(f"  {name} outputs: {text}")
+    for name, seconds in result["app_cpu_seconds"].items():
+        lines.append(f"  {name} app: {seconds:.3g} CPU s per real call here; outputs: "
+                     + result["stand_ins"].get(name, "its real app's"))
     if not result["references"]:
         lines.append("  reference errors: not measured (--references)")
     lines.append(f"{'scale':<12}{'workers':>9}{'tasks done':>12}{'node-hours':>12}"

@@ -36,6 +36,7 @@ import heapq
 import itertools
 import logging
 import math
+import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -77,10 +78,10 @@ class Simulation:
             ``f(x, seed) -> outputs``): a dry run. Missing: the scale's app runs for real.
             Stand-ins the run makes itself (``cheap_seconds``) are added to it, so a
             second run given the same dict replays what the first recorded.
-        cheap_seconds: a scale without a stand-in whose real call takes longer than
-            this (real seconds here) is stood in from then on (``default_stand_in``,
-            recording that call), unless named in ``real_apps``; None: apps always run
-            for real.
+        cheap_seconds: a scale without a stand-in whose real call takes more CPU
+            seconds than this here (its threads and programs included) is stood in from
+            then on (``default_stand_in``, recording that call), unless named in
+            ``real_apps``; None: apps always run for real.
         failure_rate: scale name -> probability that an attempt's app fails.
         loss_rate: scale name -> probability that an attempt's worker is lost (an
             infrastructure loss: resubmitted without using a retry).
@@ -212,7 +213,7 @@ class SimulatedDispatcher:
         self.latencies: dict[str, list[float]] = {}
         self._idle_since: dict[tuple[str, int], float] = {}
         self._began = virtual.now()  # blocks with a walltime start here, and again at it
-        self._measured: dict[str, list[float]] = {}  # CPU of each scale's real calls
+        self.measured: dict[str, list[float]] = {}  # CPU of each scale's real calls
 
     # -- the driver's clock ----------------------------------------------------------
     def _measure(self, fn: Callable[..., Any], *args: Any) -> tuple[Any, float]:
@@ -241,11 +242,11 @@ class SimulatedDispatcher:
         if stand_in is not None and not stand_in.wants_real():
             outputs, spent = self._measure(stand_in, task, self.state, self.rng)
         else:
-            begin = time.perf_counter()
+            begin = _cpu_seconds()
             outputs, spent = self._measure(_call_app, scale.app, task.task_input, task.seed,
                                            params)
-            real = time.perf_counter() - begin  # an app's own threads are not the caller's
-            self._measured.setdefault(scale.name, []).append(real)
+            real = _cpu_seconds() - begin
+            self.measured.setdefault(scale.name, []).append(real)
             if outputs.exception() is None:
                 stand_in = stand_in or self._stood_in_after(scale.name, real)
                 if stand_in is not None:
@@ -254,7 +255,7 @@ class SimulatedDispatcher:
         self._results[handle] = outputs
         model = self.simulation.durations.get(scale.name)
         seconds = (model(task.task_input, self.rng) if model is not None
-                   else max(float(np.mean(self._measured.get(scale.name, [spent]))), 1e-3))
+                   else max(float(np.mean(self.measured.get(scale.name, [spent]))), 1e-3))
         self._enqueue(scale.executor_label, handle, seconds)
 
     def _stood_in_after(self, scale: str, spent: float) -> StandIn | None:
@@ -429,6 +430,13 @@ def record_simulation(run_dir: Path, simulation: Simulation) -> None:
         ledger.set_facts({"simulated": simulation.describe(), "dry_run": simulation.dry_run})
     finally:
         ledger.close()
+
+
+def _cpu_seconds() -> float:
+    """CPU of this process (all its threads: OpenMM's) and of its finished children (an
+    external program's)."""
+    times = os.times()
+    return time.process_time() + times.children_user + times.children_system
 
 
 def _call_app(app: Callable[..., dict[str, Any]], x: Any, seed: int,

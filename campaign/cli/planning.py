@@ -24,8 +24,8 @@ StandInOption = Annotated[list[str] | None, typer.Option(
                        "SCALE=replay:RUN_DIR (an earlier run's outputs) or SCALE=real: "
                        "what answers for the app (a dry run unless real)")]
 CheapOption = Annotated[float, typer.Option(
-    help="a scale whose real app call takes longer than this (s) is stood in after it "
-         "(a dry run); 0 or less: every app runs for real")]
+    help="a scale whose real app call takes more CPU seconds than this here is stood in "
+         "after it (a dry run); 0 or less: every app runs for real")]
 
 
 def parse_nodes(pairs: list[str]) -> dict[str, int]:
@@ -107,7 +107,7 @@ def plan(
     nodes: NodesOption = None,
     durations: DurationsOption = None,
     stand_in: StandInOption = None,
-    cheap_seconds: CheapOption = 1.0,
+    cheap_seconds: CheapOption = 0.1,
     references: Annotated[bool, typer.Option(
         help="measure the surrogates' reference errors (their CPU is charged)")] = False,
     duration_scale: Annotated[float, typer.Option(
