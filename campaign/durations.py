@@ -28,10 +28,12 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DurationModel", "Fixed", "FromInput", "LogNormal", "Replayed", "ledger_durations",
-           "parse_durations"]
+__all__ = ["DurationModel", "Fixed", "FromInput", "LogNormal", "Replayed", "assumed_durations",
+           "ledger_durations", "parse_durations"]
 
 MIN_SECONDS = 1e-6  # a duration is never 0: the clock must move for a task to end
+FINEST_ASSUMED_SECONDS = 600.0  # an assumed fine task: 10 minutes
+LADDER_STEP = 10.0  # each coarser scale's assumed task is this much shorter
 
 
 class DurationModel:
@@ -44,6 +46,10 @@ class DurationModel:
     def mean(self) -> float:
         """The mean duration in seconds (for planning and for the ideal schedule)."""
         raise NotImplementedError
+
+    def describe(self) -> str:
+        """The model in a few words, as a plan prints it."""
+        return repr(self)
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,9 @@ class Fixed(DurationModel):
     @property
     def mean(self) -> float:
         return float(self.seconds)
+
+    def describe(self) -> str:
+        return f"fixed {self.seconds:g} s"
 
 
 @dataclass(frozen=True)
@@ -87,6 +96,9 @@ class LogNormal(DurationModel):
     def mean(self) -> float:
         return float(self.mean_seconds)
 
+    def describe(self) -> str:
+        return f"lognormal, mean {self.mean_seconds:g} s, cv {self.cv:g}"
+
 
 @dataclass(frozen=True)
 class FromInput(DurationModel):
@@ -106,6 +118,9 @@ class FromInput(DurationModel):
     @property
     def mean(self) -> float:
         return float(self.typical) * self.scale
+
+    def describe(self) -> str:
+        return f"a function of the input, typically {self.mean:g} s"
 
 
 @dataclass
@@ -137,6 +152,23 @@ class Replayed(DurationModel):
     @property
     def mean(self) -> float:
         return float(np.mean(self.seconds)) * self.scale
+
+    def describe(self) -> str:
+        return (f"replayed from {len(self.seconds)} recorded attempts, mean {self.mean:.3g} s"
+                + (f" (x {self.scale:g})" if self.scale != 1.0 else ""))
+
+
+def assumed_durations(scales: list[str]) -> dict[str, Fixed]:
+    """What a plan assumes for scales given no duration model, finest (last) first: a
+    fixed 600 s for the finest scale and each coarser one ten times shorter (at least
+    1 s). A guess to be replaced by ``--durations``; a plan says it made it.
+
+    >>> assumed_durations(["macro", "cg", "fine"])
+    {'macro': Fixed(seconds=6.0), 'cg': Fixed(seconds=60.0), 'fine': Fixed(seconds=600.0)}
+    """
+    last = len(scales) - 1
+    return {name: Fixed(max(1.0, FINEST_ASSUMED_SECONDS / LADDER_STEP ** (last - index)))
+            for index, name in enumerate(scales)}
 
 
 def ledger_durations(run_dir: str | Path) -> dict[str, list[float]]:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from campaign.durations import DurationModel
+from campaign.durations import DurationModel, assumed_durations
 from campaign.spec import Budget, CampaignSpec
 
 __all__ = ["plan", "plan_table", "simulated_workers_from", "site_workers_per_node",
@@ -111,35 +111,55 @@ def _quantile(values: list[float], q: float) -> float:
 
 def plan(spec: CampaignSpec, *, workers: dict[str, int], hours: float,
          durations: dict[str, DurationModel], out: Path, per_node: dict[str, int] | None = None,
-         outputs: dict[str, Any] | None = None, fit_speed: float = 1.0,
-         keep_task_budgets: bool = False, seed: int = 0) -> dict[str, Any]:
+         outputs: dict[str, Any] | None = None, cheap_seconds: float | None = 0.1,
+         real_apps: set[str] | None = None, references: bool = False, fit_speed: float = 1.0,
+         keep_task_budgets: bool = False, site: str = "simulated", seed: int = 0,
+         **faults: Any) -> dict[str, Any]:
     """Run ``spec`` on a simulated site for ``hours`` of virtual time; return the plan.
 
     Args:
         workers: executor label -> simulated workers (``sim-<scale>``, ``train``).
         hours: the allocation's length: the campaign's ``wall_time`` budget.
-        durations: scale name -> duration model.
+        durations: scale name -> duration model; a scale left out is assumed one
+            (``campaign.durations.assumed_durations``) and the plan says so.
         out: the run directory of the simulated run (overwritten).
         per_node: executor label -> workers per node, for node-hours (default 1).
-        outputs: scale name -> stand-in output function (a dry run).
+        outputs: scale name -> stand-in (``campaign.stand_ins``): a dry run. Stand-ins
+            the run makes (``cheap_seconds``) are added to this dict.
+        cheap_seconds: a scale whose real app call takes more CPU seconds here is stood
+            in after it (its outputs replayed, or drawn from the surrogate); None: all run for real.
+        real_apps: scales that always run for real (never stood in for being slow).
+        references: measure the promotions' reference errors (their CPU is charged to
+            the model thread); by default they are left out of a plan.
         keep_task_budgets: keep the spec's per-scale task budgets; by default they are
             lifted, so the plan says how many tasks fit in the hours.
+        site: what the run's ledger records as its site.
+        faults: ``failure_rate``, ``loss_rate``, ``block_walltime`` of
+            ``campaign.simulated.Simulation``.
     """
     from campaign.engine import Engine
-    from campaign.simulated import Simulation
+    from campaign.simulated import Simulation, record_simulation
 
     budget = spec.budget.model_dump()
     limits = {**(budget["tasks"] if keep_task_budgets else {}),
               **{key: budget[key] for key in ("rounds", "core_seconds")
                  if budget[key] is not None},
               "wall_time": hours * 3600.0}
-    planned = spec.model_copy(update={"budget": Budget(**limits)})
-    simulation = Simulation(workers=workers, durations=durations, outputs=outputs or {},
-                            fit_speed=fit_speed, seed=seed)
-    engine = Engine(planned, out, overwrite=True, simulation=simulation)
+    promotions = spec.promotions if references else [
+        p.model_copy(update={"reference": None}) for p in spec.promotions]
+    planned = spec.model_copy(update={"budget": Budget(**limits), "promotions": promotions})
+    assumed = assumed_durations([s.name for s in spec.scales])
+    models = {s.name: durations.get(s.name, assumed[s.name]) for s in spec.scales}
+    simulation = Simulation(workers=workers, durations=models,
+                            outputs=outputs if outputs is not None else {},
+                            cheap_seconds=cheap_seconds, real_apps=set(real_apps or ()),
+                            fit_speed=fit_speed, seed=seed,
+                            **faults)
+    engine = Engine(planned, out, overwrite=True, simulation=simulation, site=site)
     real_started, cpu_started = time.time(), time.process_time()
     summary = engine.run()
     real_seconds, cpu_seconds = time.time() - real_started, time.process_time() - cpu_started
+    record_simulation(Path(out), simulation)
     dispatcher = engine.dispatcher
     per_node = per_node or {}
     # the allocation ends after ``hours``: what still runs then is lost with it
@@ -170,7 +190,11 @@ def plan(spec: CampaignSpec, *, workers: dict[str, int], hours: float,
                  if label.startswith("sim-")  # a fit worker between fits waits on none
                  for v in values]
     return {
-        "campaign": spec.name, "hours": hours, "dry_run": simulation.dry_run,
+        "campaign": spec.name, "site": site, "hours": hours, "dry_run": simulation.dry_run,
+        "durations": {name: {"model": model.describe(), "assumed": name not in durations}
+                      for name, model in models.items()},
+        "stand_ins": {name: s.describe() for name, s in simulation.outputs.items()},
+        "references": references,
         "window": [engine.started, engine.started + hours * 3600.0],
         "virtual_seconds": summary.wall_seconds, "stop_reason": summary.stop_reason,
         "workers": workers, "scales": scales,
@@ -179,7 +203,7 @@ def plan(spec: CampaignSpec, *, workers: dict[str, int], hours: float,
                            "model thread (selection, scoring, conditioning)":
                                charged["model_thread"],
                            "fits (train executor, and waited-for fits)": charged["fits"],
-                           "apps run for real (not charged)": charged["apps"]},
+                           "apps and stand-ins run here (not charged)": charged["apps"]},
         "driver_cpu_per_task_ms": 1e3 * per_task["driver"],
         "model_thread_cpu_per_task_ms": 1e3 * per_task["model_thread"],
         "decision_latency_s": {"p50": _quantile(latencies, 0.5),
@@ -189,6 +213,8 @@ def plan(spec: CampaignSpec, *, workers: dict[str, int], hours: float,
         "model_thread_jobs": {name: {"jobs": count, "cpu_seconds": seconds}
                               for name, (count, seconds) in dispatcher.model_jobs.items()},
         "mean_durations_s": mean_duration,
+        "app_cpu_seconds": {name: float(np.mean(seconds))
+                            for name, seconds in dispatcher.measured.items()},
         "real_seconds": real_seconds, "real_cpu_seconds": cpu_seconds,
         "store_commits": {"commits": engine.store.commit_counts.commits,
                           "rows": engine.store.commit_counts.rows,
@@ -198,10 +224,19 @@ def plan(spec: CampaignSpec, *, workers: dict[str, int], hours: float,
 
 def plan_table(result: dict[str, Any]) -> str:
     """The plan as a few lines of text for a terminal."""
-    lines = [f"plan of {result['campaign']} for {result['hours']:g} h"
-             + (" (dry run: stand-in outputs)" if result["dry_run"] else ""),
-             f"{'scale':<12}{'workers':>9}{'tasks done':>12}{'node-hours':>12}"
-             f"{'utilization':>13}"]
+    lines = [f"plan of {result['campaign']} on {result['site']} for {result['hours']:g} h"
+             + (" (a dry run: stand-in outputs, nothing it learns is science)"
+                if result["dry_run"] else "")]
+    for name, held in result["durations"].items():
+        lines.append(f"  {name} durations: {held['model']}"
+                     + (" (assumed: give --durations)" if held["assumed"] else ""))
+    for name, seconds in result["app_cpu_seconds"].items():
+        lines.append(f"  {name} app: {seconds:.3g} CPU s per real call here; outputs: "
+                     + result["stand_ins"].get(name, "its real app's"))
+    if not result["references"]:
+        lines.append("  reference errors: not measured (--references)")
+    lines.append(f"{'scale':<12}{'workers':>9}{'tasks done':>12}{'node-hours':>12}"
+                 f"{'utilization':>13}")
     for name, held in result["scales"].items():
         lines.append(f"{name:<12}{held.get('workers', 0):>9}{held['done']:>12}"
                      f"{held['node_hours_used']:>12.1f}{held['utilization']:>13.2f}")

@@ -18,8 +18,15 @@ model-thread job (charged its measured CPU time to the one model thread). When t
 driver waits, the clock jumps to the next completion.
 
 Outputs: by default each app runs for real (cheap analytic scales). ``outputs`` may give
-a stand-in function per scale, ``outputs[scale](x, seed) -> dict`` (as an app returns);
-a run with a stand-in is a *dry run*: its results are placeholders, not science.
+a stand-in per scale (``campaign.stand_ins``: a user's ``f(x, seed) -> dict``, replayed
+outputs, or draws from the current surrogate), and with ``cheap_seconds`` a scale whose
+real call took longer is stood in from then on (``default_stand_in``); a run with a
+stand-in is a *dry run*: its results are placeholders, not science.
+
+Faults: an attempt's app fails (``failure_rate``) or its worker is lost (``loss_rate``)
+at random; with ``block_walltime`` the workers of a label run in blocks that end at
+their walltime, losing the attempts still running on them (resubmitted, no retry used),
+and are replaced at once (no queue wait).
 """
 
 from __future__ import annotations
@@ -27,21 +34,29 @@ from __future__ import annotations
 import concurrent.futures
 import heapq
 import itertools
+import logging
+import math
+import os
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from campaign import clock
-from campaign.durations import DurationModel, Fixed
+from campaign.durations import DurationModel
 from campaign.events import Event, TaskFinished, TaskLost
 from campaign.ingest import SubmittedTask, check_completion
+from campaign.stand_ins import StandIn, UserFunction, default_stand_in
 from campaign.task import fit_features_and_learner, fit_learner
 
-__all__ = ["InjectedAppError", "Simulation", "SimulatedDispatcher", "SimulatedSession"]
+logger = logging.getLogger(__name__)
+
+__all__ = ["InjectedAppError", "Simulation", "SimulatedDispatcher", "SimulatedSession",
+           "record_simulation"]
 
 TRAIN_LABEL = "train"
 FIT_THREAD_LABEL = "fit-thread"  # the driver's own fit thread (Dispatcher.fit_here)
@@ -59,11 +74,20 @@ class Simulation:
     Args:
         workers: executor label (``sim-<scale>``, ``train``) -> workers.
         durations: scale name -> duration model (seconds per attempt).
-        outputs: scale name -> stand-in ``f(x, seed) -> outputs`` (a dry run), or
-            missing: the scale's app runs for real.
+        outputs: scale name -> a stand-in (``campaign.stand_ins.StandIn``, or a plain
+            ``f(x, seed) -> outputs``): a dry run. Missing: the scale's app runs for real.
+            Stand-ins the run makes itself (``cheap_seconds``) are added to it, so a
+            second run given the same dict replays what the first recorded.
+        cheap_seconds: a scale without a stand-in whose real call takes more CPU
+            seconds than this here (its threads and programs included) is stood in from
+            then on (``default_stand_in``, recording that call), unless named in
+            ``real_apps``; None: apps always run for real.
         failure_rate: scale name -> probability that an attempt's app fails.
         loss_rate: scale name -> probability that an attempt's worker is lost (an
             infrastructure loss: resubmitted without using a retry).
+        block_walltime: executor label -> its blocks' walltime (s): the blocks start
+            with the run and end at every multiple of it, losing the attempts still
+            running on their workers; new blocks take their place at once.
         fit_speed: multiplies the measured CPU time of a fit (a train node's speed
             relative to this machine).
         seed: seeds durations and injected faults.
@@ -71,16 +95,35 @@ class Simulation:
 
     workers: dict[str, int]
     durations: dict[str, DurationModel] = field(default_factory=dict)
-    outputs: dict[str, Callable[[np.ndarray, int], dict[str, Any]]] = field(
+    outputs: dict[str, StandIn | Callable[[np.ndarray, int], dict[str, Any]]] = field(
         default_factory=dict)
+    cheap_seconds: float | None = None
+    real_apps: set[str] = field(default_factory=set)
     failure_rate: dict[str, float] = field(default_factory=dict)
     loss_rate: dict[str, float] = field(default_factory=dict)
+    block_walltime: dict[str, float] = field(default_factory=dict)
     fit_speed: float = 1.0
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        for name, stand_in in list(self.outputs.items()):
+            if not isinstance(stand_in, StandIn):
+                self.outputs[name] = UserFunction(stand_in)
+        if any(not seconds > 0 for seconds in self.block_walltime.values()):
+            raise ValueError(f"a block walltime must be > 0 s; got {self.block_walltime}")
+
     @property
     def dry_run(self) -> bool:
+        """Whether any scale's outputs are (or were) stand-ins."""
         return bool(self.outputs)
+
+    def describe(self) -> dict[str, Any]:
+        """What the simulated site was, for the ledger's facts."""
+        return {"workers": dict(self.workers), "dry_run": self.dry_run,
+                "stand_ins": {name: s.describe() for name, s in self.outputs.items()},
+                "durations": {name: m.describe() for name, m in self.durations.items()},
+                "failure_rate": self.failure_rate, "loss_rate": self.loss_rate,
+                "block_walltime": self.block_walltime}
 
     def workers_of(self, label: str) -> int:
         return max(1, int(self.workers.get(label, 1)))
@@ -169,6 +212,8 @@ class SimulatedDispatcher:
         # it to the next task starting on it, per executor label
         self.latencies: dict[str, list[float]] = {}
         self._idle_since: dict[tuple[str, int], float] = {}
+        self._began = virtual.now()  # blocks with a walltime start here, and again at it
+        self.measured: dict[str, list[float]] = {}  # CPU of each scale's real calls
 
     # -- the driver's clock ----------------------------------------------------------
     def _measure(self, fn: Callable[..., Any], *args: Any) -> tuple[Any, float]:
@@ -194,16 +239,35 @@ class SimulatedDispatcher:
         handle = next(self._order)
         self.sims[handle] = task
         stand_in = self.simulation.outputs.get(scale.name)
-        if stand_in is not None:
-            outputs, spent = self._measure(stand_in, task.task_input, task.seed)
+        if stand_in is not None and not stand_in.wants_real():
+            outputs, spent = self._measure(stand_in, task, self.state, self.rng)
         else:
+            begin = _cpu_seconds()
             outputs, spent = self._measure(_call_app, scale.app, task.task_input, task.seed,
                                            params)
+            real = _cpu_seconds() - begin
+            self.measured.setdefault(scale.name, []).append(real)
+            if outputs.exception() is None:
+                stand_in = stand_in or self._stood_in_after(scale.name, real)
+                if stand_in is not None:
+                    stand_in.record(outputs.result())
         self.charged["apps"] += spent
         self._results[handle] = outputs
-        model = self.simulation.durations.get(scale.name, Fixed(max(spent, 1e-3)))
-        seconds = model(task.task_input, self.rng)
+        model = self.simulation.durations.get(scale.name)
+        seconds = (model(task.task_input, self.rng) if model is not None
+                   else max(float(np.mean(self.measured.get(scale.name, [spent]))), 1e-3))
         self._enqueue(scale.executor_label, handle, seconds)
+
+    def _stood_in_after(self, scale: str, spent: float) -> StandIn | None:
+        """A stand-in for a scale whose real call took more than ``cheap_seconds``."""
+        cheap = self.simulation.cheap_seconds
+        if cheap is None or spent <= cheap or scale in self.simulation.real_apps:
+            return None
+        stand_in = default_stand_in(self.spec, scale)
+        self.simulation.outputs[scale] = stand_in
+        logger.info("scale %s took %.2f s here (over %g s): a dry run from now on, its "
+                    "outputs %s", scale, spent, cheap, stand_in.describe())
+        return stand_in
 
     def _enqueue(self, label: str, handle: int, seconds: float) -> None:
         if label not in self._free:
@@ -219,8 +283,14 @@ class SimulatedDispatcher:
 
     def _start(self, label: str, slot: int, handle: int, seconds: float, when: float) -> None:
         kind = "sim" if handle in self.sims else "job"
-        heapq.heappush(self._due, _Due(when + seconds, next(self._order), kind,
-                                       (label, slot, handle, when)))
+        ends, lost = when + seconds, False
+        walltime = self.simulation.block_walltime.get(label)
+        if walltime is not None and kind == "sim":  # the block ends before the task?
+            block_ends = self._began + walltime * (math.floor((when - self._began)
+                                                              / walltime) + 1)
+            ends, lost = min(ends, block_ends), ends > block_ends
+        heapq.heappush(self._due, _Due(ends, next(self._order), kind,
+                                       (label, slot, handle, when, lost)))
 
     def _worker_freed(self, label: str, slot: int, when: float) -> None:
         queue = self._queued.get(label)
@@ -263,7 +333,7 @@ class SimulatedDispatcher:
         start = max(self.clock.now(), self._model_free_at)
         self._model_free_at = start + spent
         heapq.heappush(self._due, _Due(self._model_free_at, next(self._order), "job",
-                                       (None, 0, handle, start)))
+                                       (None, 0, handle, start, False)))
 
     def on_model_thread(self, fn: Callable[..., Any], args: tuple[Any, ...],
                         then: Callable[[Any], Event]) -> None:
@@ -308,10 +378,16 @@ class SimulatedDispatcher:
             if sims_only and due.kind != "sim":
                 held.append(due)
                 continue
-            label, slot, handle, started = due.key
+            label, slot, handle, started, lost = due.key
             if label is not None:
                 self._worker_freed(label, slot, due.when)
-            if due.kind == "sim":
+            if lost:
+                task = self.sims.pop(handle)
+                self._results.pop(handle)
+                sims.append(TaskLost(task, f"WorkerLost: the block of worker {label}/{slot} "
+                                           "reached its walltime of "
+                                           f"{self.simulation.block_walltime[label]:g} s"))
+            elif due.kind == "sim":
                 sims.append(self._sim_event(handle, started, due.when, f"{label}/{slot}"))
             else:
                 then, takes_future = self.jobs.pop(handle)
@@ -342,6 +418,25 @@ class SimulatedDispatcher:
 
     def close(self) -> None:
         return None
+
+
+def record_simulation(run_dir: Path, simulation: Simulation) -> None:
+    """Label a finished simulated run in its ledger: the simulated site (fact
+    ``simulated``) and whether it is a dry run (fact ``dry_run``)."""
+    from campaign.ledger import Ledger
+
+    ledger = Ledger(Path(run_dir) / "ledger.sqlite")
+    try:
+        ledger.set_facts({"simulated": simulation.describe(), "dry_run": simulation.dry_run})
+    finally:
+        ledger.close()
+
+
+def _cpu_seconds() -> float:
+    """CPU of this process (all its threads: OpenMM's) and of its finished children (an
+    external program's)."""
+    times = os.times()
+    return time.process_time() + times.children_user + times.children_system
 
 
 def _call_app(app: Callable[..., dict[str, Any]], x: Any, seed: int,
