@@ -2,7 +2,7 @@
 its recorded task durations on the virtual clock, and compare makespan and per-scale
 utilization (``campaign.simulated``, issue: allocation scale on a virtual clock).
 
-    python -m benchmarks.replay [--site local] [--tasks 48] [--json PATH]
+    python -m benchmarks.replay [--site local|slurm] [--tasks 48] [--json PATH]
 
 The workload is ``benchmarks.throughput``'s utilization campaign (heavy-tailed sleep
 tasks on two scales, a GP refitted in the loop), so task durations are the apps' own and
@@ -12,17 +12,30 @@ the comparison measures the steering and the executor, not the apps.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sqlite3
+import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from campaign.durations import parse_durations
+from campaign.durations import MIN_SECONDS, Replayed, parse_durations
 from campaign.plan import utilization_from_ledger
 
-__all__ = ["compare", "makespan", "replay_run"]
+__all__ = ["SLURM_PARAMS", "compare", "makespan", "private_slurm", "replay_run"]
+
+SLURM_SCRIPTS = Path(__file__).resolve().parents[1] / "tests" / "slurm"
+# the test suite's private one-node Slurm (tests/test_slurm.py): one 2-core job per label
+SLURM_PARAMS: dict[str, Any] = {"address": "127.0.0.1", "cores_per_node": 2,
+                                "exclusive": False, "walltime": "00:10:00",
+                                "strategy_period": 1.0, "cmd_timeout": 30}
+SITE_PARAMS: dict[str, dict[str, Any]] = {"local": {}, "slurm": SLURM_PARAMS}
+# the replays of each real run: name -> whether it replays the recorded latencies too
+REPLAYS = {"durations": False, "latencies": True}
 
 
 def makespan(run_dir: Path) -> float:
@@ -36,19 +49,71 @@ def makespan(run_dir: Path) -> float:
     return float(high - low)
 
 
-def replay_run(spec: Any, real_dir: Path, sim_dir: Path, workers: dict[str, int]) -> Any:
+def start_delays(run_dir: Path) -> dict[str, list[float]]:
+    """Each scale's attempt start delays, in submission order, from a run's ledger: the
+    seconds from the attempt being in hand and its worker free (the later of its
+    submission and the end of the worker's previous attempt) to its start. That is the
+    executor's part of the wait (dispatch, a cold worker's imports, a block or batch job
+    not yet running); the driver's part (deciding what to submit) comes before the
+    submission and is the simulated driver's own."""
+    db = sqlite3.connect(f"file:{run_dir / 'ledger.sqlite'}?mode=ro", uri=True)
+    try:
+        rows = db.execute(
+            "SELECT t.scale, a.worker, a.submitted, a.started, a.ended FROM attempts a "
+            "JOIN tasks t USING (task_id) WHERE a.started IS NOT NULL AND a.ended IS NOT "
+            "NULL AND a.ended > a.started ORDER BY a.submitted, a.task_id, a.attempt"
+        ).fetchall()  # the rows and order of campaign.durations.ledger_durations
+    finally:
+        db.close()
+    free_at: dict[str, float] = {}  # worker -> end of its latest attempt so far
+    ready = [0.0] * len(rows)
+    for index in sorted(range(len(rows)), key=lambda i: rows[i][3]):  # in start order
+        _, worker, submitted, _, ended = rows[index]
+        ready[index] = max(submitted, free_at.get(worker, submitted))
+        free_at[worker] = ended
+    delays: dict[str, list[float]] = {}
+    for (scale, _, _, started, _), when in zip(rows, ready, strict=True):
+        delays.setdefault(scale, []).append(max(started - when, MIN_SECONDS))
+    return delays
+
+
+def fit_durations(run_dir: Path) -> list[float]:
+    """The wall seconds of the fits a run installed while it ran (its final fit left
+    out: it comes after the last task), in order, from the ledger's rounds."""
+    db = sqlite3.connect(f"file:{run_dir / 'ledger.sqlite'}?mode=ro", uri=True)
+    try:
+        records = [json.loads(text) for (text,) in db.execute(
+            "SELECT record FROM rounds ORDER BY round")]
+    finally:
+        db.close()
+    return [float(r["fit_seconds"]) for r in records
+            if r.get("fit_seconds") and r.get("policy") != "final fit"]
+
+
+def replay_run(spec: Any, real_dir: Path, sim_dir: Path, workers: dict[str, int], *,
+               latencies: bool = True) -> Any:
     """Run ``spec`` simulated, each scale's attempts taking the durations ``real_dir``'s
-    ledger recorded, in the order they were submitted."""
+    ledger recorded, in the order they were submitted. With ``latencies``, each attempt
+    also waits its recorded :func:`start_delays` and each fit takes its recorded wall time
+    (:func:`fit_durations`); without, workers take attempts at once and a fit costs the
+    CPU time it takes here."""
     from campaign.engine import Engine
     from campaign.simulated import Simulation
 
     simulation = Simulation(workers=workers, durations=parse_durations(real_dir))
+    if latencies:
+        simulation.start_delays = {scale: Replayed(seconds)
+                                   for scale, seconds in start_delays(real_dir).items()}
+        fits = fit_durations(real_dir)
+        simulation.fit_durations = Replayed(fits) if fits else None
     return Engine(spec, sim_dir, overwrite=True, simulation=simulation).run()
 
 
 def compare(real_dir: Path, sim_dir: Path, workers_by_scale: dict[str, int]
             ) -> dict[str, Any]:
-    """Makespan and per-scale utilization of the two runs, and their ratios."""
+    """Makespan and per-scale utilization (busy / (workers x makespan), as ``campaign
+    plan`` reports it) of the two runs, each scale's own span (its first start to its
+    last end), and their ratios (simulated / real)."""
     real = utilization_from_ledger(real_dir, workers_by_scale)
     simulated = utilization_from_ledger(sim_dir, workers_by_scale)
     out: dict[str, Any] = {"makespan": {"real": makespan(real_dir),
@@ -58,32 +123,76 @@ def compare(real_dir: Path, sim_dir: Path, workers_by_scale: dict[str, int]
         pair = {"real": real[scale]["utilization"], "simulated": simulated[scale]["utilization"]}
         pair["ratio"] = pair["simulated"] / pair["real"]
         out[f"utilization_{scale}"] = pair
+        pair = {"real": scale_span(real_dir, scale), "simulated": scale_span(sim_dir, scale)}
+        pair["ratio"] = pair["simulated"] / pair["real"]
+        out[f"span_{scale}"] = pair
     return out
 
 
-def run(site: str, tasks: int, workdir: Path, duration_scale: float) -> dict[str, Any]:
+def scale_span(run_dir: Path, scale: str) -> float:
+    """A scale's first attempt start to its last attempt end, from a run's ledger."""
+    db = sqlite3.connect(f"file:{run_dir / 'ledger.sqlite'}?mode=ro", uri=True)
+    try:
+        low, high = db.execute(
+            "SELECT MIN(a.started), MAX(a.ended) FROM attempts a JOIN tasks t USING "
+            "(task_id) WHERE t.scale = ? AND a.started IS NOT NULL AND a.ended IS NOT NULL",
+            (scale,)).fetchone()
+    finally:
+        db.close()
+    return float(high - low)
+
+
+@contextlib.contextmanager
+def private_slurm(folder: Path) -> Iterator[Path]:
+    """The Slurm named by ``SLURM_CONF``, or else a private one-node Slurm that
+    tests/slurm/setup.sh starts in ``folder`` (root only) and teardown.sh stops."""
+    if os.environ.get("SLURM_CONF"):
+        yield Path(os.environ["SLURM_CONF"])
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        subprocess.run([SLURM_SCRIPTS / "setup.sh", folder], check=True, timeout=300)
+        os.environ["SLURM_CONF"] = str(folder / "slurm.conf")
+        yield folder / "slurm.conf"
+    finally:
+        os.environ.pop("SLURM_CONF", None)
+        subprocess.run([SLURM_SCRIPTS / "teardown.sh", folder], timeout=120, check=False)
+
+
+def run(site: str, tasks: int, workdir: Path, duration_scale: float,
+        replays: tuple[str, ...] = tuple(REPLAYS)) -> dict[str, Any]:
+    """A real run of the utilization campaign on ``site`` (``local``, or ``slurm`` with
+    :data:`SLURM_PARAMS`: ``SLURM_CONF`` must name a running Slurm), its simulated
+    replays (names in :data:`REPLAYS`), and :func:`compare` of each with it."""
     from benchmarks.throughput import utilization_spec
     from campaign.engine import Engine
 
     spec = utilization_spec(tasks, "async", duration_scale=duration_scale)
     began = time.time()
-    engine = Engine(spec, workdir / "real", site=site, overwrite=True)
+    engine = Engine(spec, workdir / "real", site=site, site_params=SITE_PARAMS[site],
+                    overwrite=True)
     summary = engine.run()
     real_seconds = time.time() - began
     workers = {s.executor_label: engine.parsl.workers[s.name] for s in spec.scales}
-    began = time.time()
-    replay_run(spec, workdir / "real", workdir / "simulated", {**workers, "train": 1})
-    result = compare(workdir / "real", workdir / "simulated",
-                     {s.name: engine.parsl.workers[s.name] for s in spec.scales})
-    result.update(site=site, tasks=tasks, real_seconds=real_seconds,
-                  simulated_seconds=time.time() - began, workers=workers,
-                  stop_reason=summary.stop_reason)
+    result: dict[str, Any] = {"site": site, "tasks": tasks, "real_seconds": real_seconds,
+                              "workers": workers, "stop_reason": summary.stop_reason,
+                              "replays": {}}
+    for name in replays:
+        latencies = REPLAYS[name]
+        began = time.time()
+        sim_dir = workdir / f"simulated-{name}"
+        replay_run(spec, workdir / "real", sim_dir, {**workers, "train": 1},
+                   latencies=latencies)
+        result["replays"][name] = {
+            **compare(workdir / "real", sim_dir,
+                      {s.name: engine.parsl.workers[s.name] for s in spec.scales}),
+            "simulated_seconds": time.time() - began}
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--site", default="local")
+    parser.add_argument("--site", default="local", choices=sorted(SITE_PARAMS))
     parser.add_argument("--tasks", type=int, default=48)
     parser.add_argument("--duration-scale", type=float, default=1.0)
     parser.add_argument("--repeats", type=int, default=1)
@@ -91,13 +200,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     runs = []
-    for repeat in range(args.repeats):
-        result = run(args.site, args.tasks, args.workdir / f"r{repeat}", args.duration_scale)
-        runs.append(result)
-        print(f"repeat {repeat}: " + ", ".join(
-            f"{key} real {value['real']:.3g} simulated {value['simulated']:.3g} "
-            f"({value['ratio']:.3f}x)" for key, value in result.items()
-            if isinstance(value, dict) and "ratio" in value), flush=True)
+    with (private_slurm(args.workdir / "slurm") if args.site == "slurm"
+          else contextlib.nullcontext()):
+        for repeat in range(args.repeats):
+            result = run(args.site, args.tasks, args.workdir / f"r{repeat}",
+                         args.duration_scale)
+            runs.append(result)
+            for name, replayed in result["replays"].items():
+                print(f"repeat {repeat}, replay of {name}: " + ", ".join(
+                    f"{key} real {value['real']:.3g} simulated {value['simulated']:.3g} "
+                    f"({value['ratio']:.3f}x)" for key, value in replayed.items()
+                    if isinstance(value, dict)), flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"runs": runs}, indent=2) + "\n")

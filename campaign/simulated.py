@@ -66,6 +66,11 @@ class Simulation:
             infrastructure loss: resubmitted without using a retry).
         fit_speed: multiplies the measured CPU time of a fit (a train node's speed
             relative to this machine).
+        fit_durations: when given, a fit's virtual duration comes from it instead
+            (e.g. an earlier run's recorded fit times, replayed in order).
+        start_delays: scale name -> seconds from a worker taking an attempt to the
+            attempt starting (an executor's dispatch latency, a cold worker's imports,
+            a block not yet up); the worker is held meanwhile. Missing: 0.
         seed: seeds durations and injected faults.
     """
 
@@ -76,6 +81,8 @@ class Simulation:
     failure_rate: dict[str, float] = field(default_factory=dict)
     loss_rate: dict[str, float] = field(default_factory=dict)
     fit_speed: float = 1.0
+    fit_durations: DurationModel | None = None
+    start_delays: dict[str, DurationModel] = field(default_factory=dict)
     seed: int = 0
 
     @property
@@ -157,7 +164,7 @@ class SimulatedDispatcher:
         self._results: dict[int, concurrent.futures.Future[Any]] = {}
         self._due: list[_Due] = []
         self._order = itertools.count()
-        self._queued: dict[str, deque[tuple[int, float]]] = {}
+        self._queued: dict[str, deque[tuple[int, float, float]]] = {}
         self._free: dict[str, list[int]] = {}  # idle worker slots per executor label
         self._model_free_at = 0.0
         self._mark = time.thread_time()
@@ -203,9 +210,11 @@ class SimulatedDispatcher:
         self._results[handle] = outputs
         model = self.simulation.durations.get(scale.name, Fixed(max(spent, 1e-3)))
         seconds = model(task.task_input, self.rng)
-        self._enqueue(scale.executor_label, handle, seconds)
+        delay = self.simulation.start_delays.get(scale.name)
+        self._enqueue(scale.executor_label, handle, seconds,
+                      delay(task.task_input, self.rng) if delay is not None else 0.0)
 
-    def _enqueue(self, label: str, handle: int, seconds: float) -> None:
+    def _enqueue(self, label: str, handle: int, seconds: float, delay: float = 0.0) -> None:
         if label not in self._free:
             self._free[label] = list(range(self.simulation.workers_of(label)))[::-1]
         if self._free[label]:
@@ -213,11 +222,12 @@ class SimulatedDispatcher:
             freed = self._idle_since.pop((label, slot), None)
             if freed is not None:
                 self.latencies.setdefault(label, []).append(self.clock.now() - freed)
-            self._start(label, slot, handle, seconds, self.clock.now())
+            self._start(label, slot, handle, seconds, self.clock.now() + delay)
         else:
-            self._queued.setdefault(label, deque()).append((handle, seconds))
+            self._queued.setdefault(label, deque()).append((handle, seconds, delay))
 
     def _start(self, label: str, slot: int, handle: int, seconds: float, when: float) -> None:
+        """``handle`` runs on ``slot`` from ``when`` for ``seconds``."""
         kind = "sim" if handle in self.sims else "job"
         heapq.heappush(self._due, _Due(when + seconds, next(self._order), kind,
                                        (label, slot, handle, when)))
@@ -225,9 +235,9 @@ class SimulatedDispatcher:
     def _worker_freed(self, label: str, slot: int, when: float) -> None:
         queue = self._queued.get(label)
         if queue:  # a decision made earlier: the slot waits for nothing
-            handle, seconds = queue.popleft()
+            handle, seconds, delay = queue.popleft()
             self.latencies.setdefault(label, []).append(0.0)
-            self._start(label, slot, handle, seconds, when)
+            self._start(label, slot, handle, seconds, when + delay)
         else:
             self._free[label].append(slot)
             self._idle_since[(label, slot)] = when
@@ -248,7 +258,9 @@ class SimulatedDispatcher:
         handle = next(self._order)
         self.jobs[handle] = (then, True)
         self._results[handle] = future
-        self._enqueue(label, handle, max(spent, 1e-6) * speed)
+        replayed = self.simulation.fit_durations
+        self._enqueue(label, handle, replayed(None, self.rng) if replayed is not None
+                      else max(spent, 1e-6) * speed)
 
     def _on_model_thread(self, fn: Callable[..., Any], args: tuple[Any, ...],
                          then: Callable[[Any], Event]) -> None:
