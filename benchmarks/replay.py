@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import sqlite3
+import statistics
 import subprocess
 import sys
 import time
@@ -40,13 +42,8 @@ REPLAYS = {"durations": False, "latencies": True}
 
 def makespan(run_dir: Path) -> float:
     """First attempt start to last attempt end, from a run's ledger."""
-    db = sqlite3.connect(f"file:{run_dir / 'ledger.sqlite'}?mode=ro", uri=True)
-    try:
-        low, high = db.execute("SELECT MIN(started), MAX(ended) FROM attempts "
-                               "WHERE started IS NOT NULL AND ended IS NOT NULL").fetchone()
-    finally:
-        db.close()
-    return float(high - low)
+    low, high = window(run_dir)
+    return high - low
 
 
 def start_delays(run_dir: Path) -> dict[str, list[float]]:
@@ -90,13 +87,62 @@ def fit_durations(run_dir: Path) -> list[float]:
             if r.get("fit_seconds") and r.get("policy") != "final fit"]
 
 
+@contextlib.contextmanager
+def driver_meter() -> Iterator[list[tuple[float, float, float, float]]]:
+    """While open, each ``campaign.dispatcher.Dispatcher.wait`` call of this process
+    (wall and thread CPU clocks on entry, wall and thread CPU on return), in order:
+    between two calls the driver works; inside one it waits for completions."""
+    from campaign.dispatcher import Dispatcher
+
+    calls: list[tuple[float, float, float, float]] = []
+    original = Dispatcher.wait
+
+    def wait(self: Any, *args: Any, **kwargs: Any) -> Any:
+        entered = (time.time(), time.thread_time())
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            calls.append((*entered, time.time(), time.thread_time()))
+
+    Dispatcher.wait = wait  # type: ignore[method-assign]
+    try:
+        yield calls
+    finally:
+        Dispatcher.wait = original  # type: ignore[method-assign]
+
+
+def driver_slowdown(calls: list[tuple[float, float, float, float]],
+                    window: tuple[float, float]) -> float:
+    """Wall seconds per CPU second of the driver's work between its waits (from
+    :func:`driver_meter`) inside ``window`` (wall clock): 1 on an idle machine, more
+    where the driver shares its cores (or waits on its disk)."""
+    wall = cpu = 0.0
+    for (_, _, left_wall, left_cpu), (back_wall, back_cpu, _, _) in itertools.pairwise(calls):
+        if window[0] <= left_wall and back_wall <= window[1]:
+            wall += back_wall - left_wall
+            cpu += back_cpu - left_cpu
+    return wall / cpu if cpu > 0 else 1.0
+
+
+def window(run_dir: Path) -> tuple[float, float]:
+    """First attempt start and last attempt end, from a run's ledger."""
+    db = sqlite3.connect(f"file:{run_dir / 'ledger.sqlite'}?mode=ro", uri=True)
+    try:
+        low, high = db.execute("SELECT MIN(started), MAX(ended) FROM attempts "
+                               "WHERE started IS NOT NULL AND ended IS NOT NULL").fetchone()
+    finally:
+        db.close()
+    return float(low), float(high)
+
+
 def replay_run(spec: Any, real_dir: Path, sim_dir: Path, workers: dict[str, int], *,
-               latencies: bool = True) -> Any:
+               latencies: bool = True, slowdown: float = 1.0) -> Any:
     """Run ``spec`` simulated, each scale's attempts taking the durations ``real_dir``'s
     ledger recorded, in the order they were submitted. With ``latencies``, each attempt
     also waits its recorded :func:`start_delays` and each fit takes its recorded wall time
-    (:func:`fit_durations`); without, workers take attempts at once and a fit costs the
-    CPU time it takes here."""
+    (:func:`fit_durations`), and the driver's CPU is charged times ``slowdown``
+    (:func:`driver_slowdown` of the real run); without, workers take attempts at once,
+    and a fit and the driver cost the CPU time they take here."""
     from campaign.engine import Engine
     from campaign.simulated import Simulation
 
@@ -106,6 +152,7 @@ def replay_run(spec: Any, real_dir: Path, sim_dir: Path, workers: dict[str, int]
                                    for scale, seconds in start_delays(real_dir).items()}
         fits = fit_durations(real_dir)
         simulation.fit_durations = Replayed(fits) if fits else None
+        simulation.driver_slowdown = slowdown
     return Engine(spec, sim_dir, overwrite=True, simulation=simulation).run()
 
 
@@ -171,18 +218,26 @@ def run(site: str, tasks: int, workdir: Path, duration_scale: float,
     began = time.time()
     engine = Engine(spec, workdir / "real", site=site, site_params=SITE_PARAMS[site],
                     overwrite=True)
-    summary = engine.run()
+    with driver_meter() as calls:
+        summary = engine.run()
     real_seconds = time.time() - began
+    slowdown = driver_slowdown(calls, window(workdir / "real"))
     workers = {s.executor_label: engine.parsl.workers[s.name] for s in spec.scales}
-    result: dict[str, Any] = {"site": site, "tasks": tasks, "real_seconds": real_seconds,
-                              "workers": workers, "stop_reason": summary.stop_reason,
-                              "replays": {}}
+    delays = start_delays(workdir / "real")
+    result: dict[str, Any] = {
+        "site": site, "tasks": tasks, "real_seconds": real_seconds, "workers": workers,
+        "stop_reason": summary.stop_reason, "driver_slowdown": slowdown,
+        "start_delays": {scale: {"first": seconds[0], "max": max(seconds),
+                                 "median": statistics.median(seconds)}
+                         for scale, seconds in delays.items()},
+        "fit_seconds": fit_durations(workdir / "real"), "load_average": os.getloadavg(),
+        "replays": {}}
     for name in replays:
         latencies = REPLAYS[name]
         began = time.time()
         sim_dir = workdir / f"simulated-{name}"
         replay_run(spec, workdir / "real", sim_dir, {**workers, "train": 1},
-                   latencies=latencies)
+                   latencies=latencies, slowdown=slowdown)
         result["replays"][name] = {
             **compare(workdir / "real", sim_dir,
                       {s.name: engine.parsl.workers[s.name] for s in spec.scales}),

@@ -66,6 +66,9 @@ class Simulation:
             infrastructure loss: resubmitted without using a retry).
         fit_speed: multiplies the measured CPU time of a fit (a train node's speed
             relative to this machine).
+        driver_slowdown: multiplies the measured CPU time of the driver's work (the
+            steering and the model thread) before it is charged to the clock: wall
+            seconds per CPU second of a driver that shares its cores.
         fit_durations: when given, a fit's virtual duration comes from it instead
             (e.g. an earlier run's recorded fit times, replayed in order).
         start_delays: scale name -> seconds from a worker taking an attempt to the
@@ -81,6 +84,7 @@ class Simulation:
     failure_rate: dict[str, float] = field(default_factory=dict)
     loss_rate: dict[str, float] = field(default_factory=dict)
     fit_speed: float = 1.0
+    driver_slowdown: float = 1.0
     fit_durations: DurationModel | None = None
     start_delays: dict[str, DurationModel] = field(default_factory=dict)
     seed: int = 0
@@ -189,7 +193,7 @@ class SimulatedDispatcher:
     def _charge_driver(self) -> None:
         spent = max(0.0, time.thread_time() - self._mark - self._excluded)
         self.charged["driver"] += spent
-        self.clock.advance(spent)
+        self.clock.advance(spent * self.simulation.driver_slowdown)
 
     def _restart_meter(self) -> None:
         self._mark, self._excluded = time.thread_time(), 0.0
@@ -273,7 +277,7 @@ class SimulatedDispatcher:
         self.jobs[handle] = (then, False)
         self._results[handle] = future
         start = max(self.clock.now(), self._model_free_at)
-        self._model_free_at = start + spent
+        self._model_free_at = start + spent * self.simulation.driver_slowdown
         heapq.heappush(self._due, _Due(self._model_free_at, next(self._order), "job",
                                        (None, 0, handle, start)))
 
