@@ -47,12 +47,17 @@ def makespan(run_dir: Path) -> float:
 
 
 def start_delays(run_dir: Path) -> dict[str, list[float]]:
-    """Each scale's attempt start delays, in submission order, from a run's ledger: the
-    seconds from the attempt being in hand and its worker free (the later of its
-    submission and the end of the worker's previous attempt) to its start. That is the
-    executor's part of the wait (dispatch, a cold worker's imports, a block or batch job
-    not yet running); the driver's part (deciding what to submit) comes before the
-    submission and is the simulated driver's own."""
+    """Each scale's attempt start delays from a run's ledger: the seconds from the
+    attempt being in hand and its worker free (the later of its submission and the end of
+    the worker's previous attempt) to its start. That is the executor's part of the wait;
+    the driver's part (deciding what to submit) comes before the submission and is the
+    simulated driver's own.
+
+    First, in the order they started, the delays of each worker's first attempt: the
+    worker coming up (its block's queue wait and start, a cold worker's imports). A
+    replay gives them to the first attempts, which take the free simulated workers, so
+    those come up when the real ones did. Then every other attempt's delay (dispatch),
+    in submission order."""
     db = sqlite3.connect(f"file:{run_dir / 'ledger.sqlite'}?mode=ro", uri=True)
     try:
         rows = db.execute(
@@ -63,14 +68,20 @@ def start_delays(run_dir: Path) -> dict[str, list[float]]:
     finally:
         db.close()
     free_at: dict[str, float] = {}  # worker -> end of its latest attempt so far
-    ready = [0.0] * len(rows)
+    delay = [0.0] * len(rows)
+    firsts: dict[str, list[int]] = {}  # scale -> its workers' first attempts, by start
     for index in sorted(range(len(rows)), key=lambda i: rows[i][3]):  # in start order
-        _, worker, submitted, _, ended = rows[index]
-        ready[index] = max(submitted, free_at.get(worker, submitted))
+        scale, worker, submitted, started, ended = rows[index]
+        if worker not in free_at:
+            firsts.setdefault(scale, []).append(index)
+        delay[index] = max(started - max(submitted, free_at.get(worker, submitted)),
+                           MIN_SECONDS)
         free_at[worker] = ended
     delays: dict[str, list[float]] = {}
-    for (scale, _, _, started, _), when in zip(rows, ready, strict=True):
-        delays.setdefault(scale, []).append(max(started - when, MIN_SECONDS))
+    for scale, first in firsts.items():
+        taken = set(first)
+        later = [i for i, row in enumerate(rows) if row[0] == scale and i not in taken]
+        delays[scale] = [delay[i] for i in first + later]
     return delays
 
 

@@ -57,13 +57,15 @@ def _ledger(path, attempts, fits):
 
 
 def test_start_delays_count_from_the_later_of_submission_and_a_free_worker(tmp_path):
-    run_dir = _ledger(tmp_path / "run", [
+    run_dir = _ledger(tmp_path / "run", [  # in submission order
         ("coarse", "w1", 0.0, 5.0, 6.0),   # first on its worker: a block 5 s in starting
         ("coarse", "w1", 0.0, 6.25, 7.0),  # queued behind the first: 0.25 s of dispatch
-        ("fine", "w2", 8.0, 8.5, 9.0),     # worker idle since it started: from submission
+        ("coarse", "w3", 0.0, 7.0, 8.0),   # first on a worker that came up at 7 s
+        ("fine", "w2", 8.0, 8.5, 9.0),     # a worker's first, on another scale
         ("coarse", "w1", 7.5, 8.0, 9.0),   # submitted after its worker freed
     ], [("MaxVariance", 1.5), ("MaxVariance", 2.5), ("final fit", 9.0)])
-    assert replay.start_delays(run_dir) == {"coarse": [5.0, 0.25, 0.5], "fine": [0.5]}
+    # each worker's first attempt first (the workers coming up), then the rest in order
+    assert replay.start_delays(run_dir) == {"coarse": [5.0, 7.0, 0.25, 0.5], "fine": [0.5]}
     assert replay.fit_durations(run_dir) == [1.5, 2.5]  # the final fit comes after the tasks
 
 
