@@ -21,14 +21,16 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from campaign.durations import MIN_SECONDS, Replayed, parse_durations
 from campaign.plan import utilization_from_ledger
 
-__all__ = ["SLURM_PARAMS", "compare", "makespan", "private_slurm", "replay_run"]
+__all__ = ["REPLAYS", "SLURM_PARAMS", "DriverMeter", "compare", "driver_meter", "driver_slowdown",
+           "makespan", "private_slurm", "replay_run", "run", "start_delays"]
 
 SLURM_SCRIPTS = Path(__file__).resolve().parents[1] / "tests" / "slurm"
 # the test suite's private one-node Slurm (tests/test_slurm.py): one 2-core job per label
@@ -85,53 +87,83 @@ def start_delays(run_dir: Path) -> dict[str, list[float]]:
     return delays
 
 
-def fit_durations(run_dir: Path) -> list[float]:
-    """The wall seconds of the fits a run installed while it ran (its final fit left
-    out: it comes after the last task), in order, from the ledger's rounds."""
-    db = sqlite3.connect(f"file:{run_dir / 'ledger.sqlite'}?mode=ro", uri=True)
-    try:
-        records = [json.loads(text) for (text,) in db.execute(
-            "SELECT record FROM rounds ORDER BY round")]
-    finally:
-        db.close()
-    return [float(r["fit_seconds"]) for r in records
-            if r.get("fit_seconds") and r.get("policy") != "final fit"]
+@dataclass
+class DriverMeter:
+    """What :func:`driver_meter` saw of a real driver, in order: each
+    ``Dispatcher.wait`` call (wall and thread CPU clocks on entry, then on return:
+    between two calls the driver works, inside one it waits), and each fit it handed off
+    (``on_train`` or ``fit_here``: wall clock at submission, and when its result
+    reached the driver, or None)."""
+
+    waits: list[tuple[float, float, float, float]] = field(default_factory=list)
+    fits: list[list[float | None]] = field(default_factory=list)
+
+    def fit_turnarounds(self) -> list[float]:
+        """Seconds from each fit's submission to its result reaching the driver (the
+        train worker's queue and start, the fit, the way back), in submission order;
+        a fit still out when the run ended is left out."""
+        return [back - sent for sent, back in self.fits
+                if sent is not None and back is not None]
 
 
 @contextlib.contextmanager
-def driver_meter() -> Iterator[list[tuple[float, float, float, float]]]:
-    """While open, each ``campaign.dispatcher.Dispatcher.wait`` call of this process
-    (wall and thread CPU clocks on entry, wall and thread CPU on return), in order:
-    between two calls the driver works; inside one it waits for completions."""
+def driver_meter() -> Iterator[DriverMeter]:
+    """While open, :class:`DriverMeter` records what the drivers in this process do
+    (``campaign.dispatcher.Dispatcher``'s ``wait``, ``on_train`` and ``fit_here``,
+    wrapped)."""
     from campaign.dispatcher import Dispatcher
 
-    calls: list[tuple[float, float, float, float]] = []
-    original = Dispatcher.wait
+    meter = DriverMeter()
+    originals = {name: getattr(Dispatcher, name) for name in ("wait", "on_train", "fit_here")}
 
     def wait(self: Any, *args: Any, **kwargs: Any) -> Any:
         entered = (time.time(), time.thread_time())
         try:
-            return original(self, *args, **kwargs)
+            return originals["wait"](self, *args, **kwargs)
         finally:
-            calls.append((*entered, time.time(), time.thread_time()))
+            meter.waits.append((*entered, time.time(), time.thread_time()))
+
+    def handing_off(name: str) -> Callable[..., None]:
+        def hand_off(self: Any, what: Any, args: tuple[Any, ...],
+                     then: Callable[[Any], Any]) -> None:
+            times: list[float | None] = [time.time(), None]
+            meter.fits.append(times)
+
+            def returned(future: Any) -> Any:
+                times[1] = time.time()
+                return then(future)
+
+            originals[name](self, what, args, returned)
+        return hand_off
 
     Dispatcher.wait = wait  # type: ignore[method-assign]
+    Dispatcher.on_train = handing_off("on_train")  # type: ignore[method-assign]
+    Dispatcher.fit_here = handing_off("fit_here")  # type: ignore[method-assign]
     try:
-        yield calls
+        yield meter
     finally:
-        Dispatcher.wait = original  # type: ignore[method-assign]
+        for name, original in originals.items():
+            setattr(Dispatcher, name, original)
 
 
-def driver_slowdown(calls: list[tuple[float, float, float, float]],
-                    window: tuple[float, float]) -> float:
-    """Wall seconds per CPU second of the driver's work between its waits (from
-    :func:`driver_meter`) inside ``window`` (wall clock): 1 on an idle machine, more
-    where the driver shares its cores (or waits on its disk)."""
+def driver_work(calls: list[tuple[float, float, float, float]],
+                window: tuple[float, float]) -> tuple[float, float]:
+    """Wall and CPU seconds of the driver's work between its waits (from
+    :func:`driver_meter`) inside ``window`` (wall clock)."""
     wall = cpu = 0.0
     for (_, _, left_wall, left_cpu), (back_wall, back_cpu, _, _) in itertools.pairwise(calls):
         if window[0] <= left_wall and back_wall <= window[1]:
             wall += back_wall - left_wall
             cpu += back_cpu - left_cpu
+    return wall, cpu
+
+
+def driver_slowdown(calls: list[tuple[float, float, float, float]],
+                    window: tuple[float, float]) -> float:
+    """Wall seconds per CPU second of the driver's work between its waits inside
+    ``window`` (:func:`driver_work`): 1 on an idle machine, more where the driver shares
+    its cores (or waits on its disk)."""
+    wall, cpu = driver_work(calls, window)
     return wall / cpu if cpu > 0 else 1.0
 
 
@@ -147,13 +179,16 @@ def window(run_dir: Path) -> tuple[float, float]:
 
 
 def replay_run(spec: Any, real_dir: Path, sim_dir: Path, workers: dict[str, int], *,
-               latencies: bool = True, slowdown: float = 1.0) -> Any:
+               latencies: bool = True, fits: list[float] | None = None,
+               slowdown: float = 1.0) -> dict[str, float]:
     """Run ``spec`` simulated, each scale's attempts taking the durations ``real_dir``'s
     ledger recorded, in the order they were submitted. With ``latencies``, each attempt
-    also waits its recorded :func:`start_delays` and each fit takes its recorded wall time
-    (:func:`fit_durations`), and the driver's CPU is charged times ``slowdown``
-    (:func:`driver_slowdown` of the real run); without, workers take attempts at once,
-    and a fit and the driver cost the CPU time they take here."""
+    also waits its recorded :func:`start_delays`, each fit takes the real run's
+    turnarounds ``fits`` in order (:meth:`DriverMeter.fit_turnarounds`), and the
+    driver's CPU is charged times ``slowdown`` (:func:`driver_slowdown` of the real
+    run); without, workers take attempts at once, and a fit and the driver cost the CPU
+    time they take here. Returns the CPU seconds
+    the simulated dispatcher measured (``driver``, ``apps``, ``fits``, ``model_thread``)."""
     from campaign.engine import Engine
     from campaign.simulated import Simulation
 
@@ -161,10 +196,11 @@ def replay_run(spec: Any, real_dir: Path, sim_dir: Path, workers: dict[str, int]
     if latencies:
         simulation.start_delays = {scale: Replayed(seconds)
                                    for scale, seconds in start_delays(real_dir).items()}
-        fits = fit_durations(real_dir)
         simulation.fit_durations = Replayed(fits) if fits else None
         simulation.driver_slowdown = slowdown
-    return Engine(spec, sim_dir, overwrite=True, simulation=simulation).run()
+    engine = Engine(spec, sim_dir, overwrite=True, simulation=simulation)
+    engine.run()
+    return dict(engine.dispatcher.charged)
 
 
 def compare(real_dir: Path, sim_dir: Path, workers_by_scale: dict[str, int]
@@ -229,30 +265,35 @@ def run(site: str, tasks: int, workdir: Path, duration_scale: float,
     began = time.time()
     engine = Engine(spec, workdir / "real", site=site, site_params=SITE_PARAMS[site],
                     overwrite=True)
-    with driver_meter() as calls:
+    with driver_meter() as meter:
         summary = engine.run()
     real_seconds = time.time() - began
-    slowdown = driver_slowdown(calls, window(workdir / "real"))
+    driver_wall, driver_cpu = driver_work(meter.waits, window(workdir / "real"))
+    slowdown = driver_slowdown(meter.waits, window(workdir / "real"))
     workers = {s.executor_label: engine.parsl.workers[s.name] for s in spec.scales}
     delays = start_delays(workdir / "real")
     result: dict[str, Any] = {
         "site": site, "tasks": tasks, "real_seconds": real_seconds, "workers": workers,
         "stop_reason": summary.stop_reason, "driver_slowdown": slowdown,
+        "driver_seconds": {"wall": driver_wall, "cpu": driver_cpu},
         "start_delays": {scale: {"first": seconds[0], "max": max(seconds),
                                  "median": statistics.median(seconds)}
                          for scale, seconds in delays.items()},
-        "fit_seconds": fit_durations(workdir / "real"), "load_average": os.getloadavg(),
+        "fit_turnarounds": meter.fit_turnarounds(), "load_average": os.getloadavg(),
         "replays": {}}
+    # the same campaign whose apps do not sleep: the same outputs from the same seeds,
+    # while each attempt's virtual duration comes from the real run's ledger
+    replayed_spec = utilization_spec(tasks, "async", duration_scale=0.0)
     for name in replays:
-        latencies = REPLAYS[name]
         began = time.time()
         sim_dir = workdir / f"simulated-{name}"
-        replay_run(spec, workdir / "real", sim_dir, {**workers, "train": 1},
-                   latencies=latencies, slowdown=slowdown)
+        charged = replay_run(replayed_spec, workdir / "real", sim_dir,
+                             {**workers, "train": 1}, latencies=REPLAYS[name],
+                             fits=meter.fit_turnarounds(), slowdown=slowdown)
         result["replays"][name] = {
             **compare(workdir / "real", sim_dir,
                       {s.name: engine.parsl.workers[s.name] for s in spec.scales}),
-            "simulated_seconds": time.time() - began}
+            "simulated_seconds": time.time() - began, "simulated_cpu": charged}
     return result
 
 

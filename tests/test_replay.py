@@ -10,7 +10,6 @@ it agrees on a quiet machine only: under load the real driver and fits wait for 
 and their wall time stretches, while the virtual clock charges their CPU time
 (docs/benchmarks.md has both, with the spread under load)."""
 
-import json
 import sqlite3
 
 import pytest
@@ -31,14 +30,14 @@ TOLERANCE = 0.10
 def test_simulated_replay_of_a_real_local_run_agrees_with_it(tmp_path):
     result = replay.run("local", 48, tmp_path, duration_scale=1.0, replays=("latencies",))
     assert result["stop_reason"].startswith("task budget spent"), result
+    assert result["fit_turnarounds"], result  # the real driver's fits were metered
     replayed = result["replays"]["latencies"]
     for key in ("makespan", "utilization_coarse", "utilization_fine"):
         assert replayed[key]["ratio"] == pytest.approx(1.0, abs=TOLERANCE), (key, result)
 
 
-def _ledger(path, attempts, fits):
-    """A ledger holding ``attempts`` (scale, worker, submitted, started, ended) and rounds
-    recording ``fits`` (policy, fit_seconds)."""
+def _ledger(path, attempts):
+    """A ledger holding ``attempts`` (scale, worker, submitted, started, ended)."""
     path.mkdir()
     create_with_schema(path / "ledger.sqlite")
     db = sqlite3.connect(path / "ledger.sqlite")
@@ -49,9 +48,6 @@ def _ledger(path, attempts, fits):
                        (task_id, scale, submitted))
             db.execute("INSERT INTO attempts VALUES (?, 1, ?, ?, ?, ?, 'done', NULL)",
                        (task_id, submitted, started, ended, worker))
-        for index, (policy, seconds) in enumerate(fits):
-            db.execute("INSERT INTO rounds VALUES (?, 'p', ?)",
-                       (index + 1, json.dumps({"policy": policy, "fit_seconds": seconds})))
     db.close()
     return path
 
@@ -63,10 +59,14 @@ def test_start_delays_count_from_the_later_of_submission_and_a_free_worker(tmp_p
         ("coarse", "w3", 0.0, 7.0, 8.0),   # first on a worker that came up at 7 s
         ("fine", "w2", 8.0, 8.5, 9.0),     # a worker's first, on another scale
         ("coarse", "w1", 7.5, 8.0, 9.0),   # submitted after its worker freed
-    ], [("MaxVariance", 1.5), ("MaxVariance", 2.5), ("final fit", 9.0)])
+    ])
     # each worker's first attempt first (the workers coming up), then the rest in order
     assert replay.start_delays(run_dir) == {"coarse": [5.0, 7.0, 0.25, 0.5], "fine": [0.5]}
-    assert replay.fit_durations(run_dir) == [1.5, 2.5]  # the final fit comes after the tasks
+
+
+def test_fit_turnarounds_leave_out_a_fit_still_out():
+    meter = replay.DriverMeter(fits=[[10.0, 12.5], [20.0, None], [30.0, 30.25]])
+    assert meter.fit_turnarounds() == [2.5, 0.25]
 
 
 def test_a_simulated_attempt_waits_its_start_delay_on_the_worker_it_holds(tmp_path):

@@ -21,6 +21,7 @@ def test_simulated_replay_of_a_real_slurm_run_agrees_with_it(slurm_conf, tmp_pat
     result = replay.run("slurm", 48, tmp_path, duration_scale=1.0, replays=("latencies",))
     assert result["stop_reason"].startswith("task budget spent"), result
     assert result["workers"] == {"sim-coarse": 2, "sim-fine": 2}, result
+    assert result["fit_turnarounds"], result  # the real driver's fits were metered
     replayed = result["replays"]["latencies"]
     for key in ("makespan", "utilization_coarse", "utilization_fine"):
         assert replayed[key]["ratio"] == pytest.approx(1.0, abs=TOLERANCE), (key, result)
