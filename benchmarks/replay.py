@@ -1,12 +1,30 @@
 """Validate the simulated site against a real run: run a campaign on a real site, replay
-its recorded task durations on the virtual clock, and compare makespan and per-scale
-utilization (``campaign.simulated``, issue: allocation scale on a virtual clock).
+what its ledger and its driver recorded on the virtual clock, and compare makespan and
+per-scale utilization (``campaign.simulated``, issue: allocation scale on a virtual clock).
 
-    python -m benchmarks.replay [--site local|slurm] [--tasks 48] [--json PATH]
+    python -m benchmarks.replay [--site local|slurm] [--tasks 48] [--repeats N] [--json PATH]
 
 The workload is ``benchmarks.throughput``'s utilization campaign (heavy-tailed sleep
 tasks on two scales, a GP refitted in the loop), so task durations are the apps' own and
-the comparison measures the steering and the executor, not the apps.
+the comparison measures the steering and the executor, not the apps. ``--site slurm``
+runs it on the test suite's private one-node Slurm (tests/slurm/setup.sh, root only;
+``SLURM_CONF`` names another), one 2-core batch job per executor label.
+
+Two replays of each real run (:data:`REPLAYS`):
+
+* ``durations``: each scale's attempts take the recorded durations in submission order;
+  workers take an attempt the moment it is submitted; the driver and the fits cost the
+  CPU time they take in the replay.
+* ``latencies``: also what happens between the durations. Each attempt first waits its
+  recorded start delay (:func:`start_delays`: a worker coming up, i.e. its batch job's
+  queue wait and start and a cold worker's imports, then dispatch), each fit takes the
+  real fit's turnaround (submission to result, :class:`DriverMeter`), and the driver's
+  CPU is charged times the real driver's wall seconds per CPU second
+  (:func:`driver_slowdown`).
+
+The replays run the same campaign with ``duration_scale=0``: the apps return the same
+outputs from the same seeds without sleeping, and each attempt's virtual duration comes
+from the ledger.
 """
 
 from __future__ import annotations
@@ -317,10 +335,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"repeat {repeat}, replay of {name}: " + ", ".join(
                     f"{key} real {value['real']:.3g} simulated {value['simulated']:.3g} "
                     f"({value['ratio']:.3f}x)" for key, value in replayed.items()
-                    if isinstance(value, dict)), flush=True)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"runs": runs}, indent=2) + "\n")
+                    if isinstance(value, dict) and "ratio" in value), flush=True)
+            if args.json:  # after every repeat: an interrupted series keeps what ran
+                args.json.parent.mkdir(parents=True, exist_ok=True)
+                args.json.write_text(json.dumps({"runs": runs}, indent=2) + "\n")
     return 0
 
 
