@@ -38,6 +38,7 @@ import sqlite3
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -255,13 +256,15 @@ def scale_span(run_dir: Path, scale: str) -> float:
 
 
 @contextlib.contextmanager
-def private_slurm(folder: Path) -> Iterator[Path]:
+def private_slurm(parent: Path) -> Iterator[Path]:
     """The Slurm named by ``SLURM_CONF``, or else a private one-node Slurm that
-    tests/slurm/setup.sh starts in ``folder`` (root only) and teardown.sh stops."""
+    tests/slurm/setup.sh starts in a new folder under ``parent`` (root only: its state
+    is that cluster's own) and teardown.sh stops."""
     if os.environ.get("SLURM_CONF"):
         yield Path(os.environ["SLURM_CONF"])
         return
-    folder.mkdir(parents=True, exist_ok=True)
+    parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="slurm-", dir=parent))
     try:
         subprocess.run([SLURM_SCRIPTS / "setup.sh", folder], check=True, timeout=300)
         os.environ["SLURM_CONF"] = str(folder / "slurm.conf")
