@@ -10,7 +10,7 @@ the comparison measures the steering and the executor, not the apps. ``--site sl
 runs it on the test suite's private one-node Slurm (tests/slurm/setup.sh, root only;
 ``SLURM_CONF`` names another), one 2-core batch job per executor label.
 
-Two replays of each real run (:data:`REPLAYS`):
+Replays of each real run (:data:`REPLAYS`):
 
 * ``durations``: each scale's attempts take the recorded durations in submission order;
   workers take an attempt the moment it is submitted; the driver and the fits cost the
@@ -21,6 +21,7 @@ Two replays of each real run (:data:`REPLAYS`):
   real fit's turnaround (submission to result, :class:`DriverMeter`), and the driver's
   CPU is charged times the real driver's wall seconds per CPU second
   (:func:`driver_slowdown`).
+* ``delays`` and ``delays+fits``: the first one or two of those, to say what each adds.
 
 The replays run the same campaign with ``duration_scale=0``: the apps return the same
 outputs from the same seeds without sleeping, and each attempt's virtual duration comes
@@ -57,8 +58,11 @@ SLURM_PARAMS: dict[str, Any] = {"address": "127.0.0.1", "cores_per_node": 2,
                                 "exclusive": False, "walltime": "00:10:00",
                                 "strategy_period": 1.0, "cmd_timeout": 30}
 SITE_PARAMS: dict[str, dict[str, Any]] = {"local": {}, "slurm": SLURM_PARAMS}
-# the replays of each real run: name -> whether it replays the recorded latencies too
-REPLAYS = {"durations": False, "latencies": True}
+# the replays of each real run: name -> what it replays besides the durations (start
+# delays, fit turnarounds, the driver's wall seconds per CPU second); "latencies" is all
+REPLAYS: dict[str, tuple[str, ...]] = {
+    "durations": (), "delays": ("delays",), "delays+fits": ("delays", "fits"),
+    "latencies": ("delays", "fits", "slowdown")}
 
 
 def makespan(run_dir: Path) -> float:
@@ -198,25 +202,25 @@ def window(run_dir: Path) -> tuple[float, float]:
 
 
 def replay_run(spec: Any, real_dir: Path, sim_dir: Path, workers: dict[str, int], *,
-               latencies: bool = True, fits: list[float] | None = None,
+               delays: bool = False, fits: list[float] | None = None,
                slowdown: float = 1.0) -> dict[str, float]:
     """Run ``spec`` simulated, each scale's attempts taking the durations ``real_dir``'s
-    ledger recorded, in the order they were submitted. With ``latencies``, each attempt
-    also waits its recorded :func:`start_delays`, each fit takes the real run's
-    turnarounds ``fits`` in order (:meth:`DriverMeter.fit_turnarounds`), and the
-    driver's CPU is charged times ``slowdown`` (:func:`driver_slowdown` of the real
-    run); without, workers take attempts at once, and a fit and the driver cost the CPU
-    time they take here. Returns the CPU seconds
-    the simulated dispatcher measured (``driver``, ``apps``, ``fits``, ``model_thread``)."""
+    ledger recorded, in the order they were submitted. With ``delays``, each attempt
+    first waits its recorded :func:`start_delays` (else a worker takes it at once); with
+    ``fits``, each fit takes the real run's turnarounds in order
+    (:meth:`DriverMeter.fit_turnarounds`; else the CPU time it takes here); the driver's
+    CPU is charged times ``slowdown`` (:func:`driver_slowdown` of the real run). Returns
+    the CPU seconds the simulated dispatcher measured (``driver``, ``apps``, ``fits``,
+    ``model_thread``)."""
     from campaign.engine import Engine
     from campaign.simulated import Simulation
 
-    simulation = Simulation(workers=workers, durations=parse_durations(real_dir))
-    if latencies:
+    simulation = Simulation(workers=workers, durations=parse_durations(real_dir),
+                            fit_durations=Replayed(fits) if fits else None,
+                            driver_slowdown=slowdown)
+    if delays:
         simulation.start_delays = {scale: Replayed(seconds)
                                    for scale, seconds in start_delays(real_dir).items()}
-        simulation.fit_durations = Replayed(fits) if fits else None
-        simulation.driver_slowdown = slowdown
     engine = Engine(spec, sim_dir, overwrite=True, simulation=simulation)
     engine.run()
     return dict(engine.dispatcher.charged)
@@ -309,8 +313,9 @@ def run(site: str, tasks: int, workdir: Path, duration_scale: float,
         began = time.time()
         sim_dir = workdir / f"simulated-{name}"
         charged = replay_run(replayed_spec, workdir / "real", sim_dir,
-                             {**workers, "train": 1}, latencies=REPLAYS[name],
-                             fits=meter.fit_turnarounds(), slowdown=slowdown)
+                             {**workers, "train": 1}, delays="delays" in REPLAYS[name],
+                             fits=meter.fit_turnarounds() if "fits" in REPLAYS[name] else None,
+                             slowdown=slowdown if "slowdown" in REPLAYS[name] else 1.0)
         result["replays"][name] = {
             **compare(workdir / "real", sim_dir,
                       {s.name: engine.parsl.workers[s.name] for s in spec.scales}),
