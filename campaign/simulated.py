@@ -90,6 +90,14 @@ class Simulation:
             running on their workers; new blocks take their place at once.
         fit_speed: multiplies the measured CPU time of a fit (a train node's speed
             relative to this machine).
+        driver_slowdown: multiplies the measured CPU time of the driver's work (the
+            steering and the model thread) before it is charged to the clock: wall
+            seconds per CPU second of a driver that shares its cores.
+        fit_durations: when given, a fit's virtual duration comes from it instead
+            (e.g. an earlier run's recorded fit times, replayed in order).
+        start_delays: scale name -> seconds from a worker taking an attempt to the
+            attempt starting (an executor's dispatch latency, a cold worker's imports,
+            a block not yet up); the worker is held meanwhile. Missing: 0.
         seed: seeds durations and injected faults.
     """
 
@@ -103,6 +111,9 @@ class Simulation:
     loss_rate: dict[str, float] = field(default_factory=dict)
     block_walltime: dict[str, float] = field(default_factory=dict)
     fit_speed: float = 1.0
+    driver_slowdown: float = 1.0
+    fit_durations: DurationModel | None = None
+    start_delays: dict[str, DurationModel] = field(default_factory=dict)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -200,7 +211,7 @@ class SimulatedDispatcher:
         self._results: dict[int, concurrent.futures.Future[Any]] = {}
         self._due: list[_Due] = []
         self._order = itertools.count()
-        self._queued: dict[str, deque[tuple[int, float]]] = {}
+        self._queued: dict[str, deque[tuple[int, float, float]]] = {}
         self._free: dict[str, list[int]] = {}  # idle worker slots per executor label
         self._model_free_at = 0.0
         self._mark = time.thread_time()
@@ -227,7 +238,7 @@ class SimulatedDispatcher:
     def _charge_driver(self) -> None:
         spent = max(0.0, time.thread_time() - self._mark - self._excluded)
         self.charged["driver"] += spent
-        self.clock.advance(spent)
+        self.clock.advance(spent * self.simulation.driver_slowdown)
 
     def _restart_meter(self) -> None:
         self._mark, self._excluded = time.thread_time(), 0.0
@@ -256,7 +267,9 @@ class SimulatedDispatcher:
         model = self.simulation.durations.get(scale.name)
         seconds = (model(task.task_input, self.rng) if model is not None
                    else max(float(np.mean(self.measured.get(scale.name, [spent]))), 1e-3))
-        self._enqueue(scale.executor_label, handle, seconds)
+        delay = self.simulation.start_delays.get(scale.name)
+        self._enqueue(scale.executor_label, handle, seconds,
+                      delay(task.task_input, self.rng) if delay is not None else 0.0)
 
     def _stood_in_after(self, scale: str, spent: float) -> StandIn | None:
         """A stand-in for a scale whose real call took more than ``cheap_seconds``."""
@@ -269,7 +282,7 @@ class SimulatedDispatcher:
                     "outputs %s", scale, spent, cheap, stand_in.describe())
         return stand_in
 
-    def _enqueue(self, label: str, handle: int, seconds: float) -> None:
+    def _enqueue(self, label: str, handle: int, seconds: float, delay: float = 0.0) -> None:
         if label not in self._free:
             self._free[label] = list(range(self.simulation.workers_of(label)))[::-1]
         if self._free[label]:
@@ -277,11 +290,12 @@ class SimulatedDispatcher:
             freed = self._idle_since.pop((label, slot), None)
             if freed is not None:
                 self.latencies.setdefault(label, []).append(self.clock.now() - freed)
-            self._start(label, slot, handle, seconds, self.clock.now())
+            self._start(label, slot, handle, seconds, self.clock.now() + delay)
         else:
-            self._queued.setdefault(label, deque()).append((handle, seconds))
+            self._queued.setdefault(label, deque()).append((handle, seconds, delay))
 
     def _start(self, label: str, slot: int, handle: int, seconds: float, when: float) -> None:
+        """``handle`` runs on ``slot`` from ``when`` for ``seconds``."""
         kind = "sim" if handle in self.sims else "job"
         ends, lost = when + seconds, False
         walltime = self.simulation.block_walltime.get(label)
@@ -295,9 +309,9 @@ class SimulatedDispatcher:
     def _worker_freed(self, label: str, slot: int, when: float) -> None:
         queue = self._queued.get(label)
         if queue:  # a decision made earlier: the slot waits for nothing
-            handle, seconds = queue.popleft()
+            handle, seconds, delay = queue.popleft()
             self.latencies.setdefault(label, []).append(0.0)
-            self._start(label, slot, handle, seconds, when)
+            self._start(label, slot, handle, seconds, when + delay)
         else:
             self._free[label].append(slot)
             self._idle_since[(label, slot)] = when
@@ -318,7 +332,9 @@ class SimulatedDispatcher:
         handle = next(self._order)
         self.jobs[handle] = (then, True)
         self._results[handle] = future
-        self._enqueue(label, handle, max(spent, 1e-6) * speed)
+        replayed = self.simulation.fit_durations
+        self._enqueue(label, handle, replayed(None, self.rng) if replayed is not None
+                      else max(spent, 1e-6) * speed)
 
     def _on_model_thread(self, fn: Callable[..., Any], args: tuple[Any, ...],
                          then: Callable[[Any], Event]) -> None:
@@ -331,7 +347,7 @@ class SimulatedDispatcher:
         self.jobs[handle] = (then, False)
         self._results[handle] = future
         start = max(self.clock.now(), self._model_free_at)
-        self._model_free_at = start + spent
+        self._model_free_at = start + spent * self.simulation.driver_slowdown
         heapq.heappush(self._due, _Due(self._model_free_at, next(self._order), "job",
                                        (None, 0, handle, start, False)))
 
