@@ -56,7 +56,8 @@ def test_start_delays_count_from_the_later_of_submission_and_a_free_worker(tmp_p
     run_dir = _ledger(tmp_path / "run", [  # in submission order
         ("coarse", "w1", 0.0, 5.0, 6.0),   # first on its worker: a block 5 s in starting
         ("coarse", "w1", 0.0, 6.25, 7.0),  # queued behind the first: 0.25 s of dispatch
-        ("coarse", "w3", 0.0, 7.0, 8.0),   # first on a worker that came up at 7 s
+        ("coarse", "w3", 6.0, 7.0, 8.0),   # first on a worker up at 7 s (the 2nd submitted
+                                           # attempt would have taken it: 7 s after 0)
         ("fine", "w2", 8.0, 8.5, 9.0),     # a worker's first, on another scale
         ("coarse", "w1", 7.5, 8.0, 9.0),   # submitted after its worker freed
     ])
