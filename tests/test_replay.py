@@ -32,6 +32,8 @@ def test_simulated_replay_of_a_real_local_run_agrees_with_it(tmp_path):
     assert result["stop_reason"].startswith("task budget spent"), result
     assert result["fit_turnarounds"], result  # the real driver's fits were metered
     replayed = result["replays"]["latencies"]
+    print(", ".join(f"{key} {value['ratio']:.3f}x" for key, value in replayed.items()
+                    if isinstance(value, dict) and "ratio" in value))
     for key in ("makespan", "utilization_coarse", "utilization_fine"):
         assert replayed[key]["ratio"] == pytest.approx(1.0, abs=TOLERANCE), (key, result)
 

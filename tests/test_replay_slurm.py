@@ -23,5 +23,7 @@ def test_simulated_replay_of_a_real_slurm_run_agrees_with_it(slurm_conf, tmp_pat
     assert result["workers"] == {"sim-coarse": 2, "sim-fine": 2}, result
     assert result["fit_turnarounds"], result  # the real driver's fits were metered
     replayed = result["replays"]["latencies"]
+    print(", ".join(f"{key} {value['ratio']:.3f}x" for key, value in replayed.items()
+                    if isinstance(value, dict) and "ratio" in value))
     for key in ("makespan", "utilization_coarse", "utilization_fine"):
         assert replayed[key]["ratio"] == pytest.approx(1.0, abs=TOLERANCE), (key, result)
