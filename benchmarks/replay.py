@@ -78,11 +78,13 @@ def start_delays(run_dir: Path) -> dict[str, list[float]]:
     the driver's part (deciding what to submit) comes before the submission and is the
     simulated driver's own.
 
-    First, in the order they started, the delays of each worker's first attempt: the
-    worker coming up (its block's queue wait and start, a cold worker's imports). A
-    replay gives them to the first attempts, which take the free simulated workers, so
-    those come up when the real ones did. Then every other attempt's delay (dispatch),
-    in submission order."""
+    First, one per worker, the workers coming up (a block's queue wait and start, a cold
+    worker's imports): the k-th worker to start its first attempt started it this long
+    after the scale's k-th attempt was submitted. A replay gives them to the scale's
+    first attempts, which take the free simulated workers as they are submitted, so
+    those come up when the real ones did, even a real worker that came up so late that
+    its first attempt was submitted long after the others. Then every other attempt's
+    delay (dispatch), in submission order."""
     db = sqlite3.connect(f"file:{run_dir / 'ledger.sqlite'}?mode=ro", uri=True)
     try:
         rows = db.execute(
@@ -105,8 +107,10 @@ def start_delays(run_dir: Path) -> dict[str, list[float]]:
     delays: dict[str, list[float]] = {}
     for scale, first in firsts.items():
         taken = set(first)
-        later = [i for i, row in enumerate(rows) if row[0] == scale and i not in taken]
-        delays[scale] = [delay[i] for i in first + later]
+        mine = [i for i, row in enumerate(rows) if row[0] == scale]  # in submission order
+        coming_up = [max(rows[i][3] - rows[k][2], MIN_SECONDS)
+                     for i, k in zip(first, mine, strict=False)]
+        delays[scale] = coming_up + [delay[i] for i in mine if i not in taken]
     return delays
 
 
