@@ -37,7 +37,8 @@ def blocked_max_variance(posterior: Posterior, k: int, pending: np.ndarray,
         posterior: over n points.
         k: number of picks (at most the number of non-pending points).
         pending: sorted unique int64 positions fantasized first.
-        width: first block width; ``max_width`` its largest.
+        width: first block width; ``max_width`` its largest (lowered so that the block's
+            covariance columns, n x width floats, stay within 256 MB).
 
     Returns:
         ``(chosen, values)``: (k,) int64 positions in pick order and (k,) float64 the
@@ -46,6 +47,9 @@ def blocked_max_variance(posterior: Posterior, k: int, pending: np.ndarray,
     fantasies = Fantasies(posterior, pending.size + k)
     fantasies.add_many(pending)
     n = posterior.n
+    # Bounded memory: the block's n x t covariance columns stay within 2^25 floats (256 MB).
+    max_width = max(8, min(max_width, 2**25 // max(n, 1)))
+    width = min(width, max_width)
     free = np.ones(n, dtype=bool)
     free[pending] = False
     chosen = np.empty(k, dtype=np.int64)
