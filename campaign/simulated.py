@@ -51,7 +51,7 @@ from campaign.durations import DurationModel
 from campaign.events import Event, TaskFinished, TaskLost
 from campaign.ingest import SubmittedTask, check_completion
 from campaign.stand_ins import StandIn, UserFunction, default_stand_in
-from campaign.task import fit_features_and_learner, fit_learner
+from campaign.task import fit_features_and_learner, fit_learner, warm_learner
 
 logger = logging.getLogger(__name__)
 
@@ -78,10 +78,10 @@ class Simulation:
             ``f(x, seed) -> outputs``): a dry run. Missing: the scale's app runs for real.
             Stand-ins the run makes itself (``cheap_seconds``) are added to it, so a
             second run given the same dict replays what the first recorded.
-        cheap_seconds: a scale without a stand-in whose real call takes more CPU
-            seconds than this here (its threads and programs included) is stood in from
-            then on (``default_stand_in``, recording that call), unless named in
-            ``real_apps``; None: apps always run for real.
+        cheap_seconds: a scale without a stand-in whose last two real calls each took
+            more CPU seconds than this here (on the calling thread, with the programs it
+            ran) is stood in from then on (``default_stand_in``, recording the last
+            call), unless named in ``real_apps``; None: apps always run for real.
         failure_rate: scale name -> probability that an attempt's app fails.
         loss_rate: scale name -> probability that an attempt's worker is lost (an
             infrastructure loss: resubmitted without using a retry).
@@ -139,6 +139,7 @@ class SimulatedSession:
     def __init__(self, simulation: Simulation, spec: Any) -> None:
         self.simulation = simulation
         self.fit_seconds = 0.0  # CPU of the fits the driver waited for
+        self.uncharged = 0.0  # CPU of warm-ups, which no clock is charged with
         self.workers = {scale.name: simulation.workers_of(scale.executor_label)
                         for scale in spec.scales}
 
@@ -166,10 +167,12 @@ class SimulatedSession:
         return self._fit(fit_features_and_learner, *args)
 
     def warm_app(self, learner: Any, X: np.ndarray, seed: int) -> concurrent.futures.Future[Any]:
-        """No warm-up: a simulated train worker has no imports to pay for."""
-        now = clock.now()
-        return self._done(lambda: {"problem": None, "seconds": 0.0, "started": now,
-                                   "ended": now, "worker": "simulated"})
+        """The train worker's warm-up fit, run here so the first measured fit does not pay
+        the imports (a real worker pays them before its first fit); charged to nothing."""
+        begin = time.thread_time()
+        future = self._done(warm_learner, learner, X, seed)
+        self.uncharged += time.thread_time() - begin
+        return future
 
     def close(self) -> None:
         return None
@@ -205,6 +208,7 @@ class SimulatedDispatcher:
         self._model_free_at = 0.0
         self._mark = time.thread_time()
         self._excluded = 0.0
+        self._uncharged_seen = 0.0
         self.charged = {"driver": 0.0, "apps": 0.0, "fits": 0.0, "model_thread": 0.0}
         self.idle_seconds = 0.0  # virtual time the driver spent waiting
         self.model_jobs: dict[str, tuple[int, float]] = {}  # kind -> (jobs, CPU seconds)
@@ -225,7 +229,9 @@ class SimulatedDispatcher:
         return future, spent
 
     def _charge_driver(self) -> None:
-        spent = max(0.0, time.thread_time() - self._mark - self._excluded)
+        uncharged, self._uncharged_seen = (self.session.uncharged - self._uncharged_seen,
+                                           self.session.uncharged)
+        spent = max(0.0, time.thread_time() - self._mark - self._excluded - uncharged)
         self.charged["driver"] += spent
         self.clock.advance(spent)
 
@@ -248,7 +254,7 @@ class SimulatedDispatcher:
             real = _cpu_seconds() - begin
             self.measured.setdefault(scale.name, []).append(real)
             if outputs.exception() is None:
-                stand_in = stand_in or self._stood_in_after(scale.name, real)
+                stand_in = stand_in or self._stood_in_after(scale.name)
                 if stand_in is not None:
                     stand_in.record(outputs.result())
         self.charged["apps"] += spent
@@ -258,11 +264,14 @@ class SimulatedDispatcher:
                    else max(float(np.mean(self.measured.get(scale.name, [spent]))), 1e-3))
         self._enqueue(scale.executor_label, handle, seconds)
 
-    def _stood_in_after(self, scale: str, spent: float) -> StandIn | None:
-        """A stand-in for a scale whose real call took more than ``cheap_seconds``."""
-        cheap = self.simulation.cheap_seconds
-        if cheap is None or spent <= cheap or scale in self.simulation.real_apps:
+    def _stood_in_after(self, scale: str) -> StandIn | None:
+        """A stand-in for a scale whose last two real calls (a first call may pay
+        one-time imports) each took more than ``cheap_seconds``."""
+        cheap, calls = self.simulation.cheap_seconds, self.measured[scale]
+        if (cheap is None or len(calls) < 2 or min(calls[-2:]) <= cheap
+                or scale in self.simulation.real_apps):
             return None
+        spent = calls[-1]
         stand_in = default_stand_in(self.spec, scale)
         self.simulation.outputs[scale] = stand_in
         logger.info("scale %s took %.2f s here (over %g s): a dry run from now on, its "
@@ -433,10 +442,10 @@ def record_simulation(run_dir: Path, simulation: Simulation) -> None:
 
 
 def _cpu_seconds() -> float:
-    """CPU of this process (all its threads: OpenMM's) and of its finished children (an
-    external program's)."""
+    """CPU of the calling thread and of this process's finished children (an external
+    program's); other threads (an app's own, or the engine's) are not counted."""
     times = os.times()
-    return time.process_time() + times.children_user + times.children_system
+    return time.thread_time() + times.children_user + times.children_system
 
 
 def _call_app(app: Callable[..., dict[str, Any]], x: Any, seed: int,
