@@ -216,7 +216,7 @@ class SimulatedDispatcher:
         # it to the next task starting on it, per executor label
         self.latencies: dict[str, list[float]] = {}
         self._idle_since: dict[tuple[str, int], float] = {}
-        self._began = virtual.now()  # blocks with a walltime start here, and again at it
+        self.began = virtual.now()  # blocks with a walltime start here, and again at it
         self.measured: dict[str, list[float]] = {}  # CPU of each scale's real calls
 
     # -- the driver's clock ----------------------------------------------------------
@@ -295,7 +295,7 @@ class SimulatedDispatcher:
         ends, lost = when + seconds, False
         walltime = self.simulation.block_walltime.get(label)
         if walltime is not None and kind == "sim":  # the block ends before the task?
-            block_ends = self._began + walltime * (math.floor((when - self._began)
+            block_ends = self.began + walltime * (math.floor((when - self.began)
                                                               / walltime) + 1)
             ends, lost = min(ends, block_ends), ends > block_ends
         heapq.heappush(self._due, _Due(ends, next(self._order), kind,
