@@ -1,10 +1,9 @@
 """A simulated site: the real engine against a discrete-event dispatcher on a virtual clock.
 
-Owns: :class:`Simulation` (what a simulated site is: workers per executor, a duration
-model per scale, how outputs are made, injected faults, how fits are charged),
-:class:`SimulatedSession` (stands where ``campaign.lifecycle.ParslSession`` stands: no
-Parsl), and :class:`SimulatedDispatcher`, which replaces ``campaign.dispatcher.Dispatcher``
-behind the same methods. Everything else is the real engine: steering, learners,
+Owns :class:`SimulatedSession` (stands where ``campaign.lifecycle.ParslSession`` stands: no
+Parsl) and :class:`SimulatedDispatcher`, which replaces ``campaign.dispatcher.Dispatcher``
+behind the same methods; the site they run, :class:`Simulation`, is described in
+``campaign.simulation`` (re-exported here). Everything else is the real engine: steering, learners,
 selection, store and ledger.
 
 How time moves. The clock (``campaign.clock``) stands still while the driver works
@@ -41,17 +40,16 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from campaign import clock
-from campaign.durations import DurationModel
 from campaign.events import Event, TaskFinished, TaskLost
 from campaign.ingest import SubmittedTask, check_completion
-from campaign.stand_ins import StandIn, UserFunction, default_stand_in
-from campaign.task import fit_features_and_learner, fit_learner
+from campaign.simulation import Simulation, record_simulation
+from campaign.stand_ins import StandIn, default_stand_in
+from campaign.task import fit_features_and_learner, fit_learner, warm_learner
 
 logger = logging.getLogger(__name__)
 
@@ -67,79 +65,6 @@ class InjectedAppError(RuntimeError):
     """An injected failure of the app itself."""
 
 
-@dataclass
-class Simulation:
-    """What a simulated site is.
-
-    Args:
-        workers: executor label (``sim-<scale>``, ``train``) -> workers.
-        durations: scale name -> duration model (seconds per attempt).
-        outputs: scale name -> a stand-in (``campaign.stand_ins.StandIn``, or a plain
-            ``f(x, seed) -> outputs``): a dry run. Missing: the scale's app runs for real.
-            Stand-ins the run makes itself (``cheap_seconds``) are added to it, so a
-            second run given the same dict replays what the first recorded.
-        cheap_seconds: a scale without a stand-in whose real call takes more CPU
-            seconds than this here (its threads and programs included) is stood in from
-            then on (``default_stand_in``, recording that call), unless named in
-            ``real_apps``; None: apps always run for real.
-        failure_rate: scale name -> probability that an attempt's app fails.
-        loss_rate: scale name -> probability that an attempt's worker is lost (an
-            infrastructure loss: resubmitted without using a retry).
-        block_walltime: executor label -> its blocks' walltime (s): the blocks start
-            with the run and end at every multiple of it, losing the attempts still
-            running on their workers; new blocks take their place at once.
-        fit_speed: multiplies the measured CPU time of a fit (a train node's speed
-            relative to this machine).
-        driver_slowdown: multiplies the measured CPU time of the driver's work (the
-            steering and the model thread) before it is charged to the clock: wall
-            seconds per CPU second of a driver that shares its cores.
-        fit_durations: when given, a fit's virtual duration comes from it instead
-            (e.g. an earlier run's recorded fit times, replayed in order).
-        start_delays: scale name -> seconds from a worker taking an attempt to the
-            attempt starting (an executor's dispatch latency, a cold worker's imports,
-            a block not yet up); the worker is held meanwhile. Missing: 0.
-        seed: seeds durations and injected faults.
-    """
-
-    workers: dict[str, int]
-    durations: dict[str, DurationModel] = field(default_factory=dict)
-    outputs: dict[str, StandIn | Callable[[np.ndarray, int], dict[str, Any]]] = field(
-        default_factory=dict)
-    cheap_seconds: float | None = None
-    real_apps: set[str] = field(default_factory=set)
-    failure_rate: dict[str, float] = field(default_factory=dict)
-    loss_rate: dict[str, float] = field(default_factory=dict)
-    block_walltime: dict[str, float] = field(default_factory=dict)
-    fit_speed: float = 1.0
-    driver_slowdown: float = 1.0
-    fit_durations: DurationModel | None = None
-    start_delays: dict[str, DurationModel] = field(default_factory=dict)
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        for name, stand_in in list(self.outputs.items()):
-            if not isinstance(stand_in, StandIn):
-                self.outputs[name] = UserFunction(stand_in)
-        if any(not seconds > 0 for seconds in self.block_walltime.values()):
-            raise ValueError(f"a block walltime must be > 0 s; got {self.block_walltime}")
-
-    @property
-    def dry_run(self) -> bool:
-        """Whether any scale's outputs are (or were) stand-ins."""
-        return bool(self.outputs)
-
-    def describe(self) -> dict[str, Any]:
-        """What the simulated site was, for the ledger's facts."""
-        return {"workers": dict(self.workers), "dry_run": self.dry_run,
-                "stand_ins": {name: s.describe() for name, s in self.outputs.items()},
-                "durations": {name: m.describe() for name, m in self.durations.items()},
-                "failure_rate": self.failure_rate, "loss_rate": self.loss_rate,
-                "block_walltime": self.block_walltime}
-
-    def workers_of(self, label: str) -> int:
-        return max(1, int(self.workers.get(label, 1)))
-
-
 class SimulatedSession:
     """Stands where the Parsl session stands: worker counts, and train apps that run
     inline and return finished futures."""
@@ -150,6 +75,7 @@ class SimulatedSession:
     def __init__(self, simulation: Simulation, spec: Any) -> None:
         self.simulation = simulation
         self.fit_seconds = 0.0  # CPU of the fits the driver waited for
+        self.uncharged = 0.0  # CPU of warm-ups, which no clock is charged with
         self.workers = {scale.name: simulation.workers_of(scale.executor_label)
                         for scale in spec.scales}
 
@@ -177,10 +103,12 @@ class SimulatedSession:
         return self._fit(fit_features_and_learner, *args)
 
     def warm_app(self, learner: Any, X: np.ndarray, seed: int) -> concurrent.futures.Future[Any]:
-        """No warm-up: a simulated train worker has no imports to pay for."""
-        now = clock.now()
-        return self._done(lambda: {"problem": None, "seconds": 0.0, "started": now,
-                                   "ended": now, "worker": "simulated"})
+        """The train worker's warm-up fit, run here so the first measured fit does not pay
+        the imports (a real worker pays them before its first fit); charged to nothing."""
+        begin = time.thread_time()
+        future = self._done(warm_learner, learner, X, seed)
+        self.uncharged += time.thread_time() - begin
+        return future
 
     def close(self) -> None:
         return None
@@ -216,6 +144,7 @@ class SimulatedDispatcher:
         self._model_free_at = 0.0
         self._mark = time.thread_time()
         self._excluded = 0.0
+        self._uncharged_seen = 0.0
         self.charged = {"driver": 0.0, "apps": 0.0, "fits": 0.0, "model_thread": 0.0}
         self.idle_seconds = 0.0  # virtual time the driver spent waiting
         self.model_jobs: dict[str, tuple[int, float]] = {}  # kind -> (jobs, CPU seconds)
@@ -223,7 +152,7 @@ class SimulatedDispatcher:
         # it to the next task starting on it, per executor label
         self.latencies: dict[str, list[float]] = {}
         self._idle_since: dict[tuple[str, int], float] = {}
-        self._began = virtual.now()  # blocks with a walltime start here, and again at it
+        self.began = virtual.now()  # blocks with a walltime start here, and again at it
         self.measured: dict[str, list[float]] = {}  # CPU of each scale's real calls
 
     # -- the driver's clock ----------------------------------------------------------
@@ -236,7 +165,9 @@ class SimulatedDispatcher:
         return future, spent
 
     def _charge_driver(self) -> None:
-        spent = max(0.0, time.thread_time() - self._mark - self._excluded)
+        uncharged, self._uncharged_seen = (self.session.uncharged - self._uncharged_seen,
+                                           self.session.uncharged)
+        spent = max(0.0, time.thread_time() - self._mark - self._excluded - uncharged)
         self.charged["driver"] += spent
         self.clock.advance(spent * self.simulation.driver_slowdown)
 
@@ -259,7 +190,7 @@ class SimulatedDispatcher:
             real = _cpu_seconds() - begin
             self.measured.setdefault(scale.name, []).append(real)
             if outputs.exception() is None:
-                stand_in = stand_in or self._stood_in_after(scale.name, real)
+                stand_in = stand_in or self._stood_in_after(scale.name)
                 if stand_in is not None:
                     stand_in.record(outputs.result())
         self.charged["apps"] += spent
@@ -271,11 +202,14 @@ class SimulatedDispatcher:
         self._enqueue(scale.executor_label, handle, seconds,
                       delay(task.task_input, self.rng) if delay is not None else 0.0)
 
-    def _stood_in_after(self, scale: str, spent: float) -> StandIn | None:
-        """A stand-in for a scale whose real call took more than ``cheap_seconds``."""
-        cheap = self.simulation.cheap_seconds
-        if cheap is None or spent <= cheap or scale in self.simulation.real_apps:
+    def _stood_in_after(self, scale: str) -> StandIn | None:
+        """A stand-in for a scale whose last two real calls (a first call may pay
+        one-time imports) each took more than ``cheap_seconds``."""
+        cheap, calls = self.simulation.cheap_seconds, self.measured[scale]
+        if (cheap is None or len(calls) < 2 or min(calls[-2:]) <= cheap
+                or scale in self.simulation.real_apps):
             return None
+        spent = calls[-1]
         stand_in = default_stand_in(self.spec, scale)
         self.simulation.outputs[scale] = stand_in
         logger.info("scale %s took %.2f s here (over %g s): a dry run from now on, its "
@@ -300,7 +234,7 @@ class SimulatedDispatcher:
         ends, lost = when + seconds, False
         walltime = self.simulation.block_walltime.get(label)
         if walltime is not None and kind == "sim":  # the block ends before the task?
-            block_ends = self._began + walltime * (math.floor((when - self._began)
+            block_ends = self.began + walltime * (math.floor((when - self.began)
                                                               / walltime) + 1)
             ends, lost = min(ends, block_ends), ends > block_ends
         heapq.heappush(self._due, _Due(ends, next(self._order), kind,
@@ -436,23 +370,11 @@ class SimulatedDispatcher:
         return None
 
 
-def record_simulation(run_dir: Path, simulation: Simulation) -> None:
-    """Label a finished simulated run in its ledger: the simulated site (fact
-    ``simulated``) and whether it is a dry run (fact ``dry_run``)."""
-    from campaign.ledger import Ledger
-
-    ledger = Ledger(Path(run_dir) / "ledger.sqlite")
-    try:
-        ledger.set_facts({"simulated": simulation.describe(), "dry_run": simulation.dry_run})
-    finally:
-        ledger.close()
-
-
 def _cpu_seconds() -> float:
-    """CPU of this process (all its threads: OpenMM's) and of its finished children (an
-    external program's)."""
+    """CPU of the calling thread and of this process's finished children (an external
+    program's); other threads (an app's own, or the engine's) are not counted."""
     times = os.times()
-    return time.process_time() + times.children_user + times.children_system
+    return time.thread_time() + times.children_user + times.children_system
 
 
 def _call_app(app: Callable[..., dict[str, Any]], x: Any, seed: int,

@@ -135,6 +135,9 @@ def recorded_from_run(run_dir: str | Path, scale: str) -> Recorded:
     from campaign.store import Store
 
     run_dir = Path(run_dir)
+    if not (run_dir / "ledger.sqlite").is_file():
+        raise FileNotFoundError(f"no ledger at {run_dir / 'ledger.sqlite'}: is {run_dir} a "
+                                "campaign run directory?")
     ledger = Ledger(run_dir / "ledger.sqlite", read_only=True)
     try:
         data = Store(run_dir, ledger, read_only=True).read(scale)

@@ -16,15 +16,15 @@ from campaign.script import load_campaign
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.py"))
 ANALYTIC = {"muller_brown", "three_scales", "external_scale"}  # cheap apps: run for real
-HOURS = 0.03  # 108 virtual seconds
+HOURS = 0.025  # 90 virtual seconds: one or two fits
 # workers per node of the GPU layouts: one task per GPU (perlmutter 4, frontier 8 GCDs)
 GPUS_PER_NODE = {"perlmutter": 4, "frontier": 8}
 
 
 def short_durations(spec):
-    """20 s for every scale but the finest (30 s), so fits and selections happen."""
+    """15 s for every scale but the finest (30 s), so fits and selections happen."""
     names = [scale.name for scale in spec.scales]
-    return {name: Fixed(30.0 if name == names[-1] else 20.0) for name in names}
+    return {name: Fixed(30.0 if name == names[-1] else 15.0) for name in names}
 
 
 def facts(run_dir):

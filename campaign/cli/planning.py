@@ -5,12 +5,13 @@ JSON, what an allocation of these nodes for these hours would give (``campaign.p
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from campaign.cli.runs import parse_site_params
+from campaign.cli.options import parse_site_params
 from campaign.cli.terminal import console, fail, setup_logging
 
 NodesOption = Annotated[list[str] | None, typer.Option(
@@ -98,6 +99,27 @@ def simulated_site(spec: Any, site: str, site_params: dict[str, Any], nodes: lis
         fail(f"--nodes names unknown executor(s) {', '.join(sorted(set(given) - labels))}; "
              f"known: {', '.join(sorted(labels))}")
     return simulated_workers_from(per_node, given), per_node, models
+
+
+def simulation_maker(site: str, site_params: dict[str, Any], nodes: list[str],
+                     durations: list[str], stand_ins: list[str], cheap_seconds: float
+                     ) -> Callable[[Any], Any]:
+    """``campaign run --simulate``: ``spec -> campaign.simulated.Simulation`` on ``site``'s
+    layout (durations a scale is not given are assumed, as a plan does)."""
+    def make(spec: Any) -> Any:
+        from campaign.durations import assumed_durations
+        from campaign.simulated import Simulation
+
+        workers, _, models = simulated_site(spec, site, site_params, nodes, durations, 1.0)
+        outputs, real = parse_stand_ins(spec, stand_ins)
+        assumed = assumed_durations([scale.name for scale in spec.scales])
+        for name in assumed.keys() - models.keys():
+            console.print(f"{name} durations assumed: {assumed[name].describe()} "
+                          "(give --durations)", highlight=False)
+        return Simulation(workers=workers, durations={**assumed, **models}, outputs=outputs,
+                          cheap_seconds=cheap_seconds if cheap_seconds > 0 else None,
+                          real_apps=real)
+    return make
 
 
 def plan(

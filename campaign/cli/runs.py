@@ -11,6 +11,8 @@ from typing import Annotated, Any
 
 import typer
 
+from campaign.cli import planning
+from campaign.cli.options import parse_site_params
 from campaign.cli.results import print_report
 from campaign.cli.terminal import console, fail, setup_logging
 
@@ -18,23 +20,6 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 DEMO_SCRIPT = EXAMPLES / "muller_brown.py"
 
 BUDGET_LIMITS = {"rounds": int, "wall_time": float, "core_seconds": float}
-
-
-def parse_site_params(pairs: list[str]) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            fail(f"--site-param must be KEY=VALUE, got '{pair}'")
-        for convert in (int, float):
-            try:
-                params[key] = convert(value)
-                break
-            except ValueError:
-                continue
-        else:
-            params[key] = value
-    return params
 
 
 def parse_budget(pairs: list[str]) -> dict[str, int | float | None]:
@@ -82,10 +67,12 @@ def run_script(script: Path, site: str, out: Path, *, overwrite: bool = False,
                 site_params: dict[str, Any] | None = None, verbose: bool = False,
                 mode: str | None = None,
                 budget: dict[str, int | float | None] | None = None,
-                baseline: int = 0, live: bool | None = None) -> None:
+                baseline: int = 0, live: bool | None = None,
+                simulate: Any = None) -> None:
     """Run ``script`` into ``out`` and print its summary. On a terminal, unless ``live``
     is False, a live progress panel (``campaign.live``) shows the run, with the log
-    lines above it; off a terminal only the plain log lines."""
+    lines above it; off a terminal only the plain log lines. ``simulate(spec) ->
+    campaign.simulated.Simulation``, if given, runs it on that simulated site."""
     from contextlib import nullcontext
 
     from campaign.engine import Engine, RunDirError
@@ -104,12 +91,22 @@ def run_script(script: Path, site: str, out: Path, *, overwrite: bool = False,
         if budget:
             spec = with_budget(spec, budget)
         panel = LiveProgress(console) if live is not False and console.is_terminal else None
+        simulation = None if simulate is None else simulate(spec)
         engine = Engine(spec, out, site=site, site_params=site_params or {},
                         script=str(script.resolve()), overwrite=overwrite, resume=resume,
                         grace_period=grace, mode=mode,
-                        on_progress=None if panel is None else panel.update)
+                        on_progress=None if panel is None else panel.update,
+                        simulation=simulation)
         with panel or nullcontext():
             summary = engine.run()
+        if simulation is not None:
+            from campaign.simulated import record_simulation
+
+            record_simulation(out, simulation)
+            if simulation.dry_run:
+                console.print(f"a dry run on a simulated site (stand-in outputs for "
+                              f"{', '.join(sorted(simulation.outputs))}): nothing it learned "
+                              "is science", highlight=False, soft_wrap=True)
     except (ScriptError, SpecError, UnknownSiteError, UnknownSiteParameterError, RunDirError,
             RunLockedError, LedgerError, StoreError, ValueError) as error:
         fail(str(error))
@@ -195,6 +192,13 @@ def run(
     mode: Annotated[str | None, typer.Option(
         help="async (event-driven, the default) or rounds (round-locked, exactly "
              "reproducible); default: the script's")] = None,
+    simulate: Annotated[bool, typer.Option(
+        help="run on a simulated site (a virtual clock) with --site's layout; "
+             "--site simulated is the local layout")] = False,
+    nodes: planning.NodesOption = None,
+    durations: planning.DurationsOption = None,
+    stand_in: planning.StandInOption = None,
+    cheap_seconds: planning.CheapOption = 0.1,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run the campaign a script defines."""
@@ -202,10 +206,20 @@ def run(
         fail("choose one of --overwrite and --resume")
     if mode not in (None, "async", "rounds"):
         fail(f"--mode must be async or rounds, got '{mode}'")
+    if site == "simulated":
+        site, simulate = "local", True
+    if not simulate and (nodes or durations or stand_in):
+        fail("--nodes, --durations and --stand-in are for a simulated site (--simulate)")
     run_dir = out or Path("runs") / script.stem
+    site_params = parse_site_params(site_param or [])
+    simulated = None
+    if simulate:
+        simulated = planning.simulation_maker(site, site_params, nodes or [], durations or [],
+                                              stand_in or [], cheap_seconds)
+        site = f"simulated:{site}"
     run_script(script, site, run_dir, overwrite=overwrite, resume=resume, report=report,
-                grace=grace, site_params=parse_site_params(site_param or []), verbose=verbose,
-                mode=mode, baseline=baseline, live=live)
+                grace=grace, site_params=site_params, verbose=verbose,
+                mode=mode, baseline=baseline, live=live, simulate=simulated)
 
 
 def resume(

@@ -1,0 +1,78 @@
+"""``campaign run --site simulated`` (and ``--simulate`` on a named site's layout): the real
+engine on a virtual clock into a real run directory that ``status`` and ``report`` read."""
+
+import json
+import sqlite3
+
+from typer.testing import CliRunner
+
+from campaign.cli import app
+
+runner = CliRunner()
+
+SCRIPT = '''
+from apps import toy
+from campaign import Budget, Campaign, Promotion, Scale
+from learners import ExactGP
+from learners.acquisition import MaxVariance
+
+campaign = Campaign(
+    name="simcli",
+    scales=[Scale("coarse", app=toy.langevin, params={"n_steps": 2000, "stride": 100},
+                  walkers=toy.initial_walkers(2)),
+            Scale("fine", app=toy.smeared_energy, params={"n_samples": 4096})],
+    promotions=[Promotion(source="coarse", target="fine", features=toy.positions,
+                          learner=ExactGP(restarts=1, iterations=60),
+                          acquisition=MaxVariance(), batch_size=4, quantity="energy")],
+    budget=Budget(fine=8, coarse=12),
+    seed=0,
+)
+'''
+
+
+def invoke(*args):
+    return runner.invoke(app, list(args), env={"COLUMNS": "300"})
+
+
+def facts(run_dir):
+    db = sqlite3.connect(run_dir / "ledger.sqlite")
+    try:
+        return {k: json.loads(v) for k, v in db.execute("SELECT key, value FROM facts")}
+    finally:
+        db.close()
+
+
+def test_run_on_the_simulated_site_writes_a_run_that_status_and_report_read(tmp_path):
+    script = tmp_path / "simcli.py"
+    script.write_text(SCRIPT)
+    out = tmp_path / "run"
+    result = invoke("run", str(script), "--site", "simulated", "--out", str(out),
+                    "--durations", "fine=fixed:600", "--durations", "coarse=fixed:30",
+                    "--no-live")
+    assert result.exit_code == 0, result.output
+    recorded = facts(out)
+    assert recorded["site"] == "simulated:local" and recorded["dry_run"] is False
+    assert recorded["simulated"]["durations"] == {"coarse": "fixed 30 s", "fine": "fixed 600 s"}
+    # virtual time: 8 fine tasks of 600 s on the local layout's 2 fine workers
+    assert recorded["wall_seconds"] >= 4 * 600
+    status = invoke("status", str(out))
+    assert status.exit_code == 0, status.output
+    assert "fine" in status.output
+    assert (out / "summary.json").exists()  # the report was written from the run
+
+
+def test_simulate_takes_a_named_sites_layout_and_refuses_simulation_options_without_it(
+        tmp_path):
+    script = tmp_path / "simcli.py"
+    script.write_text(SCRIPT)
+    out = tmp_path / "run"
+    result = invoke("run", str(script), "--site", "frontier", "--simulate", "--out", str(out),
+                    "--nodes", "fine=2", "--no-report", "--no-live")
+    assert result.exit_code == 0, result.output
+    recorded = facts(out)
+    assert recorded["site"] == "simulated:frontier"
+    assert recorded["simulated"]["workers"]["sim-fine"] == 2 * 8  # 8 GCDs a node, 2 nodes
+    assert "assumed" in result.output  # no --durations: the plan's assumed durations
+    refused = invoke("run", str(script), "--site", "local", "--nodes", "fine=2",
+                     "--out", str(tmp_path / "refused"))
+    assert refused.exit_code != 0 and "--simulate" in refused.output
