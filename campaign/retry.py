@@ -37,7 +37,7 @@ DEADLINE_MULTIPLE = 10.0  # without a timeout: x the longest duration seen ...
 DEADLINE_MIN = 60.0  # ... and never less than this
 DEADLINE_OBSERVED = 3  # durations seen before a derived deadline applies
 START_CHECK_SECONDS = 1.0  # how often an attempt with no start marker is looked at again
-LOST_STREAK = 50  # losses in a row, with no result between them, that stop a campaign
+LOST_STREAK = 50  # repeat losses (a task lost again), no result between, that stop a campaign
 MARKERS = "started"  # the run directory's folder of start markers
 
 

@@ -97,7 +97,8 @@ class ScaleState:
     rounds_with_tasks: set[int] = field(default_factory=set)  # rounds mode: rounds begun
     failed_attempts: int = 0  # app failures retried by this driver
     lost_attempts: int = 0  # attempts lost to the infrastructure (resubmitted, no retry used)
-    lost_streak: int = 0  # losses in a row with no result between them
+    lost_streak: int = 0  # repeat losses (a task lost again) with no result between them
+    lost_since_result: set[int] = field(default_factory=set)  # tasks lost since a result
 
     @property
     def tasks_recorded(self) -> int:

@@ -121,6 +121,7 @@ class Steerer:
         held = self.state.scales[task.scale]
         held.in_flight -= 1
         held.lost_streak = 0
+        held.lost_since_result.clear()
         self._count_compute(completion)
         if completion.problem is None:
             self._check_against_scale(completion)
@@ -150,13 +151,18 @@ class Steerer:
     def task_lost(self, event: TaskLost) -> None:
         """The infrastructure lost an attempt: resubmitted with the same seed, no retry
         used, recorded with outcome ``lost``. An executor that can start nothing, or
-        ``LOST_STREAK`` losses in a row, stop the campaign (nothing quarantined: the
-        tasks stay ``submitted`` for a resume, on another site if need be)."""
+        ``LOST_STREAK`` repeat losses (a task lost again) with no result of the scale
+        between them, stop the campaign (nothing quarantined: the tasks stay
+        ``submitted`` for a resume, on another site if need be). Only repeats count: a
+        block that ends at its walltime loses every attempt running on it at once, and
+        their resubmissions run on the next block."""
         task = event.task
         held = self.state.scales[task.scale]
         held.in_flight -= 1
         held.lost_attempts += 1
-        held.lost_streak += 1
+        if task.task_id in held.lost_since_result:
+            held.lost_streak += 1
+        held.lost_since_result.add(task.task_id)
         if event.fatal or held.lost_streak >= LOST_STREAK:
             self.state.status.fail(f"scale '{task.scale}' cannot run tasks on this site: "
                                    f"{event.problem[:500]}")

@@ -96,7 +96,7 @@ def test_a_lost_attempt_is_resubmitted_with_its_seed_and_no_retry_used(tmp_path)
     steerer = make_steerer(tmp_path, FakeLearner())
     pool(steerer)
     task = launched_fine_task(steerer)
-    for _ in range(5):  # more losses than the scale has retries
+    for _ in range(5):  # more losses than the scale has retries (fewer than LOST_STREAK)
         steerer.react([TaskLost(steerer.dispatcher.sims.pop(task.task_id), "WorkerLost: x")])
         again = steerer.dispatcher.sims[task.task_id]
         assert again.seed == task.seed and again.failures == 0
@@ -106,6 +106,35 @@ def test_a_lost_attempt_is_resubmitted_with_its_seed_and_no_retry_used(tmp_path)
     assert not steerer.state.status.failed_reason
     attempts = steerer.ledger.attempts()
     assert [a["outcome"] for a in attempts] == ["lost"] * 5
+    assert steerer.ledger.tasks("fine")[0]["status"] == "submitted"
+
+
+def test_a_block_ending_with_many_attempts_on_it_does_not_stop_the_run(tmp_path, monkeypatch):
+    """A block at its walltime loses every attempt on it at once: first losses of
+    distinct tasks are not a streak, however many (a site of 5,000 workers)."""
+    monkeypatch.setattr("campaign.steering.LOST_STREAK", 2)
+    steerer = make_steerer(tmp_path, FakeLearner())
+    pool(steerer)
+    steerer.keeper.featurize_all(steerer.state.promotions[0])
+    tasks = steerer.submit("fine", [0] * 4, [np.zeros(1)] * 4, [4, 5, 6, 7], [None] * 4)
+    steerer.react([TaskLost(steerer.dispatcher.sims.pop(t.task_id), "WorkerLost: walltime")
+                   for t in tasks])
+    assert not steerer.state.status.failed_reason
+    assert steerer.state.scales["fine"].lost_attempts == 4
+    assert len(steerer.dispatcher.sims) == 4  # every one resubmitted
+
+
+def test_a_task_lost_again_and_again_stops_the_run(tmp_path, monkeypatch):
+    monkeypatch.setattr("campaign.steering.LOST_STREAK", 2)
+    steerer = make_steerer(tmp_path, FakeLearner())
+    pool(steerer)
+    task = launched_fine_task(steerer)
+    for _ in range(3):  # the first loss, then two repeats: the streak
+        assert not steerer.state.status.failed_reason
+        steerer.react([TaskLost(steerer.dispatcher.sims.pop(task.task_id), "WorkerLost: x")])
+        task = steerer.dispatcher.sims.get(task.task_id, task)
+    assert "cannot run tasks on this site" in steerer.state.status.failed_reason
+    steerer.flush()
     assert steerer.ledger.tasks("fine")[0]["status"] == "submitted"
 
 
