@@ -58,7 +58,26 @@ def test_run_on_the_simulated_site_writes_a_run_that_status_and_report_read(tmp_
     status = invoke("status", str(out))
     assert status.exit_code == 0, status.output
     assert "fine" in status.output
-    assert (out / "summary.json").exists()  # the report was written from the run
+    assert "simulated site" in status.output and "DRY RUN" not in status.output
+    summary = json.loads((out / "summary.json").read_text())  # the report, from the run
+    assert summary["dry_run"] is False and "virtual" in summary["simulated_note"]
+    assert "simulated site" in (out / "report.html").read_text()
+
+
+def test_a_dry_run_says_so_in_status_and_the_report(tmp_path):
+    script = tmp_path / "simcli.py"
+    script.write_text(SCRIPT)
+    out = tmp_path / "run"
+    result = invoke("run", str(script), "--site", "simulated", "--out", str(out),
+                    "--durations", "fine=fixed:600", "--durations", "coarse=fixed:30",
+                    "--stand-in", "fine=surrogate", "--no-live")
+    assert result.exit_code == 0, result.output
+    assert facts(out)["dry_run"] is True
+    status = invoke("status", str(out))
+    assert "DRY RUN" in status.output and "fine" in status.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["dry_run"] is True and "not science" in summary["simulated_note"]
+    assert "DRY RUN" in (out / "report.html").read_text()
 
 
 def test_simulate_takes_a_named_sites_layout_and_refuses_simulation_options_without_it(

@@ -143,6 +143,7 @@ def status_record(run_dir: Path, ledger: Any, store: Any) -> dict[str, Any]:
         "retried": {scale: sum(1 for t in ledger.tasks(scale) if t["attempts"] > 1)
                     for scale in scales},
         "models": models,
+        "simulated": ledger.fact("simulated"), "dry_run": bool(ledger.fact("dry_run")),
     })
 
 
@@ -173,6 +174,11 @@ def print_status(run_dir: Path, ledger: Any, record: dict[str, Any]) -> None:
         table.add_row(scale, str(rows), str(sum(by_status.values())),
                       *(str(by_status.get(s, 0)) for s in ("submitted", "done", "quarantined")),
                       str(record["retried"][scale]))
+    if record.get("simulated"):
+        from campaign.report.summary import simulated_note
+
+        console.print(f"[bold]{escape(simulated_note(record['simulated'], record['dry_run']))}[/]",
+                      highlight=False, soft_wrap=True)
     console.print(table)
     not_done = {scale: {o: n for o, n in outcomes.items() if o != "done"}
                 for scale, outcomes in record["attempt_outcomes"].items()}

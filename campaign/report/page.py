@@ -55,9 +55,12 @@ th { background: #f2f2f2; } td:first-child, th:first-child { text-align: left; }
 def _headline(summary: dict[str, Any]) -> str:
     """The page's opening: each promotion's headline sentences (what the run found)."""
     promotions = summary["promotions"]
+    note = (f'<p class="note"><b>{html.escape(summary["simulated_note"])}</b></p>'
+            if summary.get("simulated_note") else "")
     if not promotions:
-        return '<section id="headline"><p>This campaign has no promotion.</p></section>'
-    return ('<section id="headline">' + "".join(
+        return (f'<section id="headline">{note}<p>This campaign has no promotion.</p>'
+                '</section>')
+    return ('<section id="headline">' + note + "".join(
         "<p>" + " ".join(html.escape(line) for line in entry["headline"]) + "</p>"
         for entry in promotions.values()) + "</section>")
 

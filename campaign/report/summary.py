@@ -12,6 +12,18 @@ from campaign.report.timeline import utilization_by_scale
 from campaign.store import Store
 
 
+def simulated_note(simulated: dict[str, Any], dry_run: bool) -> str:
+    """One sentence for a person: the run was on a simulated site, and whether its
+    outputs came from stand-ins (a dry run: nothing in it is science)."""
+    text = ("A simulated site: every time in this run is virtual (campaign.simulated), "
+            "from duration models, not measured on a machine.")
+    if dry_run:
+        stood_in = ", ".join(sorted(simulated.get("stand_ins") or {})) or "some scales"
+        text += (f" DRY RUN: the outputs of {stood_in} came from stand-ins, so its models "
+                 "and errors are not science.")
+    return text
+
+
 def summary_record(ledger: Ledger, store: Store, promotions: list[str],
                    baselines: list[Ledger]) -> dict[str, Any]:
     """The content of ``summary.json``: facts, counts, rows, and per promotion the
@@ -29,6 +41,11 @@ def summary_record(ledger: Ledger, store: Store, promotions: list[str],
                         for row in utilization_by_scale(attempt_spans(ledger))},
         "promotions": {},
     }
+    simulated = ledger.fact("simulated")
+    if simulated:
+        summary["simulated"] = simulated
+        summary["dry_run"] = bool(ledger.fact("dry_run"))
+        summary["simulated_note"] = simulated_note(simulated, summary["dry_run"])
     for name in promotions:
         n, error = learning_curve(ledger, name)
         entry: dict[str, Any] = {
