@@ -103,6 +103,8 @@ class Engine:
             try:
                 self.store = Store(self.run_dir, self.ledger)
                 record_start(self.ledger, self.spec, start, self.script, self.site)
+                if self.simulation is not None and self.simulation.options is not None:
+                    self.ledger.set_fact("simulate_options", self.simulation.options)
                 # a copy: the spec's learner stays unfitted (a thread executor fits in place)
                 learners = [copy.deepcopy(p.learner) for p in self.spec.promotions]
                 self.state = restore_state(self.spec, self.store, self.ledger, learners)

@@ -53,6 +53,8 @@ class Simulation:
             attempt starting (an executor's dispatch latency, a cold worker's imports,
             a block not yet up); the worker is held meanwhile. Missing: 0.
         seed: seeds durations and injected faults.
+        options: how to make this simulation again (``campaign run --simulate``'s
+            arguments), recorded in the ledger so that ``campaign resume`` can.
     """
 
     workers: dict[str, int]
@@ -69,6 +71,7 @@ class Simulation:
     fit_durations: DurationModel | None = None
     start_delays: dict[str, DurationModel] = field(default_factory=dict)
     seed: int = 0
+    options: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         for name, stand_in in list(self.outputs.items()):

@@ -95,3 +95,25 @@ def test_simulate_takes_a_named_sites_layout_and_refuses_simulation_options_with
     refused = invoke("run", str(script), "--site", "local", "--nodes", "fine=2",
                      "--out", str(tmp_path / "refused"))
     assert refused.exit_code != 0 and "--simulate" in refused.output
+
+
+def test_a_simulated_run_resumes_on_its_simulated_site(tmp_path):
+    script = tmp_path / "simcli.py"
+    script.write_text(SCRIPT.replace("Budget(fine=8, coarse=12)", "Budget(fine=4, coarse=12)"))
+    out = tmp_path / "run"
+    first = invoke("run", str(script), "--site", "simulated", "--out", str(out),
+                   "--durations", "fine=fixed:600", "--durations", "coarse=fixed:30",
+                   "--no-report", "--no-live")
+    assert first.exit_code == 0, first.output
+    assert facts(out)["simulate_options"]["durations"] == ["fine=fixed:600", "coarse=fixed:30"]
+    more = invoke("resume", str(out), "--budget", "fine=8", "--no-report", "--no-live")
+    assert more.exit_code == 0, more.output
+    recorded = facts(out)
+    assert recorded["site"] == "simulated:local" and recorded["resumed"] == 1
+    db = sqlite3.connect(out / "ledger.sqlite")
+    try:
+        done = db.execute("SELECT COUNT(*), COUNT(DISTINCT task_id) FROM tasks "
+                          "WHERE scale = 'fine' AND status = 'done'").fetchone()
+    finally:
+        db.close()
+    assert done == (8, 8)  # the first run's 4 kept, 4 more, none twice

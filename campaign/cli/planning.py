@@ -116,9 +116,12 @@ def simulation_maker(site: str, site_params: dict[str, Any], nodes: list[str],
         for name in assumed.keys() - models.keys():
             console.print(f"{name} durations assumed: {assumed[name].describe()} "
                           "(give --durations)", highlight=False)
+        options = {"site": site, "site_params": site_params, "nodes": nodes,
+                   "durations": durations, "stand_ins": stand_ins,
+                   "cheap_seconds": cheap_seconds}
         return Simulation(workers=workers, durations={**assumed, **models}, outputs=outputs,
                           cheap_seconds=cheap_seconds if cheap_seconds > 0 else None,
-                          real_apps=real)
+                          real_apps=real, options=options)
     return make
 
 

@@ -249,14 +249,23 @@ def resume(
         return
     script, recorded_site = ledger.fact("script"), ledger.fact("site")
     recorded_mode = ledger.fact("mode") or "rounds"  # runs before async mode were rounds
+    simulate_options = ledger.fact("simulate_options")
     ledger.close()
     if not script:
         fail(f"{run_dir} was not started from a script; resume it from Python with "
               "Campaign.run(..., resume=True)")
+    simulated = None
+    if site is None and str(recorded_site or "").startswith("simulated:"):
+        if not simulate_options:  # a simulated run started from Python
+            fail(f"{run_dir} ran on a simulated site made in Python; resume it from Python "
+                 "with campaign.engine.Engine(..., resume=True, simulation=...), or give "
+                 "--site to go on on a real site")
+        site = recorded_site  # its simulation as `campaign run --simulate` made it
+        simulated = planning.simulation_maker(**simulate_options)
     run_script(Path(script), site or recorded_site, run_dir, resume=True, report=report,
                 grace=grace, site_params=parse_site_params(site_param or []),
                 verbose=verbose, mode=recorded_mode, budget=changes, baseline=baseline,
-                live=live)
+                live=live, simulate=simulated)
 
 
 def demo(
