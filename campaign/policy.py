@@ -19,6 +19,10 @@ PROMOTED_PER_WORKER = 2  # a promoted scale: each worker's next pick waits there
 # budget (and at least its seed design) on the space-filling design: with simulations
 # much faster than a fit, filling every free slot would spend the budget unsteered
 DESIGN_SHARE = 0.5
+# A promoted scale sends one attempt until its first result is checked against the spec,
+# for at most this long (s) after it asked: a misspelled quantity then costs one
+# simulation when they are short, and idle workers cost at most this when they are long
+FIRST_RESULT_WAIT = 60.0
 
 
 def picks_wanted(held: PromotionState, source_done: int, source_rows: int,
@@ -65,13 +69,16 @@ def fit_due(held: PromotionState) -> bool:
     return new >= wanted or not held.pending
 
 
-def free_slots(limit: int, in_flight: int, checked: bool) -> int:
+def free_slots(limit: int, in_flight: int, checked: bool, waited: float = 0.0) -> int:
     """Attempts a scale may submit now: its in-flight ``limit`` less those in flight.
     Until one of its results has been ``checked`` against the spec (the promotion's
     quantity among its outputs, one number per row, the scale's columns), one attempt
-    at a time: a mistake in the spec (a misspelled ``quantity``) then costs one
-    simulation, not a batch."""
-    return max(0, (limit if checked else min(limit, 1)) - in_flight)
+    at a time, for at most :data:`FIRST_RESULT_WAIT` seconds ``waited`` since the scale
+    first asked: a mistake in the spec (a misspelled ``quantity``) then costs one
+    simulation, not a batch, when simulations are shorter than that; with longer ones
+    the workers wait no longer (``campaign validate`` catches it before a run)."""
+    held_back = not checked and waited < FIRST_RESULT_WAIT
+    return max(0, (min(limit, 1) if held_back else limit) - in_flight)
 
 
 def in_flight_limits(spec: CampaignSpec, state: CampaignState,

@@ -92,6 +92,7 @@ class ScaleState:
     longest_duration: float = 0.0
     monitor: Any = None  # campaign.monitoring.ScaleMonitor of a monitored walker scale
     columns: dict[str, Any] | None = None  # x and y/<name>: (dtype, row shape) of its rows
+    first_asked: float | None = None  # when a promoted scale first asked for slots (clock)
     in_flight: int = 0  # attempts submitted and not yet returned, expired or lost
     waiting: int = 0  # ... of which no worker has started yet (counted about every second)
     rounds_with_tasks: set[int] = field(default_factory=set)  # rounds mode: rounds begun

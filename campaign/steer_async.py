@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from campaign import clock
 from campaign.budget import (
     budget_reason,
     stuck_reason,
@@ -269,10 +270,13 @@ class AsyncSteerer(Steerer):
 
     def _free_slots(self, target: str) -> int:
         """Free slots of a promoted scale: one until its first result is checked
-        against the spec (``ScaleState.columns`` set, here or by a resume)."""
+        against the spec (``ScaleState.columns`` set, here or by a resume), for at
+        most ``FIRST_RESULT_WAIT`` seconds of the campaign's clock."""
         held = self.state.scales[target]
+        if held.first_asked is None:
+            held.first_asked = clock.now()
         return free_slots(self.max_in_flight[target], held.in_flight,
-                          held.columns is not None)
+                          held.columns is not None, clock.now() - held.first_asked)
 
     def selected(self, event: SelectionReady) -> None:
         """A batch of picks came back: they join the promotion's ready picks, which go

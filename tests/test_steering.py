@@ -375,6 +375,14 @@ def test_free_slots_are_one_until_a_result_of_the_scale_was_checked():
     assert free_slots(8, 9, checked=True) == 0
 
 
+def test_free_slots_wait_for_the_first_result_no_longer_than_first_result_wait():
+    """Long simulations: the workers wait at most FIRST_RESULT_WAIT for the check."""
+    from campaign.policy import FIRST_RESULT_WAIT
+
+    assert free_slots(8, 1, checked=False, waited=FIRST_RESULT_WAIT / 2) == 0
+    assert free_slots(8, 1, checked=False, waited=FIRST_RESULT_WAIT) == 7
+
+
 def test_a_promoted_scale_gets_one_task_until_its_first_result_is_checked(tmp_path):
     steerer = make_steerer(tmp_path, FakeLearner(), fine_checked=False)
     pool(steerer)
@@ -387,6 +395,28 @@ def test_a_promoted_scale_gets_one_task_until_its_first_result_is_checked(tmp_pa
     fine = [t for t in steerer.dispatcher.launched[launched:] if t.scale == "fine"]
     assert len(fine) == 2
     assert steerer.state.scales["fine"].columns is not None
+
+
+def test_long_first_simulation_holds_the_other_workers_back_no_longer_than_the_wait(
+        tmp_path):
+    from campaign import clock
+    from campaign.policy import FIRST_RESULT_WAIT
+
+    virtual = clock.VirtualClock(1000.0)
+    with clock.using(virtual):
+        steerer = make_steerer(tmp_path, FakeLearner(), fine_checked=False)
+        pool(steerer)
+        steerer.fill()
+        select_and_submit(steerer)  # one goes out; its result is long in coming
+        launched = len(steerer.dispatcher.launched)
+        virtual.advance(FIRST_RESULT_WAIT / 2)
+        steerer.fill()
+        assert [t for t in steerer.dispatcher.launched[launched:] if t.scale == "fine"] == []
+        virtual.advance(FIRST_RESULT_WAIT)
+        steerer.fill()
+        assert len([t for t in steerer.dispatcher.launched[launched:]
+                    if t.scale == "fine"]) == 1  # the slots fill (a limit of 2 here)
+        assert steerer.state.scales["fine"].columns is None  # still not checked
 
 
 def test_a_first_result_without_the_quantity_stops_after_one_simulation(tmp_path):
