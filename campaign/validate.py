@@ -88,7 +88,8 @@ def validate(spec: CampaignSpec, run_dir: str | Path | None = None) -> Validatio
     for task in quarantined:
         reason = task["reason"] or "no reason recorded"
         line = f"scale '{task['scale']}': task {task['task_id']} quarantined: {reason}"
-        if not any(reason in p or p in reason for p in problems):
+        # the same mistake as the run's reason (which may add a did-you-mean) is one problem
+        if not any(reason in p or p.split("; did you mean")[0] in reason for p in problems):
             problems.append(line)
     for scale in small.scales:
         if not summary.rows.get(scale.name) and not any(scale.name in p for p in problems):

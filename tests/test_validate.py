@@ -35,7 +35,8 @@ def test_a_misspelled_quantity_is_one_problem(tmp_path):
     report = validate(tiny_campaign(promotion={"quantity": "enrgy"}), tmp_path / "run")
     assert not report.ok
     assert report.problems == ["promotion coarse-to-fine: quantity 'enrgy' is not an output "
-                               "of scale 'fine' (outputs: energy, energy_stderr)"]
+                               "of scale 'fine' (outputs: energy, energy_stderr); did you mean "
+                               "'energy'?"]
 
 
 def test_a_misshapen_fine_result_and_a_failing_walker_are_named():
