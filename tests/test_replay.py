@@ -30,10 +30,9 @@ from campaign.simulated import Simulation
 TOLERANCE = 0.15
 
 
-@pytest.mark.slow
-@pytest.mark.htex
-def test_simulated_replay_of_a_real_local_run_agrees_with_it(tmp_path):
-    result = replay.run("local", 48, tmp_path, duration_scale=1.0, replays=("latencies",))
+def check_replay_agrees(result):
+    """A real run finished by its budget, its fits metered, and the ``latencies``
+    replay within TOLERANCE on makespan and both scales' utilization."""
     assert result["stop_reason"].startswith("task budget spent"), result
     assert result["fit_turnarounds"], result  # the real driver's fits were metered
     replayed = result["replays"]["latencies"]
@@ -41,6 +40,13 @@ def test_simulated_replay_of_a_real_local_run_agrees_with_it(tmp_path):
                     if isinstance(value, dict) and "ratio" in value))
     for key in ("makespan", "utilization_coarse", "utilization_fine"):
         assert replayed[key]["ratio"] == pytest.approx(1.0, abs=TOLERANCE), (key, result)
+
+
+@pytest.mark.slow
+@pytest.mark.htex
+def test_simulated_replay_of_a_real_local_run_agrees_with_it(tmp_path):
+    check_replay_agrees(replay.run("local", 48, tmp_path, duration_scale=1.0,
+                                   replays=("latencies",)))
 
 
 def _ledger(path, attempts):
