@@ -4,34 +4,28 @@ engine on a virtual clock into a real run directory that ``status`` and ``report
 import json
 import sqlite3
 
+from test_cli_extras import SCRIPT as EXTRAS_SCRIPT
 from typer.testing import CliRunner
 
 from campaign.cli import app
 
 runner = CliRunner()
 
-SCRIPT = '''
-from apps import toy
-from campaign import Budget, Campaign, Promotion, Scale
-from learners import ExactGP
-from learners.acquisition import MaxVariance
-
-campaign = Campaign(
-    name="simcli",
-    scales=[Scale("coarse", app=toy.langevin, params={"n_steps": 2000, "stride": 100},
-                  walkers=toy.initial_walkers(2)),
-            Scale("fine", app=toy.smeared_energy, params={"n_samples": 4096})],
-    promotions=[Promotion(source="coarse", target="fine", features=toy.positions,
-                          learner=ExactGP(restarts=1, iterations=60),
-                          acquisition=MaxVariance(), batch_size=4, quantity="energy")],
-    budget=Budget(fine=8, coarse=12),
-    seed=0,
-)
-'''
+# test_cli_extras' tiny campaign, async, with a coarse budget too
+SCRIPT = (EXTRAS_SCRIPT.replace('name="extras"', 'name="simcli"')
+          .replace('budget=Budget(fine=4),\n    mode="rounds",',
+                   'budget=Budget(fine=8, coarse=12),\n    seed=0,'))
+assert 'name="simcli"' in SCRIPT and "Budget(fine=8, coarse=12)" in SCRIPT
 
 
 def invoke(*args):
     return runner.invoke(app, list(args), env={"COLUMNS": "300"})
+
+
+def run_simulated(script, out, *extra):
+    """``campaign run`` on the simulated site with 600 s fine and 30 s coarse tasks."""
+    return invoke("run", str(script), "--site", "simulated", "--out", str(out),
+                  "--durations", "fine=fixed:600", "--durations", "coarse=fixed:30", *extra)
 
 
 def facts(run_dir):
@@ -46,9 +40,7 @@ def test_run_on_the_simulated_site_writes_a_run_that_status_and_report_read(tmp_
     script = tmp_path / "simcli.py"
     script.write_text(SCRIPT)
     out = tmp_path / "run"
-    result = invoke("run", str(script), "--site", "simulated", "--out", str(out),
-                    "--durations", "fine=fixed:600", "--durations", "coarse=fixed:30",
-                    "--no-live")
+    result = run_simulated(script, out, "--no-live")
     assert result.exit_code == 0, result.output
     recorded = facts(out)
     assert recorded["site"] == "simulated:local" and recorded["dry_run"] is False
@@ -68,9 +60,7 @@ def test_a_dry_run_says_so_in_status_and_the_report(tmp_path):
     script = tmp_path / "simcli.py"
     script.write_text(SCRIPT)
     out = tmp_path / "run"
-    result = invoke("run", str(script), "--site", "simulated", "--out", str(out),
-                    "--durations", "fine=fixed:600", "--durations", "coarse=fixed:30",
-                    "--stand-in", "fine=surrogate", "--no-live")
+    result = run_simulated(script, out, "--stand-in", "fine=surrogate", "--no-live")
     assert result.exit_code == 0, result.output
     assert facts(out)["dry_run"] is True
     status = invoke("status", str(out))
@@ -101,9 +91,7 @@ def test_a_simulated_run_resumes_on_its_simulated_site(tmp_path):
     script = tmp_path / "simcli.py"
     script.write_text(SCRIPT.replace("Budget(fine=8, coarse=12)", "Budget(fine=4, coarse=12)"))
     out = tmp_path / "run"
-    first = invoke("run", str(script), "--site", "simulated", "--out", str(out),
-                   "--durations", "fine=fixed:600", "--durations", "coarse=fixed:30",
-                   "--no-report", "--no-live")
+    first = run_simulated(script, out, "--no-report", "--no-live")
     assert first.exit_code == 0, first.output
     assert facts(out)["simulate_options"]["durations"] == ["fine=fixed:600", "coarse=fixed:30"]
     more = invoke("resume", str(out), "--budget", "fine=8", "--no-report", "--no-live")
